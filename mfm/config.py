@@ -1,0 +1,405 @@
+"""Run configuration: typed, frozen dataclasses with validation. Torch-free.
+
+A configuration is built from defaults, then an optional TOML file, then ``key=value``
+overrides (``--set optim.lr=0.05``). Every key is dotted (``section.field``) except the
+top-level ``seed`` and ``device``. Unknown keys are rejected with the valid keys listed;
+every value is checked against the range its field declares, and the error names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DATASET_NAMES",
+    "METHOD_NAMES",
+    "MODEL_NAMES",
+    "FieldInfo",
+    "config_from_dict",
+    "config_to_dict",
+    "describe",
+    "load_config",
+    "parse_override",
+]
+
+DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")
+# Kept in step with mfm.models' registry by a test (this module must not import torch).
+MODEL_NAMES = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet_tiny")
+METHOD_NAMES = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value. ``str(err)`` is one line naming the key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}" if key else message)
+
+
+def _f(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
+       gt: float | None = None, le: float | None = None, lt: float | None = None,
+       methods: tuple[str, ...] | None = None) -> Any:
+    """A field with its help text and the range validation enforces."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt,
+            "methods": methods}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = _f("digits", "dataset source", choices=DATASET_NAMES)
+    root: str = _f("", "folder holding the data ('' = the source's default location)")
+    profile: str = _f("exp", "long-tail profile: exponential or step", choices=("exp", "step"))
+    imbalance_factor: float = _f(10.0, "n_max / n_min of the training counts", ge=1.0)
+    meta_per_class: int = _f(10, "balanced meta images per class, split off before subsampling",
+                             ge=0)
+    seed: int = _f(0, "seed of the split (meta draw, subsampling, class permutation)", ge=0)
+    step_mu: float = _f(0.5, "step profile: fraction of classes that keep n_max", gt=0.0, le=1.0)
+    permute_classes: bool = _f(False, "seeded permutation of which class is the head")
+    test_per_class: int = _f(50, "digits only: images per class in the seeded balanced test split",
+                             ge=1)
+    augment: str = _f("auto", "training augmentation (auto: crop+flip for natural images, "
+                      "crop for digits/mnist)", choices=("auto", "none", "crop", "crop_flip"))
+    pad: int = _f(-1, "crop padding in pixels (-1 = image size / 8)", ge=-1)
+    image_size: int = _f(32, "imagefolder only: images are resized to this square size", ge=8)
+    num_workers: int = _f(2, "imagefolder only: DataLoader worker processes", ge=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _f("resnet20", "CIFAR-style ResNet by depth", choices=MODEL_NAMES)
+    classifier: str = _f("auto", "last layer: linear, cosine (normed), or auto (cosine for "
+                         "ldam_drw as in Cao et al., else linear)",
+                         choices=("auto", "linear", "cosine"))
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str = _f("ce", "training method", choices=METHOD_NAMES)
+    focal_gamma: float = _f(1.0, "focal loss focusing parameter", ge=0.0,
+                            methods=("focal", "cb"))
+    cb_beta: float = _f(0.9999, "class-balanced effective-number beta", ge=0.0, lt=1.0,
+                        methods=("cb", "ldam_drw"))
+    cb_loss: str = _f("ce", "loss re-weighted by cb", choices=("ce", "focal"), methods=("cb",))
+    ldam_max_margin: float = _f(0.5, "LDAM: largest margin (rarest class)", gt=0.0,
+                                methods=("ldam_drw",))
+    ldam_scale: float = _f(30.0, "LDAM: logit scale s", gt=0.0, methods=("ldam_drw",))
+    drw_start: float = _f(0.8, "LDAM-DRW: re-weighting starts at this fraction of the epochs",
+                          ge=0.0, le=1.0, methods=("ldam_drw",))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _f(30, "training epochs", ge=1)
+    batch_size: int = _f(100, "training batch size", ge=1)
+    eval_batch_size: int = _f(500, "evaluation batch size", ge=1)
+    many_threshold: int = _f(100, "many-shot: classes with more training images than this", ge=0)
+    few_threshold: int = _f(20, "few-shot: classes with fewer training images than this", ge=0)
+    checkpoint: bool = _f(True, "write a checkpoint at the end of every epoch")
+    log_every: int = _f(10, "record the training loss every N steps", ge=1)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = _f(0.1, "SGD learning rate", gt=0.0)
+    momentum: float = _f(0.9, "SGD momentum", ge=0.0, lt=1.0)
+    nesterov: bool = _f(True, "Nesterov momentum")
+    weight_decay: float = _f(5e-4, "L2 weight decay", ge=0.0)
+    milestones: tuple[float, ...] = _f((0.8, 0.9), "lr decay points as fractions of the epochs "
+                                       "(0.8, 0.9 of 100 epochs = epochs 80 and 90)")
+    lr_decay: float = _f(0.1, "multiplier applied to lr at each milestone", gt=0.0, le=1.0)
+    warmup_epochs: int = _f(0, "linear lr warm-up epochs", ge=0)
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = _f(0, "seed for python, numpy and torch (training order, init, augmentation)",
+                   ge=0)
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One configurable key, for help screens and generated forms."""
+
+    key: str
+    type: str
+    default: Any
+    help: str
+    choices: tuple | None
+    ge: float | None
+    gt: float | None
+    le: float | None
+    lt: float | None
+    methods: tuple[str, ...] | None
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _leaf_fields() -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every dotted key -> (field, type)."""
+    out: dict[str, tuple[dataclasses.Field, Any]] = {}
+    top_hints = _hints(Config)
+    for f in dataclasses.fields(Config):
+        t = top_hints[f.name]
+        if dataclasses.is_dataclass(t):
+            hints = _hints(t)
+            for sub in dataclasses.fields(t):
+                out[f"{f.name}.{sub.name}"] = (sub, hints[sub.name])
+        else:
+            out[f.name] = (f, t)
+    return out
+
+
+_FIELDS = _leaf_fields()
+_SECTIONS = {key.partition(".")[0] for key in _FIELDS if "." in key}
+
+
+def _type_name(t: Any) -> str:
+    if t is bool:
+        return "bool"
+    if t is int:
+        return "int"
+    if t is float:
+        return "float"
+    if t is str:
+        return "str"
+    if typing.get_origin(t) is tuple:
+        return "list[float]"
+    return str(t)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def describe() -> list[FieldInfo]:
+    """The schema: every key with its type, default, help and allowed range."""
+    out = []
+    for key, (f, t) in _FIELDS.items():
+        m = f.metadata
+        out.append(FieldInfo(key, _type_name(t), _default(f), m.get("help", ""), m.get("choices"),
+                             m.get("ge"), m.get("gt"), m.get("le"), m.get("lt"), m.get("methods")))
+    return out
+
+
+def _unknown(key: str) -> ConfigError:
+    return ConfigError(key, "unknown key; valid keys: " + ", ".join(_FIELDS))
+
+
+def _coerce(key: str, value: Any, t: Any) -> Any:
+    """Type-check a value from TOML/JSON (already typed) against the field type."""
+    name = _type_name(t)
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+    elif t is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif t is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif t is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(t) is tuple:
+        if isinstance(value, (list, tuple)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return tuple(float(v) for v in value)
+    raise ConfigError(key, f"expected {name}, got {value!r}")
+
+
+def _parse_text(key: str, text: str, t: Any) -> Any:
+    """Parse the text of a ``--set key=value`` override into the field's type."""
+    name = _type_name(t)
+    s = text.strip()
+    try:
+        if t is bool:
+            low = s.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if t is int:
+            return int(s)
+        if t is float:
+            v = float(s)
+            if not math.isfinite(v):
+                raise ValueError
+            return v
+        if t is str:
+            return s
+        if typing.get_origin(t) is tuple:
+            s = s.strip("[]()")
+            return tuple(float(p) for p in s.split(",") if p.strip())
+    except ValueError:
+        pass
+    raise ConfigError(key, f"expected {name}, got {text!r}")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"optim.lr=0.05"`` -> ``("optim.lr", 0.05)``, type-checked."""
+    if "=" not in item:
+        raise ConfigError(item, "override must look like key=value (e.g. optim.lr=0.05)")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if key not in _FIELDS:
+        raise _unknown(key)
+    return key, _parse_text(key, text, _FIELDS[key][1])
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if key not in _SECTIONS:
+                raise _unknown(key)
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _range_text(m: typing.Mapping[str, Any]) -> str:
+    parts = []
+    if m.get("ge") is not None:
+        parts.append(f">= {m['ge']:g}")
+    if m.get("gt") is not None:
+        parts.append(f"> {m['gt']:g}")
+    if m.get("le") is not None:
+        parts.append(f"<= {m['le']:g}")
+    if m.get("lt") is not None:
+        parts.append(f"< {m['lt']:g}")
+    return " and ".join(parts)
+
+
+def _check_field(key: str, value: Any, m: typing.Mapping[str, Any]) -> None:
+    choices = m.get("choices")
+    if choices is not None and value not in choices:
+        raise ConfigError(key, f"must be one of {' | '.join(choices)} (got {value!r})")
+    vals = value if isinstance(value, tuple) else (value,)
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        bad = ((m.get("ge") is not None and v < m["ge"]) or (m.get("gt") is not None and v <= m["gt"])
+               or (m.get("le") is not None and v > m["le"]) or (m.get("lt") is not None and v >= m["lt"]))
+        if bad:
+            raise ConfigError(key, f"must be {_range_text(m)} (got {value!r})")
+
+
+def _validate(cfg: Config, explicit: set[str]) -> None:
+    flat = _flatten_config(cfg)
+    for key, value in flat.items():
+        _check_field(key, value, _FIELDS[key][0].metadata)
+    for key in sorted(explicit):
+        methods = _FIELDS[key][0].metadata.get("methods")
+        if methods and cfg.method.name not in methods:
+            raise ConfigError(key, f"applies only to method.name in {' | '.join(methods)} "
+                                   f"(method.name is {cfg.method.name!r})")
+    if not _DEVICE_RE.match(cfg.device):
+        raise ConfigError("device", f"must be auto | cpu | cuda | cuda:N (got {cfg.device!r})")
+    ms = cfg.optim.milestones
+    if any(not (0.0 < m <= 1.0) for m in ms) or list(ms) != sorted(ms):
+        raise ConfigError("optim.milestones",
+                          f"must be increasing fractions in (0, 1] (got {list(ms)})")
+    if cfg.optim.warmup_epochs >= cfg.train.epochs and cfg.optim.warmup_epochs > 0:
+        raise ConfigError("optim.warmup_epochs",
+                          f"must be < train.epochs = {cfg.train.epochs} "
+                          f"(got {cfg.optim.warmup_epochs})")
+    if cfg.train.few_threshold > cfg.train.many_threshold:
+        raise ConfigError("train.few_threshold",
+                          f"must be <= train.many_threshold = {cfg.train.many_threshold} "
+                          f"(got {cfg.train.few_threshold})")
+    if cfg.data.name == "imagefolder" and not cfg.data.root:
+        raise ConfigError("data.root", "imagefolder needs data.root: a folder with train/ and "
+                                       "test/, one sub-folder per class")
+
+
+def _flatten_config(cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in _FIELDS:
+        obj: Any = cfg
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        out[key] = obj
+    return out
+
+
+def _build(values: dict[str, Any], explicit: set[str]) -> Config:
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in values.items():
+        if "." in key:
+            sec, _, name = key.partition(".")
+            sections.setdefault(sec, {})[name] = value
+        else:
+            top[key] = value
+    hints = _hints(Config)
+    kwargs = {sec: hints[sec](**vals) for sec, vals in sections.items()}
+    cfg = Config(**kwargs, **top)
+    _validate(cfg, explicit)
+    return cfg
+
+
+def config_from_dict(d: dict[str, Any], overrides: typing.Iterable[str] = ()) -> Config:
+    """Build and validate a Config from a nested (TOML/JSON-shaped) dict plus overrides."""
+    values: dict[str, Any] = {}
+    for key, value in _flatten(d).items():
+        if key not in _FIELDS:
+            raise _unknown(key)
+        values[key] = _coerce(key, value, _FIELDS[key][1])
+    for item in overrides:
+        key, value = parse_override(item)
+        values[key] = value
+    # A method-specific key "set" to its default is harmless; one changed for another method
+    # is a mistake the user should hear about.
+    explicit = {k for k, v in values.items() if v != _default(_FIELDS[k][0])}
+    return _build(values, explicit)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved config as a nested JSON-ready dict (tuples become lists)."""
+    d = dataclasses.asdict(cfg)
+    return json.loads(json.dumps(d))
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
+    """Defaults, then the TOML file at ``path`` (if any), then ``key=value`` overrides."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError("--config", f"cannot read {str(p)!r}: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
+        try:
+            d = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("--config", f"{str(p)!r} is not valid TOML: {e}") from None
+    return config_from_dict(d, overrides)

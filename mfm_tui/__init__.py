@@ -1,0 +1,1 @@
+"""mfm-tui: the Textual workbench (see the TUI issue). Imports no torch."""
