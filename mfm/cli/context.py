@@ -1,0 +1,61 @@
+"""The application object carried on the click context: where the records live."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mfm.cli.errors import UserError
+from mfm.store import Database, StoreError, resolve_db_target
+
+__all__ = ["App", "runs_root", "pass_app"]
+
+
+def runs_root(db_target: str) -> Path:
+    """Checkpoints and logs go in ``runs/`` beside a SQLite file, else in ./runs
+    (``MFM_RUNS_DIR`` overrides both)."""
+    if os.environ.get("MFM_RUNS_DIR"):
+        return Path(os.environ["MFM_RUNS_DIR"]).resolve()
+    target = db_target
+    if target.startswith("sqlite:///"):
+        target = target[len("sqlite:///"):]
+    elif "://" in target:
+        return Path("runs").resolve()
+    return Path(target).resolve().parent / "runs"
+
+
+@dataclass
+class App:
+    db_target: str
+
+    def open_db(self) -> Database:
+        try:
+            return Database(self.db_target)
+        except StoreError as e:
+            raise UserError(str(e)) from None
+
+    def runs_root(self) -> Path:
+        return runs_root(self.db_target)
+
+
+def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command ``--db`` of its own and pass it the App: the command's ``--db`` wins over
+    the group's, which wins over ``MFM_DB``, which wins over ./experiments.db."""
+
+    @click.option("--db", "db", metavar="PATH|URL", default=None,
+                  help="Records: SQLite path or SQLAlchemy URL [env MFM_DB; default "
+                       "./experiments.db].")
+    @click.pass_context
+    @functools.wraps(f)
+    def wrapper(ctx: click.Context, *args: Any, db: str | None, **kwargs: Any) -> Any:
+        group_db = ctx.find_root().params.get("db")
+        app = App(resolve_db_target(db or group_db, os.environ))
+        return ctx.invoke(f, app, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,83 @@
+"""A rich progress bar and the final summary table for foreground runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
+
+__all__ = ["RichProgress", "summary_table"]
+
+
+def _pct(v: Any) -> str:
+    return "—" if v is None else f"{100 * v:.2f}"
+
+
+class RichProgress(Callbacks):
+    """Epoch bar and step bar with the latest loss and accuracy."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+            transient=False)
+        self.epoch_task: Any = None
+        self.step_task: Any = None
+        self.loss = float("nan")
+        self.acc: float | None = None
+        self.steps = 0
+
+    def on_start(self, info: StartInfo) -> None:
+        self.steps = info.steps_per_epoch
+        self.progress.start()
+        self.epoch_task = self.progress.add_task("epochs", total=info.epochs,
+                                                 completed=info.start_epoch, info="")
+        self.step_task = self.progress.add_task("steps", total=info.steps_per_epoch, info="")
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.progress.reset(self.step_task, total=self.steps,
+                            description=f"epoch {epoch + 1}", info=self._info())
+
+    def _info(self) -> str:
+        acc = "" if self.acc is None else f"  acc {_pct(self.acc)}%"
+        return f"loss {self.loss:.4f}{acc}"
+
+    def on_step(self, epoch: int, step: int, values: dict[str, float] | None) -> None:
+        if values is not None and "loss" in values:
+            self.loss = values["loss"]
+        self.progress.update(self.step_task, advance=1, info=self._info())
+
+    def on_epoch(self, result: EpochResult) -> None:
+        self.acc = result.scalars.get("acc")
+        self.loss = result.scalars.get("train_loss", self.loss)
+        self.progress.update(self.epoch_task, advance=1, info=self._info())
+
+    def on_end(self, summary: dict[str, Any], confusion: list[list[int]]) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def summary_table(run_id: int, summary: dict[str, Any]) -> Table:
+    """Final vs best epoch: overall and many/medium/few-shot accuracy (%)."""
+    table = Table(title=f"run {run_id}: test accuracy (%)", title_justify="left")
+    table.add_column("epoch")
+    for col in ("overall", "many", "medium", "few"):
+        table.add_column(col, justify="right")
+    for label in ("final", "best"):
+        e = summary.get(label) or {}
+        ep = e.get("epoch")
+        name = f"{label} (epoch {ep + 1})" if ep is not None else label
+        table.add_row(name, _pct(e.get("acc")), _pct(e.get("many")), _pct(e.get("medium")),
+                      _pct(e.get("few")))
+    spe = summary.get("seconds_per_epoch")
+    if spe is not None:
+        table.caption = f"{spe:.2f} s per epoch on {summary.get('device')}; " \
+                        "final = the main number, best = best epoch on the test split"
+    return table

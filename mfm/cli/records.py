@@ -1,0 +1,198 @@
+"""Reading the records: ``mfm runs``, ``mfm show``, ``mfm export``."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mfm.cli.context import App, pass_app
+from mfm.cli.errors import UserError
+from mfm.cli.progress import summary_table
+from mfm.store import Database, RunRecord, repo
+
+__all__ = ["runs", "show", "export", "run_document"]
+
+
+def _pct(v: Any) -> str:
+    return "—" if v is None else f"{100 * v:.1f}"
+
+
+def _when(ts: float | None) -> str:
+    return "—" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def _get_run(db: Database, run_id: int, target: str) -> RunRecord:
+    rec = repo.get_run(db, run_id)
+    if rec is None:
+        raise UserError(f"ID: no run {run_id} in {target} (see mfm runs)")
+    return rec
+
+
+def _record_dict(rec: RunRecord) -> dict[str, Any]:
+    d = dataclasses.asdict(rec)
+    return d
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.option("--status", default=None, help="Only runs with this status.")
+@click.option("--limit", type=int, default=None, help="At most this many runs (newest first).")
+@pass_app
+def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None:
+    """List runs, newest first.
+
+    \b
+    Examples:
+      mfm runs
+      mfm runs --status completed --json | jq '.[].summary.final.acc'
+    """
+    db = app.open_db()
+    try:
+        records = repo.list_runs(db, status=status, limit=limit)
+    except ValueError as e:
+        raise UserError(f"--status: {e}") from None
+    if as_json:
+        click.echo(json.dumps([_record_dict(r) for r in records], indent=2))
+        return
+    table = Table(title=f"runs in {app.db_target}", title_justify="left")
+    for col, just in (("id", "right"), ("name", "left"), ("status", "left"), ("data", "left"),
+                      ("method", "left"), ("model", "left"), ("epoch", "right"),
+                      ("acc %", "right"), ("best %", "right"), ("created", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in records:
+        done = 0 if r.epoch is None else r.epoch + 1
+        best = (r.summary or {}).get("best") or {}
+        data = r.config.get("data", {})
+        table.add_row(str(r.id), r.name or "", r.status,
+                      f"{data.get('name', '?')} IF{data.get('imbalance_factor', 0):g}",
+                      r.method, r.config.get("model", {}).get("name", "?"),
+                      f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
+                      _pct(best.get("acc")), _when(r.created_at))
+    Console().print(table)
+
+
+def class_rows(rec: RunRecord, class_acc: list[float] | None) -> list[dict[str, Any]]:
+    """Per-class rows ordered head to tail by training count."""
+    counts = rec.class_counts or {}
+    train = counts.get("train", [])
+    names = counts.get("classes", [str(i) for i in range(len(train))])
+    meta = counts.get("meta", [0] * len(train))
+    test = counts.get("test", [0] * len(train))
+    rows = [{"class": c, "name": names[c], "train": train[c], "meta": meta[c], "test": test[c],
+             "acc": None if class_acc is None else class_acc[c]} for c in range(len(train))]
+    rows.sort(key=lambda r: (-r["train"], r["class"]))
+    return rows
+
+
+def run_document(db: Database, rec: RunRecord) -> dict[str, Any]:
+    """Everything about a run as plain JSON-ready values."""
+    return {
+        "run": _record_dict(rec),
+        "classes": class_rows(rec, repo.get_class_accuracy(db, rec.id)),
+        "epochs": repo.get_epoch_series(db, rec.id),
+        "class_accuracy": {str(k): v for k, v in repo.get_all_class_accuracy(db, rec.id).items()},
+        "steps": {k: [dataclasses.asdict(p) for p in repo.get_step_series(db, rec.id, k)]
+                  for k in repo.metric_keys(db, rec.id)},
+    }
+
+
+@click.command()
+@click.argument("run_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@pass_app
+def show(app: App, run_id: int, as_json: bool) -> None:
+    """Show one run: its settings, summary, and per-class accuracy beside each class's
+    training count (head to tail).
+
+    \b
+    Examples:
+      mfm show 3
+      mfm show 3 --json
+    """
+    db = app.open_db()
+    rec = _get_run(db, run_id, app.db_target)
+    class_acc = repo.get_class_accuracy(db, run_id)
+    if as_json:
+        click.echo(json.dumps({"run": _record_dict(rec),
+                               "classes": class_rows(rec, class_acc)}, indent=2))
+        return
+    con = Console()
+    cfg = rec.config
+    data = cfg.get("data", {})
+    con.print(f"[bold]run {rec.id}[/bold] {rec.name or ''}  status [bold]{rec.status}[/bold]  "
+              f"{rec.method} on {data.get('name')}-LT (IF {data.get('imbalance_factor', 0):g}, "
+              f"{data.get('profile')}), {cfg.get('model', {}).get('name')}")
+    con.print(f"created {_when(rec.created_at)}  started {_when(rec.started_at)}  "
+              f"finished {_when(rec.finished_at)}  host {rec.host or '—'}  "
+              f"device {rec.device or '—'}  split {(rec.split_hash or '—')[:12]}")
+    done = 0 if rec.epoch is None else rec.epoch + 1
+    con.print(f"epochs {done}/{rec.epochs_total}  checkpoints {rec.checkpoint_dir or '—'}")
+    if rec.summary:
+        con.print(summary_table(rec.id, rec.summary))
+    if rec.error:
+        con.print("[bold red]error[/bold red]:")
+        con.print(rec.error.rstrip(), markup=False, highlight=False)
+    rows = class_rows(rec, class_acc)
+    if rows:
+        label = "final epoch" if rec.status == "completed" else "latest epoch"
+        table = Table(title=f"per-class test accuracy ({label}), head to tail", title_justify="left")
+        for col, just in (("class", "right"), ("name", "left"), ("train", "right"),
+                          ("meta", "right"), ("test", "right"), ("acc %", "right"),
+                          ("", "left")):
+            table.add_column(col, justify=just)  # type: ignore[arg-type]
+        for r in rows:
+            acc = r["acc"]
+            bar = "" if acc is None else "█" * int(round(acc * 20))
+            table.add_row(str(r["class"]), str(r["name"]), str(r["train"]), str(r["meta"]),
+                          str(r["test"]), _pct(acc), bar)
+        con.print(table)
+
+
+@click.command()
+@click.argument("run_id", metavar="ID", type=int)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), required=True,
+              help="csv: one row per epoch (scalars, then per-class accuracy); json: everything.")
+@click.option("--output", "-o", metavar="FILE", default=None, help="Write here instead of stdout.")
+@pass_app
+def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
+    """Export one run's metrics.
+
+    \b
+    Examples:
+      mfm export 3 --format csv -o run3.csv
+      mfm export 3 --format json | jq .run.summary
+    """
+    db = app.open_db()
+    rec = _get_run(db, run_id, app.db_target)
+    if fmt == "json":
+        text = json.dumps(run_document(db, rec), indent=2)
+    else:
+        series = repo.get_epoch_series(db, run_id)
+        per_class = repo.get_all_class_accuracy(db, run_id)
+        keys = sorted(series)
+        by_epoch: dict[int, dict[str, float]] = {}
+        for k in keys:
+            for ep, v in series[k]:
+                by_epoch.setdefault(ep, {})[k] = v
+        n_classes = len((rec.class_counts or {}).get("train", []))
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["epoch", *keys, *[f"class_{c}_acc" for c in range(n_classes)]])
+        for ep in sorted(set(by_epoch) | set(per_class)):
+            vec = per_class.get(ep, [None] * n_classes)
+            w.writerow([ep, *[by_epoch.get(ep, {}).get(k, "") for k in keys],
+                        *["" if v is None else v for v in vec]])
+        text = buf.getvalue()
+    if output:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        click.echo(text, nl=not text.endswith("\n"))

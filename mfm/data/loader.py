@@ -1,0 +1,362 @@
+"""Training-ready data: the long-tailed split as batches on the training device.
+
+In-memory sources (digits, MNIST, Fashion-MNIST, CIFAR) live as uint8 tensors on the training
+device (airbench style); each batch is gathered by index, augmented there as a batch (pad +
+random crop with per-sample offsets, random horizontal flip) and normalised. Imagefolder images
+are decoded by a torch DataLoader (``data.num_workers`` processes) and then go through the same
+batched, on-device augmentation, so both paths draw their randomness from one seeded CPU
+generator and a resumed run continues the same sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mfm.config import DataConfig
+from mfm.data.sources import Source, load_source, split_for
+
+__all__ = ["DeviceLoader", "FolderLoader", "LongTailData", "augmentation_for", "build_data",
+           "channel_stats", "crop_batch", "augment_batch"]
+
+# Datasets whose images keep their meaning when mirrored (digits do not: a flipped 2 is no 2).
+FLIP_SAFE = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
+# Imagefolder: mean/std from at most this many (evenly spaced) long-tailed training images.
+FOLDER_STATS_MAX = 2048
+
+
+def augmentation_for(cfg: DataConfig, image_size: int) -> tuple[int, bool]:
+    """(pad, flip) for the training loader: ``data.augment`` resolved, ``data.pad`` = -1
+    meaning image_size // 8 (8x8 -> 1, 28 -> 3, 32 -> 4)."""
+    mode = cfg.augment
+    if mode == "auto":
+        mode = "crop_flip" if cfg.name in FLIP_SAFE else "crop"
+    if mode == "none":
+        return 0, False
+    pad = cfg.pad if cfg.pad >= 0 else image_size // 8
+    return pad, mode == "crop_flip"
+
+
+def crop_batch(x: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.Tensor, h: int,
+               w: int) -> torch.Tensor:
+    """Per-sample crops: out[n] = x[n, :, oy[n]:oy[n]+h, ox[n]:ox[n]+w], vectorised."""
+    n, c = x.shape[:2]
+    dev = x.device
+    rows = offsets_y.to(dev, torch.long)[:, None] + torch.arange(h, device=dev)  # (N, h)
+    cols = offsets_x.to(dev, torch.long)[:, None] + torch.arange(w, device=dev)  # (N, w)
+    return x[torch.arange(n, device=dev)[:, None, None, None],
+             torch.arange(c, device=dev)[None, :, None, None],
+             rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def augment_batch(x: torch.Tensor, *, pad: int, flip: bool,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """Zero-pad by ``pad`` (pixel value 0, before normalisation), crop back to H x W at a
+    random per-sample offset, then mirror a random half of the samples. Same dtype and shape.
+    Random numbers come from the (CPU) ``generator``, so results do not depend on the device."""
+    n, _, h, w = x.shape
+    if n == 0:
+        return x
+    if pad > 0:
+        xp = F.pad(x, (pad, pad, pad, pad))
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        x = crop_batch(xp, oy, ox, h, w)
+    if flip:
+        m = (torch.rand(n, generator=generator) < 0.5).to(x.device)
+        x = torch.where(m[:, None, None, None], x.flip(3), x)
+    return x
+
+
+class _Normalize:
+    """uint8 (N, C, H, W) -> float32 (x / 255 - mean) / std, per channel, on x's device."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std lengths differ ({len(mean)} vs {len(std)})")
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device not in self._cache:
+            std = torch.tensor(self.std, dtype=torch.float32, device=x.device)
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device)
+            self._cache[x.device] = ((1.0 / (255.0 * std)).view(1, -1, 1, 1),
+                                     (-mean / std).view(1, -1, 1, 1))
+        scale, shift = self._cache[x.device]
+        return x.to(torch.float32) * scale + shift
+
+
+def _stats_from_hist(hist: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std in [0, 1] units from (C, 256) pixel-value histograms (exact)."""
+    v = np.arange(256, dtype=np.float64)
+    means, stds = [], []
+    for h in hist.astype(np.float64):
+        n = h.sum()
+        m = float((h * v).sum() / n)
+        var = max(float((h * v * v).sum() / n) - m * m, 0.0)
+        s = math.sqrt(var)
+        means.append(m / 255.0)
+        stds.append(s / 255.0 if s > 0 else 1.0)
+    return tuple(means), tuple(stds)
+
+
+def _hist(x: np.ndarray) -> np.ndarray:
+    return np.stack([np.bincount(x[:, c].ravel(), minlength=256) for c in range(x.shape[1])])
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (in [0, 1] units) of uint8 (N, C, H, W) images; exact and
+    deterministic (computed from integer histograms)."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"expected non-empty uint8 (N, C, H, W), got {images.dtype} "
+                         f"{images.shape}")
+    return _stats_from_hist(_hist(images))
+
+
+class _BatchSource:
+    """Shared shuffle/augment/normalise state of both loaders."""
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, drop_last: bool, pad: int,
+                 flip: bool, mean: Sequence[float], std: Sequence[float],
+                 generator: torch.Generator | None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        if generator is None and (shuffle or pad > 0 or flip):
+            raise ValueError("a generator is required for shuffling or augmentation")
+        self.n = n
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.pad = pad
+        self.flip = flip
+        self.generator = generator
+        self.normalize = _Normalize(mean, std)
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        if self.shuffle:
+            return torch.randperm(self.n, generator=self.generator)
+        return torch.arange(self.n)
+
+    def _finish(self, x_u8: torch.Tensor) -> torch.Tensor:
+        if self.pad > 0 or self.flip:
+            x_u8 = augment_batch(x_u8, pad=self.pad, flip=self.flip, generator=self.generator)
+        return self.normalize(x_u8)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.generator is None else {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.generator is not None and "generator" in state:
+            self.generator.set_state(state["generator"])
+
+
+class DeviceLoader(_BatchSource):
+    """Batches of a uint8 image tensor that already lives on the training device.
+
+    Yields (x float32 normalised, y int64), both on the images' device. Shuffling uses
+    ``torch.randperm(generator=...)`` once per epoch; augmentation is batched on the device.
+    ``state_dict()`` / ``load_state_dict()`` carry the generator, so a run resumed at an epoch
+    boundary continues the same sequence of orders and crops.
+    """
+
+    def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
+                 shuffle: bool, drop_last: bool = False, pad: int = 0, flip: bool = False,
+                 mean: Sequence[float], std: Sequence[float],
+                 generator: torch.Generator | None = None):
+        if images_u8.dtype != torch.uint8 or images_u8.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images_u8.dtype} "
+                             f"{tuple(images_u8.shape)}")
+        if labels.shape[0] != images_u8.shape[0]:
+            raise ValueError(f"{images_u8.shape[0]} images but {labels.shape[0]} labels")
+        super().__init__(images_u8.shape[0], batch_size, shuffle=shuffle, drop_last=drop_last,
+                         pad=pad, flip=flip, mean=mean, std=std, generator=generator)
+        self.images = images_u8
+        self.labels = labels.to(images_u8.device, torch.long)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self._order().to(self.images.device)
+        bs = self.batch_size
+        for i in range(len(self)):
+            idx = order[i * bs:(i + 1) * bs]
+            yield self._finish(self.images[idx]), self.labels[idx]
+
+
+class _FolderDataset(Dataset):
+    """Decodes one image: PIL open -> RGB -> resize to size x size -> uint8 (3, H, W)."""
+
+    def __init__(self, paths: Sequence[str], labels: np.ndarray, size: int):
+        self.paths = list(paths)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            im = im.convert("RGB")
+            if im.size != (self.size, self.size):
+                im = im.resize((self.size, self.size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+        return torch.from_numpy(arr), int(self.labels[i])
+
+
+class _OrderSampler(Sampler[int]):
+    """Yields whatever order the loader set for this epoch (works with persistent workers:
+    the sampler is iterated in the main process)."""
+
+    def __init__(self, n: int):
+        self.order: list[int] = list(range(n))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class FolderLoader(_BatchSource):
+    """Imagefolder batches: decoded by a DataLoader with ``num_workers`` processes, then moved
+    to ``device`` and augmented/normalised there exactly like :class:`DeviceLoader`."""
+
+    def __init__(self, paths: Sequence[str], labels: np.ndarray, image_size: int,
+                 batch_size: int, *, device: torch.device, num_workers: int, shuffle: bool,
+                 drop_last: bool = False, pad: int = 0, flip: bool = False,
+                 mean: Sequence[float], std: Sequence[float],
+                 generator: torch.Generator | None = None):
+        super().__init__(len(paths), batch_size, shuffle=shuffle, drop_last=drop_last, pad=pad,
+                         flip=flip, mean=mean, std=std, generator=generator)
+        self.device = torch.device(device)
+        self._sampler = _OrderSampler(len(paths))
+        # The DataLoader's own generator only seeds its workers (which draw nothing); a private
+        # one keeps it from consuming the global torch RNG.
+        self._loader = DataLoader(
+            _FolderDataset(paths, labels, image_size), batch_size=batch_size,
+            sampler=self._sampler, drop_last=drop_last, num_workers=num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=num_workers > 0,
+            generator=torch.Generator().manual_seed(0))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self._sampler.order = self._order().tolist()
+        for x, y in self._loader:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, torch.long, non_blocking=True)
+            yield self._finish(x), y
+
+
+@dataclass
+class LongTailData:
+    """Everything a run needs from the data, on the training device.
+
+    ``train`` yields augmented, shuffled (x, y) batches; ``test`` yields the balanced test set
+    in order without augmentation; ``meta_x``/``meta_y`` are the whole balanced meta set
+    (normalised, empty when data.meta_per_class = 0). Counts are lists indexed by class label;
+    ``class_order[r]`` is the label at rank r (rank 0 = head).
+    """
+
+    train: DeviceLoader | FolderLoader
+    test: DeviceLoader | FolderLoader
+    meta_x: torch.Tensor
+    meta_y: torch.Tensor
+    train_counts: list[int]
+    meta_counts: list[int]
+    test_counts: list[int]
+    classes: list[str]
+    num_classes: int
+    in_channels: int
+    image_size: int
+    split_hash: str
+    num_train: int
+    class_order: list[int] = field(default_factory=list)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def loader_state(self) -> dict[str, Any]:
+        """The train loader's generator state (for checkpoints)."""
+        return self.train.state_dict()
+
+    def load_loader_state(self, state: dict[str, Any]) -> None:
+        self.train.load_state_dict(state)
+
+
+def _folder_stats(ds: _FolderDataset, idx: np.ndarray, num_workers: int) -> tuple[tuple, tuple]:
+    if idx.size > FOLDER_STATS_MAX:
+        idx = idx[np.linspace(0, idx.size - 1, FOLDER_STATS_MAX).round().astype(np.int64)]
+    hist = np.zeros((3, 256), dtype=np.int64)
+    loader = DataLoader(torch.utils.data.Subset(ds, idx.tolist()), batch_size=64,
+                        num_workers=num_workers)
+    for x, _ in loader:
+        hist += _hist(x.numpy())
+    return _stats_from_hist(hist)
+
+
+def _folder_stack(ds: _FolderDataset, idx: np.ndarray, num_workers: int) -> torch.Tensor:
+    loader = DataLoader(torch.utils.data.Subset(ds, idx.tolist()), batch_size=64,
+                        num_workers=num_workers)
+    parts = [x for x, _ in loader]
+    if not parts:
+        return torch.zeros((0, 3, ds.size, ds.size), dtype=torch.uint8)
+    return torch.cat(parts)
+
+
+def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
+               device: torch.device, seed: int, download: bool = True) -> LongTailData:
+    """Load ``cfg``'s source, split it (a pure function of the data spec and data.seed) and
+    build the loaders. ``seed`` (the run seed) seeds the train loader's generator: shuffling
+    and augmentation. Normalisation uses the per-channel mean/std of the long-tailed training
+    images (imagefolder: of at most FOLDER_STATS_MAX of them, evenly spaced)."""
+    device = torch.device(device)
+    source: Source = load_source(cfg, download=download)
+    split = split_for(cfg, source)
+    pad, flip = augmentation_for(cfg, source.image_size)
+    gen = torch.Generator().manual_seed(int(seed))
+    train_y_np = source.train_labels[split.train_idx]
+
+    if source.in_memory:
+        assert source.train_images is not None and source.test_images is not None
+        train_x_np = source.train_images[split.train_idx]
+        mean, std = channel_stats(train_x_np)
+        train = DeviceLoader(torch.from_numpy(train_x_np).to(device),
+                             torch.from_numpy(train_y_np).to(device), batch_size, shuffle=True,
+                             pad=pad, flip=flip, mean=mean, std=std, generator=gen)
+        test = DeviceLoader(torch.from_numpy(source.test_images).to(device),
+                            torch.from_numpy(source.test_labels).to(device), eval_batch_size,
+                            shuffle=False, mean=mean, std=std)
+        meta_u8 = torch.from_numpy(source.train_images[split.meta_idx]).to(device)
+    else:
+        assert source.train_paths is not None and source.test_paths is not None
+        workers = cfg.num_workers
+        full = _FolderDataset(source.train_paths, source.train_labels, source.image_size)
+        mean, std = _folder_stats(full, split.train_idx, workers)
+        paths = [source.train_paths[i] for i in split.train_idx]
+        train = FolderLoader(paths, train_y_np, source.image_size, batch_size, device=device,
+                             num_workers=workers, shuffle=True, pad=pad, flip=flip, mean=mean,
+                             std=std, generator=gen)
+        test = FolderLoader(source.test_paths, source.test_labels, source.image_size,
+                            eval_batch_size, device=device, num_workers=workers, shuffle=False,
+                            mean=mean, std=std)
+        meta_u8 = _folder_stack(full, split.meta_idx, workers).to(device)
+
+    meta_x = _Normalize(mean, std)(meta_u8)
+    meta_y = torch.from_numpy(source.train_labels[split.meta_idx]).to(device, torch.long)
+    test_counts = np.bincount(source.test_labels, minlength=source.num_classes)
+    return LongTailData(
+        train=train, test=test, meta_x=meta_x, meta_y=meta_y,
+        train_counts=list(split.train_counts), meta_counts=list(split.meta_counts),
+        test_counts=[int(v) for v in test_counts], classes=list(source.classes),
+        num_classes=source.num_classes, in_channels=source.in_channels,
+        image_size=source.image_size, split_hash=split.hash, num_train=int(split.train_idx.size),
+        class_order=list(split.class_order), mean=mean, std=std)

@@ -1,0 +1,173 @@
+"""Long-tail construction: profiles -> per-class counts -> index sets. Pure numpy, no torch.
+
+The protocol is Meta-Weight-Net's (see docs: METHOD.md, "Protocol"): a balanced meta set is
+drawn per class with a seeded generator *before* the long-tail subsampling and removed from the
+training pool; the per-class count n_max left after that is the head count of the profile.
+
+Counts are computed exactly. ``floor(n_max * IF ** (-c / (C - 1)))`` in floating point can land
+just below an integer that the exact value reaches (e.g. 10 * 10 ** -1 = 1 exactly, but a float
+power may give 0.99999...); an epsilon nudge fixes that case but wrongly rounds up true values
+that sit within epsilon below an integer (4238 * 2 ** (-2/9) = 3632.99999933...). Instead the
+float estimate is corrected with integer arithmetic: k = floor(v) is the largest k with
+k ** (C-1) * IF ** c <= n_max ** (C-1). IF and mu are taken at the decimal value they print as
+(``Fraction(repr(x))``), so IF = 1.1 means 11/10 and mu = 0.1 means 1/10 (not the binary float
+slightly above it, which would make ceil(10 * 0.1) = 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from mfm.config import ConfigError
+
+__all__ = ["PROFILES", "Split", "class_counts", "make_split"]
+
+PROFILES = ("exp", "step")
+
+
+def _dec(x: float) -> Fraction:
+    """The decimal value a float prints as, exactly (100.0 -> 100, 0.1 -> 1/10)."""
+    return Fraction(repr(float(x)))
+
+
+def _exp_count(n_max: int, factor: Fraction, c: int, p: int) -> int:
+    """floor(n_max * factor ** (-c / p)), exactly."""
+    a, b = factor.numerator, factor.denominator  # factor = a / b
+    lhs_scale = a ** c                           # k**p * a**c <= n**p * b**c
+    rhs = n_max ** p * b ** c
+
+    def fits(k: int) -> bool:
+        return k ** p * lhs_scale <= rhs
+
+    k = max(0, math.floor(n_max * float(factor) ** (-c / p)))
+    while k > 0 and not fits(k):
+        k -= 1
+    while fits(k + 1):
+        k += 1
+    return k
+
+
+def class_counts(profile: str, n_max: int, num_classes: int, imbalance_factor: float,
+                 step_mu: float = 0.5) -> list[int]:
+    """Training images per class by rank (rank 0 = head).
+
+    exp:  n_c = floor(n_max * IF ** (-c / (C - 1))), c = 0..C-1 (C = 1 gives [n_max]).
+    step: the first ceil(C * mu) ranks keep n_max, the rest floor(n_max / IF).
+
+    >>> class_counts("exp", 4990, 10, 100)
+    [4990, 2991, 1793, 1075, 644, 386, 231, 138, 83, 49]
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {' | '.join(PROFILES)} (got {profile!r})")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1 (got {num_classes})")
+    if n_max < 0:
+        raise ValueError(f"n_max must be >= 0 (got {n_max})")
+    if not imbalance_factor >= 1.0:
+        raise ValueError(f"imbalance_factor must be >= 1 (got {imbalance_factor})")
+    factor = _dec(imbalance_factor)
+    if profile == "exp":
+        if num_classes == 1:
+            return [n_max]
+        p = num_classes - 1
+        return [_exp_count(n_max, factor, c, p) for c in range(num_classes)]
+    if not 0.0 < step_mu <= 1.0:
+        raise ValueError(f"step_mu must be in (0, 1] (got {step_mu})")
+    n_head = math.ceil(num_classes * _dec(step_mu))
+    n_tail = math.floor(n_max / factor)
+    return [n_max] * n_head + [n_tail] * (num_classes - n_head)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A long-tailed training set and a balanced meta set, as indices into the source's
+    training set (sorted int64). Counts are indexed by class label; ``class_order[r]`` is the
+    label at rank r (rank 0 = head)."""
+
+    train_idx: np.ndarray
+    meta_idx: np.ndarray
+    train_counts: tuple[int, ...]
+    meta_counts: tuple[int, ...]
+    class_order: tuple[int, ...]
+    hash: str
+
+
+def _split_hash(spec: dict, train_idx: np.ndarray, meta_idx: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    h.update(b"train")
+    h.update(train_idx.astype("<i8").tobytes())
+    h.update(b"meta")
+    h.update(meta_idx.astype("<i8").tobytes())
+    return h.hexdigest()
+
+
+def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_factor: float,
+               meta_per_class: int, seed: int, step_mu: float = 0.5,
+               permute_classes: bool = False, dataset: str = "data") -> Split:
+    """The long-tailed split of a balanced (or any) labelled training set.
+
+    A pure function of (labels, spec, seed), so every method sees the same indices.
+    rng = default_rng(seed); per class in label order its indices are shuffled with rng and
+    the first ``meta_per_class`` go to the meta set; n_max = the smallest remainder; the class
+    order is rng.permutation(C) when ``permute_classes`` (else identity), drawn after the
+    shuffles; the class at rank r keeps the first counts[r] of its remaining shuffled indices.
+    ``dataset`` only names the data in error messages.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D (got shape {labels.shape})")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}) "
+                         f"(got {labels.min()}..{labels.max()})")
+    sizes = np.bincount(labels.astype(np.int64), minlength=num_classes)
+    empty = np.flatnonzero(sizes == 0)
+    if empty.size:
+        raise ConfigError("data.name", f"{dataset}: class {int(empty[0])} has no training "
+                                       "images")
+    smallest = int(sizes.min())
+    if meta_per_class < 0 or meta_per_class >= smallest:
+        raise ConfigError("data.meta_per_class",
+                          f"must be <= {smallest - 1} for {dataset} (smallest class has "
+                          f"{smallest} images) (got {meta_per_class})")
+
+    rng = np.random.default_rng(seed)
+    pools = []
+    meta_parts = []
+    for c in range(num_classes):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(idx.size)]
+        meta_parts.append(idx[:meta_per_class])
+        pools.append(idx[meta_per_class:])
+    n_max = min(p.size for p in pools)
+    order = (rng.permutation(num_classes) if permute_classes
+             else np.arange(num_classes))
+    counts = class_counts(profile, n_max, num_classes, imbalance_factor, step_mu)
+    if min(counts) == 0:
+        raise ConfigError("data.imbalance_factor",
+                          f"must be <= {n_max} for {dataset} with this meta split (n_max = "
+                          f"{n_max}): the rarest class would keep no training image "
+                          f"(got {imbalance_factor:g})")
+    train_counts = [0] * num_classes
+    train_parts = []
+    for rank, c in enumerate(order.tolist()):
+        train_counts[c] = counts[rank]
+        train_parts.append(pools[c][:counts[rank]])
+    train_idx = np.sort(np.concatenate(train_parts)).astype(np.int64)
+    meta_idx = np.sort(np.concatenate(meta_parts)).astype(np.int64)
+    spec = {"num_classes": int(num_classes), "profile": profile,
+            "imbalance_factor": float(imbalance_factor), "meta_per_class": int(meta_per_class),
+            "seed": int(seed), "permute_classes": bool(permute_classes)}
+    if profile == "step":
+        spec["step_mu"] = float(step_mu)
+    return Split(train_idx=train_idx, meta_idx=meta_idx,
+                 train_counts=tuple(train_counts),
+                 meta_counts=tuple([int(meta_per_class)] * num_classes),
+                 class_order=tuple(int(c) for c in order),
+                 hash=_split_hash(spec, train_idx, meta_idx))

@@ -1,0 +1,209 @@
+"""fit / train_one_epoch / evaluate: the training loop shared by every method.
+
+The loop takes a resolved Config, prepared data and a Callbacks object; it knows nothing of
+the database or the terminal. Checkpoints are written atomically at the end of every epoch
+(``last.pt``; ``best.pt`` holds the weights of the best epoch so far).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mfm.config import Config
+from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
+from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_atomic
+from mfm.engine.metrics import confusion_matrix, group_accuracy, per_class_accuracy, shot_groups
+from mfm.engine.schedule import make_scheduler
+from mfm.methods import Method, create_method
+from mfm.models import create_model
+
+__all__ = ["RunStopped", "FitResult", "build_model", "fit", "train_one_epoch", "evaluate"]
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+class RunStopped(Exception):
+    """Raised when Callbacks.should_stop() asked the run to end; the last completed epoch's
+    checkpoint is on disk, so the run can be resumed."""
+
+    def __init__(self, epoch: int):
+        super().__init__(f"stopped during epoch {epoch}")
+        self.epoch = epoch
+
+
+@dataclass(frozen=True)
+class FitResult:
+    summary: dict[str, Any]
+    confusion: list[list[int]]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    confusion: torch.Tensor
+
+
+def build_model(cfg: Config, method: Method, *, num_classes: int, in_channels: int,
+                device: torch.device) -> torch.nn.Module:
+    classifier = method.classifier if cfg.model.classifier == "auto" else cfg.model.classifier
+    model = create_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
+                         classifier=classifier)
+    return model.to(device)
+
+
+def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
+                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, epoch: int,
+                    global_step: int, log_every: int, callbacks: Callbacks) -> tuple[float, int]:
+    """One pass over the training batches. Returns (mean training loss, new global step)."""
+    model.train()
+    total = None
+    n = 0
+    for x, y in batches:
+        out = method.training_step(model, optimizer, x, y, epoch=epoch, step=global_step)
+        loss = out["loss"]
+        total = loss if total is None else total + loss
+        n += 1
+        global_step += 1
+        values = None
+        if global_step % log_every == 0:
+            # .item() syncs with the device: only on logging steps.
+            values = {k: float(v) for k, v in out.items()}
+        callbacks.on_step(epoch, global_step, values)
+        if callbacks.should_stop():
+            raise RunStopped(epoch)
+    return (float(total) / n if n else float("nan")), global_step
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, method: Method,
+             batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int) -> Evaluation:
+    """Mean cross-entropy and the confusion matrix over a (balanced) test set."""
+    model.eval()
+    loss_sum = None
+    count = 0
+    conf = None
+    for x, y in batches:
+        logits = model(x)
+        batch_loss = F.cross_entropy(logits, y, reduction="sum")
+        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+        count += y.numel()
+        preds = method.eval_logits(logits).argmax(dim=1)
+        c = confusion_matrix(preds, y, num_classes)
+        conf = c if conf is None else conf + c
+    if conf is None:
+        conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    return Evaluation(loss=float(loss_sum) / max(count, 1) if loss_sum is not None else float("nan"),
+                      confusion=conf.cpu())
+
+
+def _summary_entry(scalars: dict[str, float], epoch: int) -> dict[str, Any]:
+    keep = ("acc", "many", "medium", "few", "test_loss")
+    return {"epoch": epoch, **{k: scalars[k] for k in keep if k in scalars}}
+
+
+def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | None = None,
+        checkpoint_dir: Path | None = None, resume: bool = False) -> FitResult:
+    """Train ``cfg`` on ``data`` (a mfm.data.LongTailData) and return the summary.
+
+    With ``resume=True`` and a ``last.pt`` in ``checkpoint_dir``, training continues after
+    the last completed epoch with the optimiser, scheduler, method, data-order and RNG state
+    it had, so the remaining epochs are the ones an uninterrupted run would have produced.
+    """
+    cb = callbacks or Callbacks()
+    epochs = cfg.train.epochs
+    method = create_method(cfg.method, data.train_counts, epochs)
+    model = build_model(cfg, method, num_classes=data.num_classes, in_channels=data.in_channels,
+                        device=device)
+    if hasattr(method, "attach"):  # meta methods take the balanced meta set
+        method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
+                                weight_decay=cfg.optim.weight_decay, foreach=True)
+    scheduler = make_scheduler(optimizer, epochs=epochs, warmup_epochs=cfg.optim.warmup_epochs,
+                               milestones=cfg.optim.milestones, decay=cfg.optim.lr_decay)
+    groups = shot_groups(data.train_counts, cfg.train.many_threshold, cfg.train.few_threshold)
+
+    start_epoch, global_step, best = 0, 0, None
+    last_path = checkpoint_dir / LAST if checkpoint_dir is not None else None
+    if resume and last_path is not None and last_path.exists():
+        state = load_checkpoint(last_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        method.load_state_dict(state["method"])
+        data.load_loader_state(state["loader"])
+        restore_rng(state["rng"])
+        start_epoch, global_step = state["epoch"] + 1, state["global_step"]
+        best = state["best"]
+
+    cb.on_start(StartInfo(
+        device=str(device), split_hash=data.split_hash, classes=list(data.classes),
+        train_counts=list(data.train_counts), meta_counts=list(data.meta_counts),
+        test_counts=list(data.test_counts), epochs=epochs, start_epoch=start_epoch,
+        steps_per_epoch=len(data.train), num_parameters=sum(p.numel() for p in model.parameters())))
+
+    seconds = []
+    final_eval: Evaluation | None = None
+    final_scalars: dict[str, float] = {}
+    for epoch in range(start_epoch, epochs):
+        cb.on_epoch_start(epoch)
+        t0 = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss, global_step = train_one_epoch(
+            model, method, optimizer, data.train, epoch=epoch, global_step=global_step,
+            log_every=cfg.train.log_every, callbacks=cb)
+        scheduler.step()
+        if hasattr(method, "on_epoch_end"):
+            method.on_epoch_end(epoch)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - t0
+        seconds.append(train_seconds)
+        ev = evaluate(model, method, data.test, data.num_classes)
+        class_acc = per_class_accuracy(ev.confusion)
+        total = int(ev.confusion.sum())
+        scalars = {"train_loss": train_loss, "test_loss": ev.loss, "lr": lr,
+                   "acc": float(ev.confusion.diagonal().sum()) / max(total, 1),
+                   "epoch_seconds": train_seconds,
+                   **group_accuracy(class_acc, groups)}
+        is_best = best is None or scalars["acc"] > best["acc"]
+        if is_best:
+            best = _summary_entry(scalars, epoch)
+        final_eval, final_scalars = ev, scalars
+        if checkpoint_dir is not None and cfg.train.checkpoint:
+            save_atomic({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "method": method.state_dict(),
+                "loader": data.loader_state(), "rng": capture_rng(), "epoch": epoch,
+                "global_step": global_step, "best": best,
+            }, checkpoint_dir / LAST)
+            if is_best:
+                save_atomic({"model": model.state_dict(), "epoch": epoch}, checkpoint_dir / BEST)
+        cb.on_epoch(EpochResult(epoch=epoch, scalars=scalars, class_acc=class_acc,
+                                is_best=is_best))
+
+    if final_eval is None:  # resumed a run whose every epoch was already done
+        final_eval = evaluate(model, method, data.test, data.num_classes)
+        class_acc = per_class_accuracy(final_eval.confusion)
+        total = int(final_eval.confusion.sum())
+        final_scalars = {"acc": float(final_eval.confusion.diagonal().sum()) / max(total, 1),
+                         **group_accuracy(class_acc, groups)}
+    summary = {
+        "final": _summary_entry(final_scalars, epochs - 1),
+        "best": best,
+        "epochs": epochs,
+        "seconds_per_epoch": (sum(seconds) / len(seconds)) if seconds else None,
+        "device": str(device),
+        "groups": {k: v for k, v in groups.items()},
+    }
+    confusion = final_eval.confusion.tolist()
+    cb.on_end(summary, confusion)
+    return FitResult(summary=summary, confusion=confusion)

@@ -1,0 +1,44 @@
+"""Evaluation metrics from a confusion matrix: overall, per-class and many/medium/few-shot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["confusion_matrix", "per_class_accuracy", "shot_groups", "group_accuracy"]
+
+
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts[i, j] = how many samples of true class i were predicted as j (int64)."""
+    idx = targets.long() * num_classes + preds.long()
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> list[float]:
+    """Recall of each class (diagonal / row sum); 0.0 for a class with no test samples."""
+    conf = confusion.double()
+    totals = conf.sum(dim=1)
+    acc = torch.where(totals > 0, conf.diagonal() / totals.clamp(min=1), torch.zeros_like(totals))
+    return [float(a) for a in acc]
+
+
+def shot_groups(train_counts: Sequence[int], many_threshold: int,
+                few_threshold: int) -> dict[str, list[int]]:
+    """Classes with > many_threshold training images are many-shot, < few_threshold few-shot,
+    the rest medium-shot (Liu et al. 2019's split, thresholds 100 and 20 by default)."""
+    groups: dict[str, list[int]] = {"many": [], "medium": [], "few": []}
+    for c, n in enumerate(train_counts):
+        if n > many_threshold:
+            groups["many"].append(c)
+        elif n < few_threshold:
+            groups["few"].append(c)
+        else:
+            groups["medium"].append(c)
+    return groups
+
+
+def group_accuracy(class_acc: Sequence[float], groups: dict[str, list[int]]) -> dict[str, float]:
+    """Mean per-class accuracy inside each non-empty group (empty groups are left out)."""
+    return {name: sum(class_acc[c] for c in members) / len(members)
+            for name, members in groups.items() if members}

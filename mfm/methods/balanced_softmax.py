@@ -1,0 +1,26 @@
+"""Balanced softmax (Ren et al., NeurIPS 2020): cross-entropy of logits + log prior.
+
+Training loss CE(z + log pi, y) with pi_c = n_c / sum_n; prediction uses the plain logits z,
+which makes the classifier's argmax estimate the balanced (test) posterior.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import Method
+from .registry import register_method
+
+
+@register_method("balanced_softmax")
+class BalancedSoftmax(Method):
+    def __init__(self, cfg, class_counts, epochs):
+        super().__init__(cfg, class_counts, epochs)
+        total = sum(self.class_counts)
+        self.log_prior = [math.log(n / total) for n in self.class_counts]
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
+        return F.cross_entropy(logits + self._const("log_prior", self.log_prior, logits), targets)

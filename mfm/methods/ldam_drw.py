@@ -1,0 +1,53 @@
+"""LDAM with deferred re-weighting (Cao et al., NeurIPS 2019), as in their official code.
+
+Margins m_j = 1 / n_j^{1/4}, rescaled so that max_j m_j = ``method.ldam_max_margin`` (0.5).
+With cosine logits z (``classifier = "cosine"``) the loss is
+``F.cross_entropy(s * (z - m_y * onehot(y)), y, weight=w)`` with s = ``method.ldam_scale`` (30).
+Deferred re-weighting: w = None before epoch ``floor(drw_start * epochs)`` (0-based; 0.8 of 200
+epochs = 160, as Cao's ``epoch // 160``), then the class-balanced weights with beta =
+``method.cb_beta`` normalised to sum to C. The weighted mean is torch's (divided by
+sum_i w_{y_i}), as in Cao's code. Prediction: plain argmax of the cosine logits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import Method
+from .cb import class_balanced_weights
+from .registry import register_method
+
+__all__ = ["LDAMDRW", "ldam_margins"]
+
+
+def ldam_margins(class_counts, max_margin: float) -> list[float]:
+    """m_j = n_j^{-1/4}, scaled so the largest (rarest class) equals ``max_margin``."""
+    raw = [1.0 / n ** 0.25 for n in class_counts]
+    top = max(raw)
+    return [m * max_margin / top for m in raw]
+
+
+@register_method("ldam_drw")
+class LDAMDRW(Method):
+    classifier = "cosine"
+
+    def __init__(self, cfg, class_counts, epochs):
+        super().__init__(cfg, class_counts, epochs)
+        self.margins = ldam_margins(self.class_counts, cfg.ldam_max_margin)
+        self.drw_weights = class_balanced_weights(self.class_counts, cfg.cb_beta)
+        # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 at epoch 29.
+        self.drw_epoch = math.floor(cfg.drw_start * epochs + 1e-9)
+
+    def reweighting(self, epoch: int) -> bool:
+        """Whether the deferred class-balanced weights are on at this (0-based) epoch."""
+        return epoch >= self.drw_epoch
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
+        m = self._const("margins", self.margins, logits)
+        onehot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+        z = self.cfg.ldam_scale * (logits - m[targets].unsqueeze(1) * onehot)
+        w = self._const("drw", self.drw_weights, logits) if self.reweighting(epoch) else None
+        return F.cross_entropy(z, targets, weight=w)

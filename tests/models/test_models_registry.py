@@ -1,0 +1,33 @@
+"""Model registry and import rules."""
+
+import subprocess
+import sys
+
+import pytest
+from torch import nn
+
+from mfm.config import MODEL_NAMES
+from mfm.models import create_model, list_models, register_model
+
+
+def test_registry_names_match_config():
+    assert list_models() == list(MODEL_NAMES)
+
+
+def test_unknown_model_lists_names():
+    with pytest.raises(ValueError) as e:
+        create_model("resnet18", num_classes=10)
+    for name in MODEL_NAMES:
+        assert name in str(e.value)
+
+
+def test_duplicate_registration_rejected():
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("resnet32")(lambda **kw: nn.Identity())
+
+
+def test_imports_no_app_libraries():
+    code = ("import sys, mfm.models, mfm.methods; "
+            "bad = [m for m in ('sqlalchemy', 'textual', 'click') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
