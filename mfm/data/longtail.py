@@ -84,11 +84,12 @@ def class_counts(profile: str, n_max: int, num_classes: int, imbalance_factor: f
     return [n_max] * n_head + [n_tail] * (num_classes - n_head)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Split:
     """A long-tailed training set and a balanced meta set, as indices into the source's
     training set (sorted int64). Counts are indexed by class label; ``class_order[r]`` is the
-    label at rank r (rank 0 = head)."""
+    label at rank r (rank 0 = head). Compare splits by ``hash`` (sha256 of the spec and the
+    index bytes); ``==`` is identity, as numpy fields have no truth value."""
 
     train_idx: np.ndarray
     meta_idx: np.ndarray

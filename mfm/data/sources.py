@@ -31,8 +31,8 @@ import numpy as np
 from mfm.config import ConfigError, DataConfig
 from mfm.data.longtail import Split, make_split
 
-__all__ = ["IMAGE_EXTENSIONS", "Source", "load_source", "preview_counts", "read_idx",
-           "split_for"]
+__all__ = ["IMAGE_EXTENSIONS", "Source", "balanced_holdout", "load_source", "preview_counts",
+           "read_idx", "split_for"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -125,6 +125,20 @@ def _missing(name: str, what: str, where: list[Path], why: str | None, how: str)
 
 # ---------------------------------------------------------------- digits
 
+def balanced_holdout(labels: np.ndarray, num_classes: int, per_class: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held_out): ``per_class`` indices per class (in label order, each class shuffled
+    by ``rng``) held out; both sorted int64."""
+    parts = []
+    for c in range(num_classes):
+        idx = np.flatnonzero(labels == c)
+        parts.append(idx[rng.permutation(idx.size)][:per_class])
+    held = np.sort(np.concatenate(parts)).astype(np.int64)
+    mask = np.ones(labels.size, dtype=bool)
+    mask[held] = False
+    return np.flatnonzero(mask).astype(np.int64), held
+
+
 def _digits(cfg: DataConfig, images: bool) -> Source:
     from sklearn.datasets import load_digits  # lazy: slow import, and only digits needs it
 
@@ -137,15 +151,8 @@ def _digits(cfg: DataConfig, images: bool) -> Source:
                           f"must be <= {smallest - 1} for digits (smallest class has "
                           f"{smallest} images) (got {cfg.test_per_class})")
     # A stream distinct from make_split's default_rng(seed).
-    rng = np.random.default_rng([cfg.seed, 1])
-    test_parts = []
-    for c in range(10):
-        idx = np.flatnonzero(labels == c)
-        test_parts.append(idx[rng.permutation(idx.size)][:cfg.test_per_class])
-    test_idx = np.sort(np.concatenate(test_parts))
-    is_test = np.zeros(labels.size, dtype=bool)
-    is_test[test_idx] = True
-    train_idx = np.flatnonzero(~is_test)
+    train_idx, test_idx = balanced_holdout(labels, 10, cfg.test_per_class,
+                                           np.random.default_rng([cfg.seed, 1]))
     train_images = test_images = None
     if images:
         u8 = np.rint(np.asarray(d.images, dtype=np.float64) * (255.0 / 16.0))

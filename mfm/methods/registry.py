@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from mfm.config import METHOD_NAMES, MethodConfig
 
@@ -42,12 +42,19 @@ def list_methods() -> list[str]:
     return sorted(_METHODS, key=lambda n: (order.get(n, len(order)), n))
 
 
-def create_method(cfg: MethodConfig, class_counts: Sequence[int], epochs: int) -> Method:
-    """Build the method ``cfg.name`` for these per-class training counts and epoch count."""
+def create_method(cfg: MethodConfig, class_counts: Sequence[int], epochs: int,
+                  run_config: Any = None) -> Method:
+    """Build the method ``cfg.name`` for these per-class training counts and epoch count.
+    Methods with a config section of their own (mfm, mwnet) read it from ``run_config``."""
     _load_builtin()
     if cfg.name not in _METHODS:
         raise ValueError(f"unknown method {cfg.name!r}; available: {', '.join(list_methods())}")
-    return _METHODS[cfg.name](cfg, class_counts, epochs)
+    cls = _METHODS[cfg.name]
+    if getattr(cls, "needs_run_config", False):
+        if run_config is None:
+            raise ValueError(f"method {cfg.name!r} needs the run config (its own section)")
+        return cls(cfg, class_counts, epochs, run_config=run_config)
+    return cls(cfg, class_counts, epochs)
 
 
 def _load_builtin() -> None:

@@ -1,0 +1,121 @@
+"""What Meta-Weight-Net and MFM share: the resident meta set, the meta optimiser and its lr,
+the meta-step schedule, and resumable state. The bilevel step itself is mfm.meta.bilevel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mfm.meta.bilevel import select_virtual
+
+from .base import Method
+
+__all__ = ["MetaMethod"]
+
+
+class MetaMethod(Method):
+    """Base of the meta methods. Subclasses build ``self.meta_module`` in ``build`` and
+    implement ``training_step``. ``self.opts`` is their config section."""
+
+    needs_run_config = True
+    opts: Any
+
+    def __init__(self, cfg, class_counts, epochs, *, run_config):
+        super().__init__(cfg, class_counts, epochs)
+        self.run_config = run_config
+        self.base_lr = run_config.optim.lr
+        self.weight_decay = run_config.optim.weight_decay
+        self.meta_batch = run_config.train.batch_size
+        self.log_every = run_config.train.log_every
+        self.last_meta_loss: torch.Tensor | None = None
+        self.meta_module: nn.Module | None = None
+        self.meta_optimizer: torch.optim.Optimizer | None = None
+        self.model: nn.Module | None = None
+
+    # -- set-up by the engine -------------------------------------------------------------------
+    def attach(self, *, model: nn.Module, meta_x: torch.Tensor, meta_y: torch.Tensor,
+               device: torch.device) -> None:
+        self.model = model
+        self.meta_x, self.meta_y = meta_x, meta_y
+        self.device = device
+        if self.opts.meta_batch_size:
+            self.meta_batch = self.opts.meta_batch_size
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(self.run_config.seed + 7919)
+        self.virtual_names = select_virtual(model, self.opts.virtual_params)
+        self.meta_module = self.build(model).to(device)
+        params = [p for p in self.meta_module.parameters() if p.requires_grad]
+        self.meta_params = params
+        if params:
+            if getattr(self.opts, "meta_optimizer", "adam") == "sgd":
+                self.meta_optimizer = torch.optim.SGD(params, lr=self.opts.meta_lr, momentum=0.9,
+                                                      weight_decay=self.opts.meta_weight_decay)
+            else:
+                self.meta_optimizer = torch.optim.Adam(params, lr=self.opts.meta_lr,
+                                                       weight_decay=self.opts.meta_weight_decay)
+
+    def build(self, model: nn.Module) -> nn.Module:
+        raise NotImplementedError
+
+    # -- helpers for training_step ---------------------------------------------------------------
+    def is_meta_step(self, epoch: int, step: int) -> bool:
+        return (self.meta_optimizer is not None and epoch >= self.opts.meta_start_epoch
+                and step % self.opts.meta_interval == 0)
+
+    def is_record_step(self, step: int) -> bool:
+        return (step + 1) % self.log_every == 0
+
+    def set_meta_lr(self, lr: float) -> None:
+        assert self.meta_optimizer is not None
+        meta_lr = self.opts.meta_lr * (lr / self.base_lr if self.opts.meta_lr_follows_schedule
+                                       else 1.0)
+        for group in self.meta_optimizer.param_groups:
+            group["lr"] = meta_lr
+
+    def sample_meta_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A meta batch from the device-resident meta set (the whole set when it is small)."""
+        n = self.meta_y.shape[0]
+        if n <= self.meta_batch:
+            return self.meta_x, self.meta_y
+        idx = torch.randperm(n, device=self.meta_y.device, generator=self.generator)
+        idx = idx[: self.meta_batch]
+        return self.meta_x[idx], self.meta_y[idx]
+
+    def virtual_decay(self) -> float:
+        return self.weight_decay if self.opts.virtual_weight_decay else 0.0
+
+    @staticmethod
+    def meta_objective(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """L_meta: plain mean cross-entropy on the balanced meta batch."""
+        return F.cross_entropy(logits, y)
+
+    def outputs(self, loss: torch.Tensor, extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {"loss": loss.detach()}
+        if self.last_meta_loss is not None:
+            out["meta_loss"] = self.last_meta_loss
+        out.update(extra)
+        return out
+
+    # -- resume ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"generator": self.generator.get_state()}
+        if self.meta_module is not None:
+            state["meta_module"] = self.meta_module.state_dict()
+        if self.meta_optimizer is not None:
+            state["meta_optimizer"] = self.meta_optimizer.state_dict()
+        if self.last_meta_loss is not None:
+            state["last_meta_loss"] = self.last_meta_loss.detach().cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"].cpu() if self.device.type == "cpu"
+                                 else state["generator"].cpu())
+        if self.meta_module is not None and "meta_module" in state:
+            self.meta_module.load_state_dict(state["meta_module"])
+        if self.meta_optimizer is not None and "meta_optimizer" in state:
+            self.meta_optimizer.load_state_dict(state["meta_optimizer"])
+        if "last_meta_loss" in state:
+            self.last_meta_loss = state["last_meta_loss"].to(self.device)

@@ -1,0 +1,187 @@
+"""Meta Feature Modulator (Wang et al., arXiv:2008.03428), as this project reconstructs it.
+
+Modulation parameters φ scale (and shift) intermediate features on training forwards; φ is
+learned online from a balanced meta set through a one-step virtual update of the network
+(mfm.meta.bilevel), in the manner of Meta-Weight-Net. See docs/METHOD.md for the equations and
+which choices are ours.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mfm.meta.bilevel import bilevel_update, functional_forward
+from mfm.meta.modulation import ModContext, Modulator, site_selection
+
+from ._meta import MetaMethod
+from .registry import register_method
+
+__all__ = ["MetaFeatureModulator", "ModulatorFileError", "load_modulator_file",
+           "MODULATOR_FILE", "MODULATOR_KIND"]
+
+MODULATOR_FILE = "modulator.pt"
+MODULATOR_KIND = "mfm-modulator/1"
+
+
+class ModulatorFileError(ValueError):
+    """A modulator checkpoint that cannot be used (one line, names mfm.modulator_from)."""
+
+
+def load_modulator_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModulatorFileError(f"mfm.modulator_from: {str(p)!r} does not exist") from None
+    except Exception as e:  # noqa: BLE001 — any unreadable file gets the same clear message
+        raise ModulatorFileError(f"mfm.modulator_from: {str(p)!r} is not a modulator checkpoint "
+                                 f"({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("kind") != MODULATOR_KIND:
+        raise ModulatorFileError(f"mfm.modulator_from: {str(p)!r} is not a modulator checkpoint "
+                                 f"(written by a finished mfm run with mfm.modulator=network)")
+    return state
+
+
+@register_method("mfm")
+class MetaFeatureModulator(MetaMethod):
+    def __init__(self, cfg, class_counts, epochs, *, run_config):
+        super().__init__(cfg, class_counts, epochs, run_config=run_config)
+        self.opts = run_config.mfm
+        total = sum(self.class_counts)
+        self.log_prior = [math.log(n / total) for n in self.class_counts]
+        self.ctx = ModContext()
+        self.frozen = False
+
+    # -- the loss the modulation acts through ----------------------------------------------------
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
+        if self.opts.base_loss == "balanced_softmax":
+            logits = logits + self._const("log_prior", self.log_prior, logits)
+        return F.cross_entropy(logits, targets)
+
+    # -- set-up --------------------------------------------------------------------------------
+    def build(self, model: nn.Module) -> nn.Module:
+        o = self.opts
+        sites = site_selection(model.sites(), o.sites)
+        modulator = Modulator(sites, form=o.form, source=o.modulator, inputs=o.inputs,
+                              bound=o.bound, num_classes=self.num_classes,
+                              class_counts=self.class_counts, hidden=o.hidden,
+                              loss_fn=o.base_loss)
+        if o.modulator_from:
+            self._load_transfer(modulator, self.resolved_modulator_path())
+        self.site_names = frozenset(sites)
+        model.set_modulation(self._modulate)
+        return modulator
+
+    def resolved_modulator_path(self) -> str:
+        """``mfm.modulator_from`` as a file path (a run id is resolved by the caller, which
+        sets ``modulator_path``)."""
+        return getattr(self, "modulator_path", None) or self.opts.modulator_from
+
+    def _load_transfer(self, modulator: Modulator, path: str) -> None:
+        state = load_modulator_file(path)
+        want, got = state["describe"], modulator.describe()
+        for k in ("form", "source", "inputs"):
+            if want[k] != got[k]:
+                raise ModulatorFileError(f"mfm.modulator_from: the saved modulator has "
+                                         f"{k}={want[k]!r}, this run asks for {got[k]!r}")
+        if want["sites"] != got["sites"]:
+            shapes = lambda d: ", ".join(f"{n}:{c}" for n, c in d.items())  # noqa: E731
+            if got["inputs"] == "features" or set(want["sites"]) != set(got["sites"]):
+                raise ModulatorFileError(
+                    f"mfm.modulator_from: site/channel mismatch: the saved modulator has "
+                    f"[{shapes(want['sites'])}], this model has [{shapes(got['sites'])}]")
+        own = modulator.state_dict()
+        saved = {k: v for k, v in state["state"].items() if k not in ("log_freq", "log_prior")}
+        for k, v in saved.items():
+            if k in own and own[k].shape != v.shape:
+                raise ModulatorFileError(f"mfm.modulator_from: parameter {k} has shape "
+                                         f"{tuple(v.shape)} in the file, {tuple(own[k].shape)} here")
+        modulator.load_state_dict(saved, strict=False)
+        if self.opts.freeze_modulator:
+            for p in modulator.parameters():
+                p.requires_grad_(False)
+            self.frozen = True
+
+    def _modulate(self, site, x: torch.Tensor) -> torch.Tensor:
+        if site.name not in self.site_names:
+            return x
+        ctx = self.ctx
+        if site.training:
+            if not ctx.active:
+                return x
+        elif self.opts.apply != "everywhere":
+            return x
+        else:
+            ctx = ModContext(active=True, detach=True)
+        assert self.meta_module is not None and self.model is not None
+        return self.meta_module.modulate(site.name, x, ctx, self.model.classifier)
+
+    # -- one iteration ---------------------------------------------------------------------------
+    def training_step(self, model, optimizer, x, y, *, epoch, step):
+        o = self.opts
+        record = self.is_record_step(step)
+        meta = self.is_meta_step(epoch, step) and not self.frozen
+        stats: dict[str, torch.Tensor] = {}
+        if meta:
+            lr = optimizer.param_groups[0]["lr"]
+            self.set_meta_lr(lr)
+            xm, ym = self.sample_meta_batch()
+            vctx = ModContext(active=True, y=y, record=record and o.reuse_virtual_grads)
+
+            def train_loss(params, buffers):
+                self.ctx = vctx
+                return self.loss(functional_forward(model, params, buffers, x), y, epoch=epoch)
+
+            def meta_loss(params, buffers):
+                # apply=train: the meta forward is the plain network; everywhere: modulated
+                # (label-free sources only, which validation guarantees).
+                self.ctx = ModContext(active=o.apply == "everywhere")
+                return self.meta_objective(functional_forward(model, params, buffers, xm), ym)
+
+            def regulariser():
+                return o.reg * torch.stack(vctx.penalty).sum()
+
+            res = bilevel_update(model, names=self.virtual_names, train_loss=train_loss,
+                                 meta_loss=meta_loss, lr=lr, meta_params=self.meta_params,
+                                 meta_optimizer=self.meta_optimizer,
+                                 weight_decay=self.virtual_decay(),
+                                 regulariser=regulariser if o.reg > 0 else None)
+            self.last_meta_loss = res.meta_loss
+            stats = vctx.stats
+        if meta and o.reuse_virtual_grads:
+            # APPROXIMATION (explicit option): the real step uses ∇_w L_tr(w; φ_before).
+            optimizer.zero_grad(set_to_none=True)
+            for n, p in model.named_parameters():
+                p.grad = res.virtual_grads[n]
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    b.copy_(res.virtual_buffers[n])
+            optimizer.step()
+            loss = res.virtual_loss
+        else:
+            self.ctx = ModContext(active=True, y=y, detach=True, record=record)
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(model(x), y, epoch=epoch)
+            loss.backward()
+            optimizer.step()
+            stats = self.ctx.stats or stats
+        self.ctx = ModContext()
+        return self.outputs(loss, stats)
+
+    # -- transfer --------------------------------------------------------------------------------
+    def on_fit_end(self, checkpoint_dir: Path | None) -> None:
+        """A finished run with a modulator network saves it for transfer."""
+        if checkpoint_dir is None or self.opts.modulator != "network" or self.meta_module is None:
+            return
+        from mfm.engine.checkpoint import save_atomic
+
+        save_atomic({"kind": MODULATOR_KIND, "describe": self.meta_module.describe(),
+                     "hidden": self.opts.hidden,
+                     "state": {k: v.cpu() for k, v in self.meta_module.state_dict().items()}},
+                    Path(checkpoint_dir) / MODULATOR_FILE)
