@@ -35,7 +35,8 @@ __all__ = [
 DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")
 # Kept in step with mfm.models' registry by a test (this module must not import torch).
 MODEL_NAMES = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet_tiny")
-METHOD_NAMES = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax")
+METHOD_NAMES = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax", "mwnet", "mfm")
+META_METHODS = ("mwnet", "mfm")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -125,6 +126,73 @@ class OptimConfig:
     warmup_epochs: int = _f(0, "linear lr warm-up epochs", ge=0)
 
 
+_OURS = " [our reconstruction, not from the paper]"
+
+
+@dataclass(frozen=True)
+class MfmConfig:
+    """Meta Feature Modulator options (method.name=mfm). See docs/METHOD.md."""
+
+    sites: str = _f("penultimate", "where features are modulated: the pooled penultimate feature, "
+                    "each stage output, or after every block BatchNorm" + _OURS,
+                    choices=("penultimate", "stage", "bn"))
+    form: str = _f("scale", "scale: h*gamma, gamma=exp(bound*tanh(u)); scale_shift: "
+                   "h*(1+bound*tanh(u)) + bound*tanh(v)" + _OURS, choices=("scale", "scale_shift"))
+    modulator: str = _f("network", "source of the modulation: a modulator network (per sample), "
+                        "free per-site vectors, or free per-site per-class tables" + _OURS,
+                        choices=("network", "free", "free_per_class"))
+    inputs: str = _f("loss_freq", "modulator network inputs: (detached loss, log class frequency) "
+                     "or the site's detached pooled features" + _OURS,
+                     choices=("loss_freq", "features"))
+    apply: str = _f("train", "modulate only training forwards, or also meta and evaluation "
+                    "forwards (then the modulation is part of the model)" + _OURS,
+                    choices=("train", "everywhere"))
+    bound: float = _f(1.0, "bound of the modulation (see form)" + _OURS, gt=0.0)
+    reg: float = _f(0.0, "L2 penalty on u, v in the meta objective" + _OURS, ge=0.0)
+    hidden: int = _f(100, "hidden width of the modulator network's MLPs", ge=1)
+    base_loss: str = _f("ce", "training loss the modulation acts through",
+                        choices=("ce", "balanced_softmax"))
+    meta_optimizer: str = _f("adam", "optimiser of the modulation parameters",
+                             choices=("adam", "sgd"))
+    meta_lr: float = _f(1e-3, "meta learning rate", gt=0.0)
+    meta_weight_decay: float = _f(0.0, "meta optimiser weight decay", ge=0.0)
+    meta_lr_follows_schedule: bool = _f(True, "scale the meta lr with the classifier's lr "
+                                        "schedule" + _OURS)
+    meta_interval: int = _f(1, "run the virtual step + meta update every N iterations", ge=1)
+    meta_start_epoch: int = _f(0, "first epoch with meta updates", ge=0)
+    meta_batch_size: int = _f(0, "meta batch size (0 = train.batch_size, capped at the meta "
+                              "set)", ge=0)
+    virtual_params: str = _f("all", "parameters the virtual step updates (cheaper "
+                             "approximations: last_stage, fc)", choices=("all", "last_stage", "fc"))
+    virtual_weight_decay: bool = _f(False, "include optim.weight_decay in the virtual step")
+    reuse_virtual_grads: bool = _f(False, "APPROXIMATION: the real step reuses the virtual "
+                                   "step's gradient (phi from before this meta update)")
+    modulator_from: str = _f("", "transfer: a run id or modulator.pt path whose trained "
+                             "modulator network is loaded (no meta set, no virtual step)")
+    freeze_modulator: bool = _f(True, "keep a transferred modulator frozen")
+
+
+@dataclass(frozen=True)
+class MwnetConfig:
+    """Meta-Weight-Net options (method.name=mwnet; Shu et al., NeurIPS 2019)."""
+
+    hidden: int = _f(100, "hidden width of the 1-hidden-layer weighting MLP", ge=1)
+    meta_lr: float = _f(1e-3, "Adam lr of the weighting network", gt=0.0)
+    meta_weight_decay: float = _f(1e-4, "Adam weight decay of the weighting network", ge=0.0)
+    meta_lr_follows_schedule: bool = _f(False, "scale the meta lr with the classifier's schedule")
+    meta_interval: int = _f(1, "run the virtual step + meta update every N iterations", ge=1)
+    meta_start_epoch: int = _f(0, "first epoch with meta updates", ge=0)
+    meta_batch_size: int = _f(0, "meta batch size (0 = train.batch_size, capped at the meta "
+                              "set)", ge=0)
+    virtual_params: str = _f("all", "parameters the virtual step updates",
+                             choices=("all", "last_stage", "fc"))
+    virtual_weight_decay: bool = _f(False, "include optim.weight_decay in the virtual step")
+
+
+# Sections that only mean something for one method.
+SECTION_METHODS = {"mfm": ("mfm",), "mwnet": ("mwnet",)}
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -132,6 +200,8 @@ class Config:
     method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    mfm: MfmConfig = field(default_factory=MfmConfig)
+    mwnet: MwnetConfig = field(default_factory=MwnetConfig)
     seed: int = _f(0, "seed for python, numpy and torch (training order, init, augmentation)",
                    ge=0)
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
@@ -317,7 +387,7 @@ def _validate(cfg: Config, explicit: set[str]) -> None:
     for key, value in flat.items():
         _check_field(key, value, _FIELDS[key][0].metadata)
     for key in sorted(explicit):
-        methods = _FIELDS[key][0].metadata.get("methods")
+        methods = _applies_to(key)
         if methods and cfg.method.name not in methods:
             raise ConfigError(key, f"applies only to method.name in {' | '.join(methods)} "
                                    f"(method.name is {cfg.method.name!r})")
@@ -335,9 +405,54 @@ def _validate(cfg: Config, explicit: set[str]) -> None:
         raise ConfigError("train.few_threshold",
                           f"must be <= train.many_threshold = {cfg.train.many_threshold} "
                           f"(got {cfg.train.few_threshold})")
+    _validate_meta(cfg, explicit)
     if cfg.data.name == "imagefolder" and not cfg.data.root:
         raise ConfigError("data.root", "imagefolder needs data.root: a folder with train/ and "
                                        "test/, one sub-folder per class")
+
+
+SHORTCUT_HELP = (
+    "label-dependent modulation (free_per_class, or network with inputs=loss_freq) on "
+    "training forwards only hands the network its label: it learns to read the class from the "
+    "modulation and fails at test (measured: 10 % accuracy on Fashion-MNIST-LT). Only a scale "
+    "of the penultimate feature is safe, since it changes the logits' confidence, not which "
+    "class wins. Use mfm.sites=penultimate with mfm.form=scale, or a label-free source "
+    "(mfm.modulator=free, or network with mfm.inputs=features)")
+
+
+def _validate_meta(cfg: Config, explicit: set[str]) -> None:
+    """Rules of the meta methods (METHOD.md): meta set, label shortcut, transfer."""
+    name = cfg.method.name
+    m = cfg.mfm
+    transfer = name == "mfm" and bool(m.modulator_from)
+    if name in META_METHODS and cfg.data.meta_per_class == 0 and not transfer:
+        raise ConfigError("data.meta_per_class", f"must be >= 1 for method.name={name}: the "
+                          "meta update needs a balanced meta set (got 0)")
+    if name != "mfm":
+        return
+    label_dependent = m.modulator == "free_per_class" or (
+        m.modulator == "network" and m.inputs == "loss_freq")
+    if "mfm.inputs" in explicit and m.modulator != "network":
+        raise ConfigError("mfm.inputs", f"applies only to mfm.modulator=network "
+                                        f"(mfm.modulator is {m.modulator!r})")
+    if label_dependent and m.apply == "everywhere":
+        raise ConfigError("mfm.apply", "everywhere needs a modulation that does not depend on the "
+                          "label (evaluation has none): use mfm.modulator=free, or network with "
+                          "mfm.inputs=features")
+    if label_dependent and not (m.sites == "penultimate" and m.form == "scale"):
+        raise ConfigError("mfm.sites" if m.sites != "penultimate" else "mfm.form", SHORTCUT_HELP)
+    if m.reuse_virtual_grads and m.virtual_params != "all":
+        raise ConfigError("mfm.reuse_virtual_grads", "needs mfm.virtual_params=all (the real step "
+                          f"needs every parameter's gradient; got {m.virtual_params!r})")
+    if m.modulator_from and m.modulator != "network":
+        raise ConfigError("mfm.modulator_from", "only a modulator network can be transferred: "
+                          f"set mfm.modulator=network (got {m.modulator!r})")
+
+
+def _applies_to(key: str) -> tuple[str, ...] | None:
+    """The methods a key means something for (None: every method)."""
+    section = key.partition(".")[0] if "." in key else ""
+    return SECTION_METHODS.get(section) or _FIELDS[key][0].metadata.get("methods")
 
 
 def _flatten_config(cfg: Config) -> dict[str, Any]:
@@ -376,16 +491,19 @@ def config_from_dict(d: dict[str, Any], overrides: typing.Iterable[str] = ()) ->
     for item in overrides:
         key, value = parse_override(item)
         values[key] = value
-    # A method-specific key "set" to its default is harmless; one changed for another method
-    # is a mistake the user should hear about.
-    explicit = {k for k, v in values.items() if v != _default(_FIELDS[k][0])}
-    return _build(values, explicit)
+    return _build(values, set(values))
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """The resolved config as a nested JSON-ready dict (tuples become lists)."""
-    d = dataclasses.asdict(cfg)
-    return json.loads(json.dumps(d))
+    """The resolved config as a nested JSON-ready dict (tuples become lists), holding only
+    the keys that apply to its method (no mfm.* section for a ce run)."""
+    d = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    for key in _FIELDS:
+        methods = _applies_to(key)
+        if methods and cfg.method.name not in methods:
+            sec, _, name = key.partition(".")
+            d[sec].pop(name, None)
+    return {k: v for k, v in d.items() if v != {}}
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:

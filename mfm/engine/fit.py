@@ -119,7 +119,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     """
     cb = callbacks or Callbacks()
     epochs = cfg.train.epochs
-    method = create_method(cfg.method, data.train_counts, epochs)
+    method = create_method(cfg.method, data.train_counts, epochs, run_config=cfg)
     model = build_model(cfg, method, num_classes=data.num_classes, in_channels=data.in_channels,
                         device=device)
     if hasattr(method, "attach"):  # meta methods take the balanced meta set
@@ -205,5 +205,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         "groups": {k: v for k, v in groups.items()},
     }
     confusion = final_eval.confusion.tolist()
+    if hasattr(method, "on_fit_end"):
+        method.on_fit_end(checkpoint_dir)
     cb.on_end(summary, confusion)
     return FitResult(summary=summary, confusion=confusion)

@@ -123,6 +123,33 @@ class MetaFeatureModulator(MetaMethod):
         return self.meta_module.modulate(site.name, x, ctx, self.model.classifier)
 
     # -- one iteration ---------------------------------------------------------------------------
+    def closures(self, model, x, y, xm, ym, *, epoch: int, record: bool = False):
+        """L_tr(params, buffers), L_meta(params, buffers) and the regulariser, as used by the
+        bilevel step (and by the hypergradient test)."""
+        o = self.opts
+        vctx = ModContext(active=True, y=y, record=record)
+
+        def train_loss(params, buffers):
+            self.ctx = vctx
+            try:
+                return self.loss(functional_forward(model, params, buffers, x), y, epoch=epoch)
+            finally:
+                self.ctx = ModContext()
+
+        def meta_loss(params, buffers):
+            # apply=train: the meta forward is the plain network; everywhere: modulated
+            # (label-free sources only, which validation guarantees).
+            self.ctx = ModContext(active=o.apply == "everywhere")
+            try:
+                return self.meta_objective(functional_forward(model, params, buffers, xm), ym)
+            finally:
+                self.ctx = ModContext()
+
+        def regulariser():
+            return o.reg * torch.stack(vctx.penalty).sum()
+
+        return train_loss, meta_loss, (regulariser if o.reg > 0 else None), vctx
+
     def training_step(self, model, optimizer, x, y, *, epoch, step):
         o = self.opts
         record = self.is_record_step(step)
@@ -132,26 +159,12 @@ class MetaFeatureModulator(MetaMethod):
             lr = optimizer.param_groups[0]["lr"]
             self.set_meta_lr(lr)
             xm, ym = self.sample_meta_batch()
-            vctx = ModContext(active=True, y=y, record=record and o.reuse_virtual_grads)
-
-            def train_loss(params, buffers):
-                self.ctx = vctx
-                return self.loss(functional_forward(model, params, buffers, x), y, epoch=epoch)
-
-            def meta_loss(params, buffers):
-                # apply=train: the meta forward is the plain network; everywhere: modulated
-                # (label-free sources only, which validation guarantees).
-                self.ctx = ModContext(active=o.apply == "everywhere")
-                return self.meta_objective(functional_forward(model, params, buffers, xm), ym)
-
-            def regulariser():
-                return o.reg * torch.stack(vctx.penalty).sum()
-
+            train_loss, meta_loss, reg, vctx = self.closures(
+                model, x, y, xm, ym, epoch=epoch, record=record and o.reuse_virtual_grads)
             res = bilevel_update(model, names=self.virtual_names, train_loss=train_loss,
                                  meta_loss=meta_loss, lr=lr, meta_params=self.meta_params,
                                  meta_optimizer=self.meta_optimizer,
-                                 weight_decay=self.virtual_decay(),
-                                 regulariser=regulariser if o.reg > 0 else None)
+                                 weight_decay=self.virtual_decay(), regulariser=reg)
             self.last_meta_loss = res.meta_loss
             stats = vctx.stats
         if meta and o.reuse_virtual_grads:
@@ -166,12 +179,14 @@ class MetaFeatureModulator(MetaMethod):
             loss = res.virtual_loss
         else:
             self.ctx = ModContext(active=True, y=y, detach=True, record=record)
-            optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(model(x), y, epoch=epoch)
-            loss.backward()
-            optimizer.step()
-            stats = self.ctx.stats or stats
-        self.ctx = ModContext()
+            try:
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(model(x), y, epoch=epoch)
+                loss.backward()
+                optimizer.step()
+                stats = self.ctx.stats or stats
+            finally:
+                self.ctx = ModContext()
         return self.outputs(loss, stats)
 
     # -- transfer --------------------------------------------------------------------------------

@@ -41,6 +41,21 @@ class MetaWeightNet(MetaMethod):
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
 
+    def closures(self, model, x, y, xm, ym):
+        """L_tr(params, buffers) = mean_i V(ℓ_i) ℓ_i and L_meta(params, buffers)."""
+        vnet = self.meta_module
+        assert vnet is not None
+
+        def train_loss(params, buffers):
+            cost = F.cross_entropy(functional_forward(model, params, buffers, x), y,
+                                   reduction="none")
+            return (cost * vnet(cost)).mean()
+
+        def meta_loss(params, buffers):
+            return self.meta_objective(functional_forward(model, params, buffers, xm), ym)
+
+        return train_loss, meta_loss
+
     def training_step(self, model, optimizer, x, y, *, epoch, step):
         vnet = self.meta_module
         assert vnet is not None
@@ -48,15 +63,7 @@ class MetaWeightNet(MetaMethod):
             lr = optimizer.param_groups[0]["lr"]
             self.set_meta_lr(lr)
             xm, ym = self.sample_meta_batch()
-
-            def train_loss(params, buffers):
-                cost = F.cross_entropy(functional_forward(model, params, buffers, x), y,
-                                       reduction="none")
-                return (cost * vnet(cost)).mean()
-
-            def meta_loss(params, buffers):
-                return self.meta_objective(functional_forward(model, params, buffers, xm), ym)
-
+            train_loss, meta_loss = self.closures(model, x, y, xm, ym)
             res = bilevel_update(model, names=self.virtual_names, train_loss=train_loss,
                                  meta_loss=meta_loss, lr=lr, meta_params=self.meta_params,
                                  meta_optimizer=self.meta_optimizer,

@@ -1,0 +1,98 @@
+"""The virtual step and meta update shared by MFM and Meta-Weight-Net.
+
+One online bilevel iteration (METHOD.md, "One iteration"):
+
+1. ŵ = w − α_t (∇_w L_tr(w; φ) [+ λ w])   with the graph kept (create_graph=True),
+2. L_meta(ŵ) on the balanced meta batch,
+3. φ ← meta optimiser step with ∇_φ (L_meta + reg).
+
+Everything runs through ``torch.func.functional_call`` on explicit parameter dicts and on
+*copies* of the buffers, so the real model's BatchNorm running statistics are untouched. The
+meta-gradient is taken with ``torch.autograd.grad(..., inputs=φ)``: only with respect to what
+is updated, and nothing accumulates into the network's ``.grad``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+__all__ = ["VIRTUAL_PARAMS", "select_virtual", "BilevelResult", "virtual_step", "bilevel_update",
+           "buffer_copies"]
+
+VIRTUAL_PARAMS = ("all", "last_stage", "fc")
+
+Params = dict[str, torch.Tensor]
+# (params, buffers) -> scalar loss; the callable runs the functional forward itself.
+LossFn = Callable[[Params, Params], torch.Tensor]
+
+
+def select_virtual(model: nn.Module, which: str) -> list[str]:
+    """Names of the parameters the virtual step updates: every parameter, only the last
+    residual stage and the classifier, or only the classifier."""
+    names = [n for n, _ in model.named_parameters()]
+    if which == "all":
+        return names
+    if which == "last_stage":
+        return [n for n in names if n.startswith(("layer3.", "classifier."))]
+    if which == "fc":
+        return [n for n in names if n.startswith("classifier.")]
+    raise ValueError(f"virtual_params must be one of {' | '.join(VIRTUAL_PARAMS)} (got {which!r})")
+
+
+def buffer_copies(model: nn.Module) -> Params:
+    """Fresh copies of the model's buffers, so functional forwards in train mode update these
+    and not the real running statistics."""
+    return {n: b.clone() for n, b in model.named_buffers()}
+
+
+@dataclass
+class BilevelResult:
+    virtual_loss: torch.Tensor  # L_tr(w; φ) of the virtual forward (detached)
+    meta_loss: torch.Tensor  # L_meta(ŵ) (detached)
+    virtual_grads: dict[str, torch.Tensor]  # ∇_w L_tr at w (detached), for reuse_virtual_grads
+    virtual_buffers: Params  # the buffers after the virtual forward (train-mode BN updates)
+
+
+def virtual_step(params: Params, buffers: Params, train_loss: LossFn, lr: float,
+                 names: Sequence[str], weight_decay: float = 0.0) -> tuple[Params, torch.Tensor,
+                                                                          tuple[torch.Tensor, ...]]:
+    """ŵ = w − lr (∇_w L_tr + weight_decay · w) on ``names``, as a differentiable function of
+    whatever L_tr depends on (the modulation φ). Plain SGD: no momentum (METHOD.md step 1)."""
+    loss = train_loss(params, buffers)
+    grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=True)
+    updated = dict(params)
+    for n, g in zip(names, grads):
+        p = params[n]
+        updated[n] = p - lr * (g + weight_decay * p) if weight_decay else p - lr * g
+    return updated, loss, grads
+
+
+def bilevel_update(model: nn.Module, *, names: Sequence[str], train_loss: LossFn,
+                   meta_loss: LossFn, lr: float, meta_params: Sequence[torch.Tensor],
+                   meta_optimizer: torch.optim.Optimizer, weight_decay: float = 0.0,
+                   regulariser: Callable[[], torch.Tensor] | None = None) -> BilevelResult:
+    """Steps 1-3 of the iteration. The network's parameters and buffers are not changed."""
+    params = dict(model.named_parameters())
+    vbuffers = buffer_copies(model)
+    updated, vloss, grads = virtual_step(params, vbuffers, train_loss, lr, names, weight_decay)
+    mloss = meta_loss(updated, buffer_copies(model))
+    objective = mloss if regulariser is None else mloss + regulariser()
+    meta_grads = torch.autograd.grad(objective, list(meta_params), allow_unused=True)
+    meta_optimizer.zero_grad(set_to_none=True)
+    for p, g in zip(meta_params, meta_grads):
+        p.grad = None if g is None else g.detach()
+    meta_optimizer.step()
+    return BilevelResult(virtual_loss=vloss.detach(), meta_loss=mloss.detach(),
+                         virtual_grads={n: g.detach() for n, g in zip(names, grads)},
+                         virtual_buffers=vbuffers)
+
+
+def functional_forward(model: nn.Module, params: Params, buffers: Params,
+                       x: torch.Tensor) -> torch.Tensor:
+    """The model's forward with the given parameters and buffers (``functional_call``)."""
+    return functional_call(model, (params, buffers), (x,), strict=False)
