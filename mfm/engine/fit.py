@@ -110,12 +110,14 @@ def _summary_entry(scalars: dict[str, float], epoch: int) -> dict[str, Any]:
 
 
 def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | None = None,
-        checkpoint_dir: Path | None = None, resume: bool = False) -> FitResult:
+        checkpoint_dir: Path | None = None, resume: bool = False,
+        method_options: dict[str, Any] | None = None) -> FitResult:
     """Train ``cfg`` on ``data`` (a mfm.data.LongTailData) and return the summary.
 
     With ``resume=True`` and a ``last.pt`` in ``checkpoint_dir``, training continues after
     the last completed epoch with the optimiser, scheduler, method, data-order and RNG state
     it had, so the remaining epochs are the ones an uninterrupted run would have produced.
+    ``method_options`` go to a meta method's ``attach`` (e.g. ``modulator_path``).
     """
     cb = callbacks or Callbacks()
     epochs = cfg.train.epochs
@@ -123,7 +125,8 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     model = build_model(cfg, method, num_classes=data.num_classes, in_channels=data.in_channels,
                         device=device)
     if hasattr(method, "attach"):  # meta methods take the balanced meta set
-        method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device)
+        method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device,
+                      **(method_options or {}))
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                                 nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
                                 weight_decay=cfg.optim.weight_decay, foreach=True)

@@ -7,8 +7,10 @@ and (u, v) from one of three sources:
   free            one vector per site, shared by all samples,
   free_per_class  one vector per site and class, indexed by the training label,
   network         a small MLP per site (last layer zero-initialised), per sample, fed either
-                  (detached loss, log n_y/n_max) [loss_freq] or the site's detached,
-                  channel-pooled feature [features].
+                  (detached loss, log n_y/n_max) [loss_freq] — then it outputs ONE scale per
+                  sample, broadcast over the channels, so the same network fits any backbone
+                  and dataset (a learned per-sample temperature) — or the site's detached,
+                  channel-pooled feature [features], with one value per channel.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class Modulator(nn.Module):
                  loss_fn: str = "ce"):
         super().__init__()
         self.site_channels = dict(sites)
+        # Values per sample the source produces at each site: 1 (broadcast) for loss_freq.
+        self.out_channels = {s: 1 if (source == "network" and inputs == "loss_freq") else c
+                             for s, c in sites.items()}
         self.form, self.source, self.inputs = form, source, inputs
         self.bound = float(bound)
         self.num_classes = num_classes
@@ -83,7 +88,7 @@ class Modulator(nn.Module):
             nets = {}
             for s, c in sites.items():
                 in_dim = 2 if inputs == "loss_freq" else c
-                last = nn.Linear(hidden, width * c)
+                last = nn.Linear(hidden, width * self.out_channels[s])
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
                 nets[_key(s)] = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), last)
@@ -127,7 +132,7 @@ class Modulator(nn.Module):
                 raw = self._raw(site, x, ctx, head).detach()
         else:
             raw = self._raw(site, x, ctx, head)
-        c = self.site_channels[site]
+        c = self.out_channels[site]
         u = raw[:, :c]
         if self.form == "scale":
             gamma = torch.exp(self.bound * torch.tanh(u))
@@ -148,7 +153,7 @@ class Modulator(nn.Module):
                 if beta is not None:
                     ctx.stats[f"mod/{site}/beta_mean"] = beta.mean()
                     ctx.stats[f"mod/{site}/beta_std"] = beta.std(unbiased=False)
-        shape = (gamma.shape[0], c) + (1,) * (x.dim() - 2)
+        shape = (gamma.shape[0], c) + (1,) * (x.dim() - 2)  # c == 1 broadcasts
         out = x * gamma.reshape(shape)
         if beta is not None:
             out = out + beta.reshape(shape)

@@ -37,8 +37,12 @@ class MetaMethod(Method):
 
     # -- set-up by the engine -------------------------------------------------------------------
     def attach(self, *, model: nn.Module, meta_x: torch.Tensor, meta_y: torch.Tensor,
-               device: torch.device) -> None:
+               device: torch.device, modulator_path: str | None = None) -> None:
+        """Take the model and the device-resident meta set; build φ and its optimiser.
+        ``modulator_path``: the resolved file of ``mfm.modulator_from`` (a run id resolved by
+        the caller, which knows the records)."""
         self.model = model
+        self.modulator_path = modulator_path
         self.meta_x, self.meta_y = meta_x, meta_y
         self.device = device
         if self.opts.meta_batch_size:

@@ -22,7 +22,8 @@ from mfm.meta.modulation import ModContext, Modulator, site_selection
 from ._meta import MetaMethod
 from .registry import register_method
 
-__all__ = ["MetaFeatureModulator", "ModulatorFileError", "load_modulator_file",
+__all__ = ["MetaFeatureModulator", "ModulatorFileError", "check_transfer", "expected_describe",
+           "load_modulator_file",
            "MODULATOR_FILE", "MODULATOR_KIND"]
 
 MODULATOR_FILE = "modulator.pt"
@@ -46,6 +47,28 @@ def load_modulator_file(path: str | Path) -> dict[str, Any]:
         raise ModulatorFileError(f"mfm.modulator_from: {str(p)!r} is not a modulator checkpoint "
                                  f"(written by a finished mfm run with mfm.modulator=network)")
     return state
+
+
+def expected_describe(model_sites: dict[str, tuple[str, int]], opts) -> dict[str, Any]:
+    """What a modulator for this model and these options looks like (Modulator.describe)."""
+    return {"sites": site_selection(model_sites, opts.sites), "form": opts.form,
+            "source": opts.modulator, "inputs": opts.inputs, "bound": opts.bound}
+
+
+def check_transfer(state: dict[str, Any], want: dict[str, Any]) -> None:
+    """Raise ModulatorFileError unless the saved modulator fits a run that wants ``want``."""
+    saved = state["describe"]
+    for k in ("form", "source", "inputs"):
+        if saved[k] != want[k]:
+            raise ModulatorFileError(f"mfm.modulator_from: the saved modulator has mfm."
+                                     f"{'modulator' if k == 'source' else k}={saved[k]!r}, "
+                                     f"this run asks for {want[k]!r}")
+    shapes = lambda d: ", ".join(f"{n}:{c}" for n, c in d.items())  # noqa: E731
+    same_names = list(saved["sites"]) == list(want["sites"])
+    if not same_names or (want["inputs"] == "features" and saved["sites"] != want["sites"]):
+        raise ModulatorFileError(
+            f"mfm.modulator_from: site/channel mismatch: the saved modulator has "
+            f"[{shapes(saved['sites'])}], this model has [{shapes(want['sites'])}]")
 
 
 @register_method("mfm")
@@ -85,23 +108,15 @@ class MetaFeatureModulator(MetaMethod):
 
     def _load_transfer(self, modulator: Modulator, path: str) -> None:
         state = load_modulator_file(path)
-        want, got = state["describe"], modulator.describe()
-        for k in ("form", "source", "inputs"):
-            if want[k] != got[k]:
-                raise ModulatorFileError(f"mfm.modulator_from: the saved modulator has "
-                                         f"{k}={want[k]!r}, this run asks for {got[k]!r}")
-        if want["sites"] != got["sites"]:
-            shapes = lambda d: ", ".join(f"{n}:{c}" for n, c in d.items())  # noqa: E731
-            if got["inputs"] == "features" or set(want["sites"]) != set(got["sites"]):
-                raise ModulatorFileError(
-                    f"mfm.modulator_from: site/channel mismatch: the saved modulator has "
-                    f"[{shapes(want['sites'])}], this model has [{shapes(got['sites'])}]")
-        own = modulator.state_dict()
+        check_transfer(state, modulator.describe())
         saved = {k: v for k, v in state["state"].items() if k not in ("log_freq", "log_prior")}
+        own = modulator.state_dict()
         for k, v in saved.items():
-            if k in own and own[k].shape != v.shape:
-                raise ModulatorFileError(f"mfm.modulator_from: parameter {k} has shape "
-                                         f"{tuple(v.shape)} in the file, {tuple(own[k].shape)} here")
+            if k not in own or own[k].shape != v.shape:
+                raise ModulatorFileError(
+                    f"mfm.modulator_from: parameter {k} has shape {tuple(v.shape)} in the file, "
+                    f"{tuple(own[k].shape) if k in own else 'none'} here (was it saved with "
+                    f"another mfm.hidden?)")
         modulator.load_state_dict(saved, strict=False)
         if self.opts.freeze_modulator:
             for p in modulator.parameters():

@@ -1,0 +1,114 @@
+"""Time one training iteration of ce, mwnet and mfm variants on one batch and model.
+
+Median of N iterations after warm-up, as a ratio to ce, plus peak memory (CUDA: max allocated;
+CPU: peak RSS growth of this process is not attributable per variant, so we report the
+allocator-free estimate of saved tensors via torch's profiler-free counter: not available —
+on CPU the memory column shows the process max RSS, which only grows).
+
+    python bench/step_time.py                      # ResNet-32, 28x28, batch 100, CPU
+    python bench/step_time.py --device cuda --iters 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+from mfm.config import load_config
+from mfm.methods import create_method
+from mfm.models import create_model
+
+VARIANTS = [
+    ("ce", []),
+    ("mwnet", []),
+    ("mfm penultimate (default)", ["mfm.sites=penultimate"]),
+    ("mfm stage free", ["mfm.sites=stage", "mfm.modulator=free"]),
+    ("mfm bn free (exact)", ["mfm.sites=bn", "mfm.modulator=free"]),
+    ("mfm bn free reuse_virtual_grads", ["mfm.sites=bn", "mfm.modulator=free",
+                                         "mfm.reuse_virtual_grads=true"]),
+    ("mfm bn free virtual=last_stage", ["mfm.sites=bn", "mfm.modulator=free",
+                                        "mfm.virtual_params=last_stage"]),
+    ("mfm bn free virtual=fc", ["mfm.sites=bn", "mfm.modulator=free", "mfm.virtual_params=fc"]),
+    ("mfm bn free interval 5", ["mfm.sites=bn", "mfm.modulator=free", "mfm.meta_interval=5"]),
+    ("mfm penultimate interval 5", ["mfm.meta_interval=5"]),
+]
+
+
+def time_variant(name: str, overrides: list[str], *, model_name: str, size: int, channels: int,
+                 batch: int, classes: int, iters: int, warmup: int,
+                 device: torch.device) -> tuple[float, float]:
+    method_name = name.split()[0]
+    cfg = load_config(None, [f"method.name={method_name}", f"model.name={model_name}",
+                             f"train.batch_size={batch}", *overrides])
+    counts = [max(1, int(500 * (0.01 ** (c / (classes - 1))))) for c in range(classes)]
+    torch.manual_seed(0)
+    method = create_method(cfg.method, counts, 100, run_config=cfg)
+    model = create_model(model_name, num_classes=classes, in_channels=channels).to(device)
+    x = torch.randn(batch, channels, size, size, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    if hasattr(method, "attach"):
+        method.attach(model=model, meta_x=torch.randn(batch, channels, size, size, device=device),
+                      meta_y=torch.arange(batch, device=device) % classes, device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4, foreach=True)
+    model.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for i in range(warmup + iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        out = method.training_step(model, opt, x, y, epoch=0, step=i)
+        float(out["loss"])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return statistics.median(times), peak
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet32")
+    ap.add_argument("--size", type=int, default=28)
+    ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", default=None, help="comma-separated substrings of variant names")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    variants = VARIANTS
+    if args.only:
+        keys = args.only.split(",")
+        variants = [v for v in VARIANTS if v[0] == "ce" or any(k in v[0] for k in keys)]
+    print(f"# {args.model}, {args.channels}x{args.size}x{args.size}, batch {args.batch}, "
+          f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}")
+    print(f"# median of {args.iters} iterations after {args.warmup} warm-up")
+    print("| variant | ms / iteration | × ce | peak MiB |")
+    print("|---|---:|---:|---:|")
+    base = None
+    for name, overrides in variants:
+        t, peak = time_variant(name, overrides, model_name=args.model, size=args.size,
+                               channels=args.channels, batch=args.batch, classes=args.classes,
+                               iters=args.iters, warmup=args.warmup, device=device)
+        base = base or t
+        print(f"| {name} | {1000 * t:.1f} | {t / base:.2f} | {peak:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
