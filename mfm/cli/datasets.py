@@ -17,7 +17,12 @@ __all__ = ["datasets"]
 
 @click.group()
 def datasets() -> None:
-    """Long-tailed dataset specs."""
+    """Long-tailed dataset specs.
+
+    \b
+    Example:
+      mfm datasets preview --set data.name=fashion-mnist --set data.imbalance_factor=100
+    """
 
 
 @datasets.command()

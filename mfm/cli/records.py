@@ -67,7 +67,8 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
     for col, just in (("id", "right"), ("name", "left"), ("status", "left"), ("data", "left"),
                       ("method", "left"), ("model", "left"), ("epoch", "right"),
                       ("acc %", "right"), ("best %", "right"), ("created", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+        table.add_column(col, justify=just, no_wrap=col in ("id", "status", "epoch"),  # type: ignore[arg-type]
+                         min_width=9 if col == "status" else None)
     for r in records:
         done = 0 if r.epoch is None else r.epoch + 1
         best = (r.summary or {}).get("best") or {}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
-import traceback
 
 import click
 from rich.console import Console
@@ -23,6 +21,41 @@ def load_config_or_fail(config_path: str | None, overrides: tuple[str, ...]) -> 
         return load_config(config_path, overrides)
     except ConfigError as e:
         raise UserError(str(e)) from None
+
+
+def resolve_modulator(db, cfg: Config) -> str:
+    """``mfm.modulator_from`` (a run id or a file) -> a checked modulator file path, before any
+    row is written. Raises UserError (exit 2) on an unknown run, a run that is not an MFM run
+    with a modulator network, or a file that is not a modulator checkpoint for this model."""
+    from mfm.methods.mfm import (MODULATOR_FILE, ModulatorFileError, check_transfer,
+                                 expected_describe, load_modulator_file)
+    from mfm.models import create_model
+
+    ref = cfg.mfm.modulator_from
+    if ref.isdigit():
+        src = repo.get_run(db, int(ref))
+        if src is None:
+            raise UserError(f"mfm.modulator_from: no run {ref} in the records (see mfm runs)")
+        if src.method != "mfm" or src.config.get("mfm", {}).get("modulator") != "network":
+            raise UserError(f"mfm.modulator_from: run {ref} is not an MFM run with "
+                            f"mfm.modulator=network (it is {src.method})")
+        path = os.path.join(src.checkpoint_dir or "", MODULATOR_FILE)
+        if not src.checkpoint_dir or not os.path.exists(path):
+            raise UserError(f"mfm.modulator_from: run {ref} has no saved modulator "
+                            f"(status {src.status}; it is written when the run finishes)")
+    else:
+        path = ref
+    try:
+        state = load_modulator_file(path)
+        from mfm.data import load_source
+
+        src = load_source(cfg.data, download=False)
+        model = create_model(cfg.model.name, num_classes=src.num_classes,
+                             in_channels=src.in_channels)
+        check_transfer(state, expected_describe(model.sites(), cfg.mfm))
+    except ModulatorFileError as e:
+        raise UserError(str(e)) from None
+    return os.path.abspath(path)
 
 
 @click.command()
@@ -52,54 +85,59 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     if not headless:
         raise UserError("--headless: queued background runs are not available yet in this "
                         "version; run in the foreground with mfm run --headless")
-
-    # torch is imported here, not at module level, so that `mfm runs` and `mfm show` start fast.
-    from mfm.data import build_data
-    from mfm.engine import RunStopped, Tee, fit, resolve_device, seed_everything
+    preflight(cfg)
+    from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
 
     try:
         device = resolve_device(cfg.device)
     except ConfigError as e:
         raise UserError(str(e)) from None
     db = app.open_db()
-    seed_everything(cfg.seed, device)
-    try:
-        data = build_data(cfg.data, batch_size=cfg.train.batch_size,
-                          eval_batch_size=cfg.train.eval_batch_size, device=device, seed=cfg.seed)
-    except ConfigError as e:
-        raise UserError(str(e)) from None
+    method_options = preflight_method(db, cfg)
 
     from mfm.cli.progress import RichProgress, summary_table
-    from mfm.cli.store_sink import StoreSink
+    from mfm.runner.execute import execute_run
 
     run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
                              name=name, status="created")
     ckpt_dir = app.runs_root() / str(run_id)
     repo.update_run(db, run_id, checkpoint_dir=str(ckpt_dir))
-    repo.mark_running(db, run_id, host=socket.gethostname(), pid=os.getpid(), device=str(device))
     err = Console(stderr=True)
-    out = Console()
     err.print(f"run {run_id}: {cfg.method.name} on {cfg.data.name}-LT "
               f"(IF {cfg.data.imbalance_factor:g}, {cfg.data.profile}), {cfg.model.name}, "
               f"{device}; records in {app.db_target}")
-    sink = StoreSink(db, run_id)
     progress = RichProgress(err)
     try:
-        result = fit(cfg, data, device=device, callbacks=Tee(sink, progress),
-                     checkpoint_dir=ckpt_dir)
-    except (KeyboardInterrupt, RunStopped):
+        outcome = execute_run(db, run_id, checkpoint_dir=ckpt_dir, resume=False,
+                              extra_callbacks=(progress,), method_options=method_options)
+    finally:
         progress.stop()
-        sink.flush()
-        repo.mark_finished(db, run_id, "cancelled")
-        err.print(f"run {run_id} cancelled; its last completed epoch is checkpointed in "
-                  f"{ckpt_dir}")
+    if outcome.status == "cancelled":
+        err.print(f"run {run_id} cancelled; the last completed epoch is checkpointed in "
+                  f"{ckpt_dir} (mfm resume {run_id})")
         sys.exit(130)
-    except Exception as e:  # noqa: BLE001 — any failure is recorded with its traceback
-        progress.stop()
-        repo.mark_finished(db, run_id, "failed", error=traceback.format_exc())
-        click.echo(f"error: run {run_id} failed: {type(e).__name__}: {e} "
-                   f"(traceback stored: mfm show {run_id})", err=True)
+    if outcome.status == "failed":
+        last = (outcome.error or "").strip().splitlines()[-1:] or ["?"]
+        click.echo(f"error: run {run_id} failed: {last[0]} (traceback stored: "
+                   f"mfm show {run_id})", err=True)
         sys.exit(1)
-    repo.mark_finished(db, run_id, "completed", summary=result.summary)
-    out.print(summary_table(run_id, result.summary))
-    out.print(f"per-class accuracy: mfm show {run_id}")
+    Console().print(summary_table(run_id, outcome.summary or {}))
+    Console().print(f"per-class accuracy: mfm show {run_id}")
+
+
+def preflight(cfg: Config) -> None:
+    """Checks that need the data's labels but not torch: the data root exists and holds the
+    data, and the split is possible (meta_per_class, imbalance_factor). Exit 2 on failure."""
+    from mfm.data import preview_counts
+
+    try:
+        preview_counts(cfg.data)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+
+
+def preflight_method(db, cfg: Config) -> dict | None:
+    """Method-specific checks against the records (mfm.modulator_from), before any row."""
+    if cfg.method.name == "mfm" and cfg.mfm.modulator_from:
+        return {"modulator_path": resolve_modulator(db, cfg)}
+    return None

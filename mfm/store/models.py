@@ -1,0 +1,154 @@
+"""The ORM: SQLAlchemy 2.0 typed declarative models for schema version 1.
+
+Changing anything here needs a migration in :mod:`mfm.store.schema` (a test compares the
+schema built from these models with the one the migrations build).
+
+Metric values are nullable on purpose: SQLite stores a float NaN as NULL, and a diverging
+loss is a value we must record, not an integrity error. The repository maps NULL back to NaN.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base", "SchemaInfo", "DatasetSpec", "Config", "Run", "StepMetric", "EpochMetric",
+    "ClassMetric", "LatestMetric",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class SchemaInfo(Base):
+    """A single row holding the schema version."""
+
+    __tablename__ = "schema_info"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class DatasetSpec(Base):
+    __tablename__ = "dataset_specs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+    spec_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Config(Base):
+    """A named method config; saving changed content under a name adds a version."""
+
+    __tablename__ = "configs"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    config_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    # AUTOINCREMENT: a deleted run's id is never handed out again (checkpoint dirs and logs
+    # are named after it).
+    __table_args__ = (Index("ix_runs_created_at", "created_at"), {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String, index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float)
+    host: Mapped[str | None] = mapped_column(String)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String)
+    config_json: Mapped[str] = mapped_column(Text)
+    split_hash: Mapped[str | None] = mapped_column(String)
+    error: Mapped[str | None] = mapped_column(Text)
+    summary_json: Mapped[str | None] = mapped_column(Text)
+    class_counts_json: Mapped[str | None] = mapped_column(Text)
+    confusion_json: Mapped[str | None] = mapped_column(Text)
+    epochs_total: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int | None] = mapped_column(Integer)
+    checkpoint_dir: Mapped[str | None] = mapped_column(String)
+    log_path: Mapped[str | None] = mapped_column(String)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
+    dataset_spec_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("dataset_specs.id", ondelete="SET NULL"))
+    config_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("configs.id"))
+
+
+class StepMetric(Base):
+    """One scalar per (run, key, step); clustered by its key (WITHOUT ROWID) so a series is
+    one contiguous range scan."""
+
+    __tablename__ = "step_metrics"
+    __table_args__ = (PrimaryKeyConstraint("run_id", "key", "step"), {"sqlite_with_rowid": False})
+
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String)
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+
+
+class EpochMetric(Base):
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (PrimaryKeyConstraint("run_id", "key", "epoch"),
+                      {"sqlite_with_rowid": False})
+
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String)
+    epoch: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+
+
+class ClassMetric(Base):
+    """One per-class vector (JSON list of floats) per run, epoch and kind."""
+
+    __tablename__ = "class_metrics"
+    __table_args__ = (PrimaryKeyConstraint("run_id", "epoch", "kind"),
+                      {"sqlite_with_rowid": False})
+
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String, default="acc", server_default="acc")
+    values_json: Mapped[str] = mapped_column(Text)
+
+
+class LatestMetric(Base):
+    """The last value logged for each key of a run (step or epoch metric), for the run list."""
+
+    __tablename__ = "latest_metrics"
+    __table_args__ = (PrimaryKeyConstraint("run_id", "key"), {"sqlite_with_rowid": False})
+
+    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String)
+    value: Mapped[float | None] = mapped_column(Float)
+    step: Mapped[int | None] = mapped_column(Integer)
+    epoch: Mapped[int | None] = mapped_column(Integer)

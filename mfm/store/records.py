@@ -1,0 +1,86 @@
+"""Plain, frozen values handed out by the repository: no ORM rows ever leave mfm.store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RunRecord", "MetricPoint", "DatasetSpecRecord", "ConfigRecord", "STATUSES",
+           "TERMINAL_STATUSES", "check_status"]
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    step: int
+    epoch: int
+    value: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    name: str | None
+    status: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    host: str | None
+    pid: int | None
+    device: str | None
+    config: dict[str, Any]
+    split_hash: str | None
+    error: str | None
+    summary: dict[str, Any] | None
+    class_counts: dict[str, Any] | None
+    confusion: list[Any] | None
+    epochs_total: int
+    epoch: int | None
+    checkpoint_dir: str | None
+    log_path: str | None
+    heartbeat_at: float | None
+    dataset_spec_id: int | None
+    config_id: int | None
+    latest: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        """The method's name from the resolved config, or "?"."""
+        method = self.config.get("method")
+        return str(method.get("name", "?")) if isinstance(method, dict) else "?"
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's name from the resolved config, or "?"."""
+        data = self.config.get("data")
+        return str(data.get("name", "?")) if isinstance(data, dict) else "?"
+
+
+@dataclass(frozen=True)
+class DatasetSpecRecord:
+    id: int
+    name: str
+    spec: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    id: int
+    name: str
+    version: int
+    config: dict[str, Any]
+    created_at: float
+
+
+STATUSES = ("created", "queued", "starting", "running", "completed", "failed", "cancelled", "lost")
+"""Every status a run can have, in lifecycle order."""
+
+TERMINAL_STATUSES = ("completed", "failed", "cancelled", "lost")
+"""Statuses a run ends in (``mark_finished``)."""
+
+
+def check_status(status: str, allowed: tuple[str, ...] = STATUSES) -> str:
+    """``status`` if it is one of ``allowed``, else ValueError naming the choices."""
+    if status not in allowed:
+        raise ValueError(f"unknown status {status!r} (one of: {', '.join(allowed)})")
+    return status

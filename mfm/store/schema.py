@@ -1,0 +1,167 @@
+"""Schema version and migrations.
+
+``MIGRATIONS[i]`` takes a database at version ``i`` to version ``i + 1`` (version 0 is the
+empty database). They are written out by hand in SQL, never derived from the ORM, so they
+stay fixed once released; a test checks that the migrated schema equals the one
+``Base.metadata.create_all`` builds from :mod:`mfm.store.models`. To change the schema: edit
+the models, append a migration, bump ``SCHEMA_VERSION``.
+
+All functions here run inside a transaction the caller holds (``BEGIN IMMEDIATE`` on SQLite,
+so concurrent openers of a fresh file wait for the first one instead of racing it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, inspect, text
+
+from mfm.store.models import Base
+
+__all__ = ["SCHEMA_VERSION", "MIGRATIONS", "read_version", "create_fresh", "migrate",
+           "user_tables"]
+
+SCHEMA_VERSION = 1
+
+
+def _v0_to_v1(conn: Connection) -> None:
+    """The first schema, from an empty database."""
+    statements = [
+        """CREATE TABLE schema_info (
+            id INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            CONSTRAINT pk_schema_info PRIMARY KEY (id)
+        )""",
+        """CREATE TABLE dataset_specs (
+            id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            spec_json TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            CONSTRAINT pk_dataset_specs PRIMARY KEY (id),
+            CONSTRAINT uq_dataset_specs_name UNIQUE (name)
+        )""",
+        """CREATE TABLE configs (
+            id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            config_json TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            CONSTRAINT pk_configs PRIMARY KEY (id),
+            CONSTRAINT uq_configs_name_version UNIQUE (name, version)
+        )""",
+        """CREATE TABLE runs (
+            id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+            name TEXT,
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            host TEXT,
+            pid INTEGER,
+            device TEXT,
+            config_json TEXT NOT NULL,
+            split_hash TEXT,
+            error TEXT,
+            summary_json TEXT,
+            class_counts_json TEXT,
+            confusion_json TEXT,
+            epochs_total INTEGER NOT NULL,
+            epoch INTEGER,
+            checkpoint_dir TEXT,
+            log_path TEXT,
+            heartbeat_at REAL,
+            dataset_spec_id INTEGER,
+            config_id INTEGER,
+            CONSTRAINT fk_runs_dataset_spec_id_dataset_specs FOREIGN KEY (dataset_spec_id)
+                REFERENCES dataset_specs (id) ON DELETE SET NULL,
+            CONSTRAINT fk_runs_config_id_configs FOREIGN KEY (config_id) REFERENCES configs (id)
+        )""",
+        "CREATE INDEX ix_runs_created_at ON runs (created_at)",
+        "CREATE INDEX ix_runs_status ON runs (status)",
+        """CREATE TABLE step_metrics (
+            run_id INTEGER NOT NULL,
+            "key" TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            value REAL,
+            at REAL NOT NULL,
+            CONSTRAINT pk_step_metrics PRIMARY KEY (run_id, "key", step),
+            CONSTRAINT fk_step_metrics_run_id_runs FOREIGN KEY (run_id)
+                REFERENCES runs (id) ON DELETE CASCADE
+        ) WITHOUT ROWID""",
+        """CREATE TABLE epoch_metrics (
+            run_id INTEGER NOT NULL,
+            "key" TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            value REAL,
+            at REAL NOT NULL,
+            CONSTRAINT pk_epoch_metrics PRIMARY KEY (run_id, "key", epoch),
+            CONSTRAINT fk_epoch_metrics_run_id_runs FOREIGN KEY (run_id)
+                REFERENCES runs (id) ON DELETE CASCADE
+        ) WITHOUT ROWID""",
+        """CREATE TABLE class_metrics (
+            run_id INTEGER NOT NULL,
+            epoch INTEGER NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'acc',
+            values_json TEXT NOT NULL,
+            CONSTRAINT pk_class_metrics PRIMARY KEY (run_id, epoch, kind),
+            CONSTRAINT fk_class_metrics_run_id_runs FOREIGN KEY (run_id)
+                REFERENCES runs (id) ON DELETE CASCADE
+        ) WITHOUT ROWID""",
+        """CREATE TABLE latest_metrics (
+            run_id INTEGER NOT NULL,
+            "key" TEXT NOT NULL,
+            value REAL,
+            step INTEGER,
+            epoch INTEGER,
+            CONSTRAINT pk_latest_metrics PRIMARY KEY (run_id, "key"),
+            CONSTRAINT fk_latest_metrics_run_id_runs FOREIGN KEY (run_id)
+                REFERENCES runs (id) ON DELETE CASCADE
+        ) WITHOUT ROWID""",
+    ]
+    for sql in statements:
+        conn.exec_driver_sql(sql)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1]
+assert len(MIGRATIONS) == SCHEMA_VERSION, "one migration per schema version"
+
+
+def user_tables(conn: Connection) -> list[str]:
+    """Tables in the database, leaving out SQLite's own (sqlite_*)."""
+    return [t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_")]
+
+
+def read_version(conn: Connection) -> int | None:
+    """The stored schema version; None for a database without ``schema_info``."""
+    if not inspect(conn).has_table("schema_info"):
+        return None
+    version = conn.execute(text("SELECT version FROM schema_info WHERE id = 1")).scalar()
+    return None if version is None else int(version)
+
+
+def _write_version(conn: Connection, version: int) -> None:
+    updated = conn.execute(text("UPDATE schema_info SET version = :v WHERE id = 1"),
+                           {"v": version}).rowcount
+    if not updated:
+        conn.execute(text("INSERT INTO schema_info (id, version) VALUES (1, :v)"),
+                     {"v": version})
+
+
+def create_fresh(conn: Connection) -> None:
+    """The current schema in an empty database, straight from the models."""
+    Base.metadata.create_all(conn)
+    _write_version(conn, SCHEMA_VERSION)
+
+
+def migrate(conn: Connection, from_version: int, to_version: int | None = None) -> None:
+    """Apply ``MIGRATIONS[from_version:to_version]`` (to the current version by default) in
+    order and record the new version."""
+    if to_version is None:
+        to_version = SCHEMA_VERSION
+    if not 0 <= from_version <= to_version <= len(MIGRATIONS):
+        raise ValueError(f"cannot migrate from version {from_version} to {to_version}")
+    for step in MIGRATIONS[from_version:to_version]:
+        step(conn)
+    if to_version > 0:
+        _write_version(conn, to_version)

@@ -1,0 +1,316 @@
+"""Repository round trips against a real SQLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sqlite3
+
+import pytest
+from sqlalchemy import event
+
+from mfm.store import (
+    STATUSES,
+    ConfigRecord,
+    Database,
+    DatasetSpecRecord,
+    MetricPoint,
+    RunRecord,
+    StoreError,
+    repo,
+)
+
+CONFIG = {"method": {"name": "mfm"}, "data": {"name": "cifar10", "imbalance_factor": 100},
+          "train": {"epochs": 3}}
+
+
+@pytest.fixture
+def db(db_path):
+    with Database(str(db_path)) as database:
+        yield database
+
+
+@pytest.fixture
+def run_id(db):
+    return repo.create_run(db, config=CONFIG, epochs_total=3, name="first")
+
+
+def _count(db_path, table, run_id):
+    con = sqlite3.connect(db_path)
+    try:
+        sql = f"SELECT count(*) FROM {table} WHERE run_id = ?"
+        return con.execute(sql, (run_id,)).fetchone()[0]
+    finally:
+        con.close()
+
+
+# -- runs -----------------------------------------------------------------------------------
+
+def test_create_and_get_run(db, run_id):
+    rec = repo.get_run(db, run_id)
+    assert isinstance(rec, RunRecord)
+    assert (rec.id, rec.name, rec.status, rec.config, rec.epochs_total) == (
+        run_id, "first", "created", CONFIG, 3)
+    assert rec.created_at > 0 and rec.started_at is None and rec.epoch is None
+    assert rec.latest == {} and rec.summary is None
+    assert rec.method == "mfm" and rec.dataset == "cifar10"
+    assert repo.get_run(db, run_id + 100) is None
+
+
+def test_run_record_is_frozen_and_plain(db, run_id):
+    rec = repo.get_run(db, run_id)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.status = "running"  # type: ignore[misc]
+    assert dataclasses.asdict(rec)["config"] == CONFIG
+
+
+def test_method_and_dataset_fall_back_to_question_mark(db):
+    rec = repo.get_run(db, repo.create_run(db, config={}, epochs_total=1))
+    assert (rec.method, rec.dataset) == ("?", "?")
+
+
+def test_create_run_rejects_unknown_status(db):
+    with pytest.raises(ValueError, match="bogus"):
+        repo.create_run(db, config={}, epochs_total=1, status="bogus")
+    assert repo.list_runs(db) == []
+
+
+def test_update_run_round_trips_every_updatable_field(db, run_id):
+    fields = dict(status="starting", started_at=1.5, finished_at=2.5, host="box", pid=42,
+                  device="cuda:0", split_hash="abc", error="trace", summary={"best": {"acc": 0.9}},
+                  class_counts={"train": [5, 1], "classes": ["a", "b"]},
+                  confusion=[[1, 0], [0, 1]], checkpoint_dir="/ck", log_path="/log", epoch=2,
+                  heartbeat_at=3.5, name="renamed")
+    assert set(fields) == set(repo.UPDATABLE_RUN_FIELDS)
+    repo.update_run(db, run_id, **fields)
+    rec = dataclasses.asdict(repo.get_run(db, run_id))
+    assert {k: rec[k] for k in fields} == fields
+
+
+def test_update_run_rejects_unknown_fields_runs_and_statuses(db, run_id):
+    with pytest.raises(ValueError, match="config"):
+        repo.update_run(db, run_id, config={})
+    with pytest.raises(ValueError, match="nope"):
+        repo.update_run(db, run_id, status="nope")
+    with pytest.raises(StoreError, match="no run 999"):
+        repo.update_run(db, 999, host="x")
+    with pytest.raises(StoreError, match="no run 999"):
+        repo.update_run(db, 999)
+    assert repo.get_run(db, run_id).status == "created"
+
+
+def test_mark_running_and_finished(db, run_id):
+    repo.mark_running(db, run_id, host="h", pid=7, device="cpu")
+    rec = repo.get_run(db, run_id)
+    assert (rec.status, rec.host, rec.pid, rec.device) == ("running", "h", 7, "cpu")
+    assert rec.started_at is not None and rec.heartbeat_at == rec.started_at
+    repo.update_run(db, run_id, summary={"final": 1})
+    repo.mark_finished(db, run_id, "failed", error="Traceback ...")
+    rec = repo.get_run(db, run_id)
+    assert (rec.status, rec.error, rec.summary) == ("failed", "Traceback ...", {"final": 1})
+    assert rec.finished_at >= rec.started_at
+    repo.mark_finished(db, run_id, "completed", summary={"final": 2})
+    assert repo.get_run(db, run_id).summary == {"final": 2}
+
+
+def test_mark_finished_only_takes_terminal_statuses(db, run_id):
+    with pytest.raises(ValueError, match="running"):
+        repo.mark_finished(db, run_id, "running")
+    assert repo.get_run(db, run_id).finished_at is None
+
+
+def test_list_runs_newest_first_with_filter_limit_and_latest(db):
+    ids = [repo.create_run(db, config=CONFIG, epochs_total=1) for _ in range(5)]
+    for i, rid in enumerate(ids):
+        repo.log_epoch(db, rid, 0, {"acc": i / 10}, None)
+    repo.update_run(db, ids[1], status="completed")
+    repo.update_run(db, ids[3], status="completed")
+    runs = repo.list_runs(db)
+    assert [r.id for r in runs] == ids[::-1]
+    assert [r.latest for r in runs] == [{"acc": i / 10} for i in range(5)][::-1]
+    assert [r.id for r in repo.list_runs(db, status="completed")] == [ids[3], ids[1]]
+    assert [r.id for r in repo.list_runs(db, limit=2)] == [ids[4], ids[3]]
+    assert [r.id for r in repo.list_runs(db, status="completed", limit=1)] == [ids[3]]
+    assert repo.list_runs(db, status="queued") == []
+    with pytest.raises(ValueError, match="unknown status"):
+        repo.list_runs(db, status="done")
+
+
+def test_list_runs_uses_two_queries_whatever_the_count(db):
+    for _ in range(6):
+        rid = repo.create_run(db, config={}, epochs_total=1)
+        repo.log_step_metrics(db, rid, [("loss", 0, 0, 1.0), ("lr", 0, 0, 0.1)])
+    selects = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        runs = repo.list_runs(db)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(runs) == 6 and all(r.latest == {"loss": 1.0, "lr": 0.1} for r in runs)
+    assert len(selects) == 2
+
+
+def test_statuses_constant():
+    assert STATUSES == ("created", "queued", "starting", "running", "completed", "failed",
+                        "cancelled", "lost")
+
+
+def test_delete_run_cascades_and_keeps_other_runs(db, db_path, run_id):
+    other = repo.create_run(db, config={}, epochs_total=1)
+    for rid in (run_id, other):
+        repo.log_step_metrics(db, rid, [("loss", s, 0, 1.0) for s in range(3)])
+        repo.log_epoch(db, rid, 0, {"acc": 0.5}, [0.5, 0.5])
+    repo.delete_run(db, run_id)
+    assert repo.get_run(db, run_id) is None
+    for table in ("step_metrics", "epoch_metrics", "class_metrics", "latest_metrics"):
+        assert _count(db_path, table, run_id) == 0
+        assert _count(db_path, table, other) > 0
+    with pytest.raises(StoreError, match=f"no run {run_id}"):
+        repo.delete_run(db, run_id)
+
+
+def test_run_ids_are_not_reused_after_delete(db):
+    first = repo.create_run(db, config={}, epochs_total=1)
+    repo.delete_run(db, first)
+    assert repo.create_run(db, config={}, epochs_total=1) == first + 1
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+def test_step_series_round_trip_and_after_step(db, run_id):
+    repo.log_step_metrics(db, run_id, [("loss", s, s // 4, 1.0 / (s + 1)) for s in range(10)])
+    repo.log_step_metrics(db, run_id, [("lr", 0, 0, 0.1)])
+    series = repo.get_step_series(db, run_id, "loss")
+    assert series == [MetricPoint(s, s // 4, 1.0 / (s + 1)) for s in range(10)]
+    assert [p.step for p in repo.get_step_series(db, run_id, "loss", after_step=6)] == [7, 8, 9]
+    assert repo.get_step_series(db, run_id, "loss", after_step=9) == []
+    assert repo.get_step_series(db, run_id, "missing") == []
+    assert repo.metric_keys(db, run_id) == ["loss", "lr"]
+
+
+def test_relogging_a_step_replaces_it(db, run_id):
+    repo.log_step_metrics(db, run_id, [("loss", 0, 0, 1.0), ("loss", 1, 0, 0.9)])
+    repo.log_step_metrics(db, run_id, [("loss", 1, 0, 0.8), ("loss", 2, 0, 0.7)])  # resumed
+    assert [(p.step, p.value) for p in repo.get_step_series(db, run_id, "loss")] == [
+        (0, 1.0), (1, 0.8), (2, 0.7)]
+
+
+def test_log_step_metrics_for_unknown_run_writes_nothing(db, db_path):
+    with pytest.raises(StoreError, match="no run 77"):
+        repo.log_step_metrics(db, 77, [("loss", 0, 0, 1.0)])
+    assert _count(db_path, "step_metrics", 77) == 0
+    repo.log_step_metrics(db, 77, [])  # nothing to write is not an error
+
+
+def test_nan_and_inf_values_round_trip(db, run_id):
+    repo.log_step_metrics(db, run_id, [("loss", 0, 0, float("nan")), ("loss", 1, 0, float("inf"))])
+    repo.log_epoch(db, run_id, 0, {"loss": float("nan")}, [float("nan"), 1.0])
+    values = [p.value for p in repo.get_step_series(db, run_id, "loss")]
+    assert math.isnan(values[0]) and values[1] == math.inf
+    assert math.isnan(repo.get_epoch_series(db, run_id)["loss"][0][1])
+    acc = repo.get_class_accuracy(db, run_id)
+    assert math.isnan(acc[0]) and acc[1] == 1.0
+    assert math.isnan(repo.latest_metrics(db, run_id)["loss"])
+
+
+def test_latest_metrics_upsert_keeps_the_last_write(db, run_id):
+    repo.log_step_metrics(db, run_id, [("loss", 0, 0, 3.0), ("loss", 1, 0, 2.0), ("lr", 1, 0, .1)])
+    assert repo.latest_metrics(db, run_id) == {"loss": 2.0, "lr": 0.1}
+    repo.log_epoch(db, run_id, 0, {"loss": 2.5, "acc": 0.4}, None)
+    assert repo.latest_metrics(db, run_id) == {"loss": 2.5, "lr": 0.1, "acc": 0.4}
+    repo.log_step_metrics(db, run_id, [("loss", 2, 1, 1.5)])
+    repo.log_epoch(db, run_id, 1, {"acc": 0.6}, None)
+    assert repo.latest_metrics(db, run_id) == {"loss": 1.5, "lr": 0.1, "acc": 0.6}
+    con = sqlite3.connect(db.path)
+    rows = con.execute("SELECT key, step, epoch FROM latest_metrics WHERE run_id = ? "
+                       "ORDER BY key", (run_id,)).fetchall()
+    con.close()
+    assert rows == [("acc", None, 1), ("loss", 2, 1), ("lr", 1, 0)]
+    assert repo.get_run(db, run_id).latest == {"loss": 1.5, "lr": 0.1, "acc": 0.6}
+
+
+def test_log_epoch_round_trip(db, run_id):
+    repo.log_epoch(db, run_id, 0, {"acc": 0.3, "loss": 2.0}, [0.5, 0.1])
+    repo.log_epoch(db, run_id, 1, {"acc": 0.5, "loss": 1.0}, [0.7, 0.3])
+    repo.log_epoch(db, run_id, 2, {"acc": 0.6}, None)
+    assert repo.get_run(db, run_id).epoch == 2
+    assert repo.get_epoch_series(db, run_id) == {"acc": [(0, 0.3), (1, 0.5), (2, 0.6)],
+                                                 "loss": [(0, 2.0), (1, 1.0)]}
+    assert repo.get_epoch_series(db, run_id, after_epoch=0) == {"acc": [(1, 0.5), (2, 0.6)],
+                                                                "loss": [(1, 1.0)]}
+    assert repo.get_class_accuracy(db, run_id) == [0.7, 0.3]  # latest epoch with a vector
+    assert repo.get_class_accuracy(db, run_id, 0) == [0.5, 0.1]
+    assert repo.get_class_accuracy(db, run_id, 2) is None
+    assert repo.get_class_accuracy(db, run_id, kind="f1") is None
+    assert repo.get_all_class_accuracy(db, run_id) == {0: [0.5, 0.1], 1: [0.7, 0.3]}
+    assert repo.metric_keys(db, run_id) == []  # epoch scalars are not step metrics
+
+
+def test_relogging_an_epoch_replaces_it(db, run_id):
+    repo.log_epoch(db, run_id, 0, {"acc": 0.3}, [0.5, 0.1])
+    repo.log_epoch(db, run_id, 0, {"acc": 0.4}, [0.6, 0.2])
+    assert repo.get_epoch_series(db, run_id) == {"acc": [(0, 0.4)]}
+    assert repo.get_all_class_accuracy(db, run_id) == {0: [0.6, 0.2]}
+
+
+def test_log_epoch_for_unknown_run(db):
+    with pytest.raises(StoreError, match="no run 5"):
+        repo.log_epoch(db, 5, 0, {"acc": 1.0}, [1.0])
+
+
+def test_empty_reads_for_unknown_run(db):
+    assert repo.latest_metrics(db, 404) == {}
+    assert repo.get_epoch_series(db, 404) == {}
+    assert repo.get_all_class_accuracy(db, 404) == {}
+    assert repo.metric_keys(db, 404) == []
+
+
+# -- dataset specs --------------------------------------------------------------------------
+
+def test_dataset_spec_round_trip_replace_and_delete(db):
+    spec_id = repo.save_dataset_spec(db, "c10-lt100", {"name": "cifar10", "imbalance_factor": 100})
+    got = repo.get_dataset_spec(db, "c10-lt100")
+    assert isinstance(got, DatasetSpecRecord)
+    assert (got.id, got.spec) == (spec_id, {"name": "cifar10", "imbalance_factor": 100})
+    assert repo.save_dataset_spec(db, "c10-lt100", {"name": "cifar10", "imbalance_factor": 50}) \
+        == spec_id
+    assert repo.get_dataset_spec(db, "c10-lt100").spec["imbalance_factor"] == 50
+    repo.save_dataset_spec(db, "a-first", {})
+    assert [s.name for s in repo.list_dataset_specs(db)] == ["a-first", "c10-lt100"]
+    run_id = repo.create_run(db, config={}, epochs_total=1, dataset_spec_id=spec_id)
+    repo.delete_dataset_spec(db, "c10-lt100")
+    assert repo.get_dataset_spec(db, "c10-lt100") is None
+    assert repo.get_run(db, run_id).dataset_spec_id is None  # ON DELETE SET NULL
+    with pytest.raises(StoreError, match="c10-lt100"):
+        repo.delete_dataset_spec(db, "c10-lt100")
+
+
+def test_run_with_unknown_dataset_spec_is_refused(db):
+    with pytest.raises(StoreError, match="FOREIGN KEY"):
+        repo.create_run(db, config={}, epochs_total=1, dataset_spec_id=12345)
+    assert repo.list_runs(db) == []
+
+
+# -- named configs --------------------------------------------------------------------------
+
+def test_config_versioning(db):
+    v1 = repo.save_config(db, "mine", {"lr": 0.1, "nested": {"a": [1, 2]}})
+    assert isinstance(v1, ConfigRecord) and v1.version == 1
+    assert repo.save_config(db, "mine", {"nested": {"a": [1, 2]}, "lr": 0.1}) == v1  # same
+    v2 = repo.save_config(db, "mine", {"lr": 0.2})
+    assert v2.version == 2 and v2.id != v1.id
+    v3 = repo.save_config(db, "mine", {"lr": 0.1, "nested": {"a": [1, 2]}})  # back to v1
+    assert v3.version == 3
+    assert repo.get_config(db, "mine") == v3
+    assert repo.get_config(db, "mine", 2).config == {"lr": 0.2}
+    assert repo.get_config(db, "mine", 9) is None
+    assert repo.get_config(db, "other") is None
+    repo.save_config(db, "another", {"x": 1})
+    assert [(c.name, c.version) for c in repo.list_configs(db)] == [("another", 1), ("mine", 3)]
+    run_id = repo.create_run(db, config=v2.config, epochs_total=1, config_id=v2.id)
+    assert repo.get_run(db, run_id).config_id == v2.id

@@ -1,0 +1,124 @@
+"""The schema built from the ORM equals the one the hand-written migrations build."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mfm.store import Database, repo
+from mfm.store import schema
+
+
+def _affinity(declared: str) -> str:
+    """SQLite's type affinity rules (https://www.sqlite.org/datatype3.html, 3.1)."""
+    t = declared.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if any(s in t for s in ("CHAR", "CLOB", "TEXT")):
+        return "TEXT"
+    if not t or "BLOB" in t:
+        return "BLOB"
+    if any(s in t for s in ("REAL", "FLOA", "DOUB")):
+        return "REAL"
+    return "NUMERIC"
+
+
+def schema_snapshot(path: Path) -> dict:
+    """Tables, columns, indexes, unique constraints and foreign keys, normalised."""
+    con = sqlite3.connect(path)
+    try:
+        out = {}
+        tables = con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+                             "AND name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+        for table, sql in tables:
+            columns = [(name, _affinity(decl), bool(notnull), dflt, pk) for _, name, decl,
+                       notnull, dflt, pk in con.execute(f'PRAGMA table_info("{table}")')]
+            indexes = []
+            for _, name, unique, origin, partial in con.execute(f'PRAGMA index_list("{table}")'):
+                cols = tuple(r[2] for r in con.execute(f'PRAGMA index_info("{name}")'))
+                # Auto-index names (sqlite_autoindex_T_N) depend on constraint order only.
+                indexes.append((name if origin == "c" else "", bool(unique), origin, cols,
+                                bool(partial)))
+            fks = [(r[2], r[3], r[4], r[5], r[6])  # table, from, to, on_update, on_delete
+                   for r in con.execute(f'PRAGMA foreign_key_list("{table}")')]
+            out[table] = {
+                "columns": columns,
+                "indexes": sorted(indexes),
+                "foreign_keys": sorted(fks),
+                "without_rowid": "WITHOUT ROWID" in sql.upper(),
+                "autoincrement": "AUTOINCREMENT" in sql.upper(),
+            }
+        out["<version>"] = con.execute("SELECT id, version FROM schema_info").fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def _migrated(path: Path) -> Path:
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        schema.migrate(conn, 0)
+    engine.dispose()
+    return path
+
+
+def test_one_migration_per_version():
+    assert len(schema.MIGRATIONS) == schema.SCHEMA_VERSION
+
+
+def test_fresh_schema_equals_migrated_schema(tmp_path):
+    Database(str(tmp_path / "fresh.db")).close()
+    fresh = schema_snapshot(tmp_path / "fresh.db")
+    migrated = schema_snapshot(_migrated(tmp_path / "migrated.db"))
+    assert fresh["<version>"] == [(1, schema.SCHEMA_VERSION)]
+    assert set(fresh) >= {"schema_info", "dataset_specs", "configs", "runs", "step_metrics",
+                          "epoch_metrics", "class_metrics", "latest_metrics"}
+    assert fresh == migrated
+
+
+@pytest.mark.parametrize("change", [
+    "ALTER TABLE runs ADD COLUMN extra TEXT",
+    "CREATE INDEX ix_step_metrics_epoch ON step_metrics (epoch)",
+    "CREATE UNIQUE INDEX ix_runs_name ON runs (name)",
+])
+def test_snapshot_notices_a_schema_change(tmp_path, change):
+    """The comparison above is only worth something if it sees a column or index that one
+    side lacks."""
+    path = _migrated(tmp_path / "a.db")
+    before = schema_snapshot(path)
+    con = sqlite3.connect(path)
+    con.execute(change)
+    con.commit()
+    con.close()
+    assert schema_snapshot(path) != before
+
+
+def test_migrated_database_opens_without_changes_and_works(tmp_path):
+    path = _migrated(tmp_path / "migrated.db")
+    before = schema_snapshot(path)
+    with Database(str(path)) as db:
+        run_id = repo.create_run(db, config={"x": 1}, epochs_total=1)
+        repo.log_epoch(db, run_id, 0, {"acc": 0.5}, [0.5])
+        assert repo.latest_metrics(db, run_id) == {"acc": 0.5}
+    assert schema_snapshot(path) == before
+
+
+def test_older_database_is_migrated_step_by_step(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    with Database(str(path)) as db:
+        run_id = repo.create_run(db, config={"x": 1}, epochs_total=1)
+
+    def v1_to_v2(conn):
+        conn.execute(text("ALTER TABLE runs ADD COLUMN note TEXT"))
+        conn.execute(text("UPDATE runs SET note = 'migrated'"))
+
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v1_to_v2])
+    with Database(str(path)) as db:
+        assert db.schema_version() == 2
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT note FROM runs WHERE id = ?", (run_id,)).fetchone() == ("migrated",)
+    con.close()
