@@ -65,8 +65,10 @@ class RichProgress(Callbacks):
 
 
 def summary_table(run_id: int, summary: dict[str, Any]) -> Table:
-    """Final vs best epoch: overall and many/medium/few-shot accuracy (%)."""
-    table = Table(title=f"run {run_id}: test accuracy (%)", title_justify="left")
+    """Final vs best epoch: overall and many/medium/few-shot accuracy (%). The final epoch is
+    the main number; the best epoch is picked on the test split, so it is labelled."""
+    table = Table(title=f"run {run_id}: test accuracy (%)", title_justify="left",
+                  caption_justify="left")
     table.add_column("epoch")
     for col in ("overall", "many", "medium", "few"):
         table.add_column(col, justify="right")
@@ -78,6 +80,5 @@ def summary_table(run_id: int, summary: dict[str, Any]) -> Table:
                       _pct(e.get("few")))
     spe = summary.get("seconds_per_epoch")
     if spe is not None:
-        table.caption = f"{spe:.2f} s per epoch on {summary.get('device')}; " \
-                        "final = the main number, best = best epoch on the test split"
+        table.caption = f"{spe:.2f} s/epoch on {summary.get('device')}"
     return table

@@ -26,8 +26,9 @@ def _pct(v: Any) -> str:
     return "—" if v is None else f"{100 * v:.1f}"
 
 
-def _when(ts: float | None) -> str:
-    return "—" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+def _when(ts: float | None, short: bool = False) -> str:
+    fmt = "%m-%d %H:%M" if short else "%Y-%m-%d %H:%M"
+    return "—" if ts is None else time.strftime(fmt, time.localtime(ts))
 
 
 def _get_run(db: Database, run_id: int, target: str) -> RunRecord:
@@ -63,21 +64,20 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
     if as_json:
         click.echo(json.dumps([_record_dict(r) for r in records], indent=2))
         return
-    table = Table(title=f"runs in {app.db_target}", title_justify="left")
+    table = Table(title=f"runs in {app.db_target} (data = dataset/imbalance factor)",
+                  title_justify="left")
     for col, just in (("id", "right"), ("name", "left"), ("status", "left"), ("data", "left"),
-                      ("method", "left"), ("model", "left"), ("epoch", "right"),
-                      ("acc %", "right"), ("best %", "right"), ("created", "left")):
-        table.add_column(col, justify=just, no_wrap=col in ("id", "status", "epoch"),  # type: ignore[arg-type]
-                         min_width=9 if col == "status" else None)
+                      ("method", "left"), ("epoch", "right"), ("acc %", "right"),
+                      ("best %", "right"), ("created", "left")):
+        table.add_column(col, justify=just, no_wrap=col != "name")  # type: ignore[arg-type]
     for r in records:
         done = 0 if r.epoch is None else r.epoch + 1
         best = (r.summary or {}).get("best") or {}
         data = r.config.get("data", {})
         table.add_row(str(r.id), r.name or "", r.status,
-                      f"{data.get('name', '?')} IF{data.get('imbalance_factor', 0):g}",
-                      r.method, r.config.get("model", {}).get("name", "?"),
-                      f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
-                      _pct(best.get("acc")), _when(r.created_at))
+                      f"{data.get('name', '?')}/{data.get('imbalance_factor', 0):g}",
+                      r.method, f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
+                      _pct(best.get("acc")), _when(r.created_at, short=True))
     Console().print(table)
 
 

@@ -33,3 +33,64 @@ def test_headless_subprocess_completes_with_per_class_vectors(tmp_path, cli_env)
         series = repo.get_epoch_series(db, run.id)
         assert [e for e, _ in series["acc"]] == [0, 1]
         assert run.class_counts["meta"] == [10] * 10
+
+
+def wait_for(predicate, timeout: float, what: str):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_ctrl_c_marks_the_run_cancelled(tmp_path, cli_env):
+    import signal
+    db_path = tmp_path / "experiments.db"
+    proc = subprocess.Popen(
+        [*mfm_command(), "run", "--headless", "--db", str(db_path), "--set", "device=cpu",
+         "--set", "model.name=resnet_tiny", "--set", "train.epochs=500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=cli_env)
+    try:
+        def first_epoch_done():
+            if not db_path.exists():
+                return False
+            with Database(str(db_path)) as db:
+                runs = repo.list_runs(db)
+                return bool(runs) and runs[0].epoch is not None
+        wait_for(first_epoch_done, 120, "the first epoch to be recorded")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-1500:]
+    with Database(str(db_path)) as db:
+        (run,) = repo.list_runs(db)
+        assert run.status == "cancelled" and run.finished_at is not None
+
+
+def test_a_failure_is_recorded_with_its_traceback(tmp_path, cli_env):
+    from PIL import Image
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(d / f"{i}.png")
+    (root / "train" / "b" / "3.png").write_bytes(b"not a png at all")  # breaks decoding
+    db_path = tmp_path / "experiments.db"
+    proc = subprocess.run(
+        [*mfm_command(), "run", "--headless", "--db", str(db_path), "--set", "device=cpu",
+         "--set", "data.name=imagefolder", "--set", f"data.root={root}",
+         "--set", "data.meta_per_class=1", "--set", "data.imbalance_factor=1",
+         "--set", "data.num_workers=0", "--set", "model.name=resnet_tiny",
+         "--set", "train.epochs=1"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path, env=cli_env)
+    assert proc.returncode == 1, proc.stderr[-1500:]
+    assert "failed" in proc.stderr and "mfm show" in proc.stderr
+    with Database(str(db_path)) as db:
+        (run,) = repo.list_runs(db)
+        assert run.status == "failed" and "Traceback" in run.error
