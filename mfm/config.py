@@ -432,9 +432,9 @@ def _validate_meta(cfg: Config, explicit: set[str]) -> None:
         return
     label_dependent = m.modulator == "free_per_class" or (
         m.modulator == "network" and m.inputs == "loss_freq")
-    if "mfm.inputs" in explicit and m.modulator != "network":
-        raise ConfigError("mfm.inputs", f"applies only to mfm.modulator=network "
-                                        f"(mfm.modulator is {m.modulator!r})")
+    for key, (applies, why) in _CONDITIONAL.items():
+        if key in explicit and not applies(cfg):
+            raise ConfigError(key, f"applies only to {why}")
     if label_dependent and m.apply == "everywhere":
         raise ConfigError("mfm.apply", "everywhere needs a modulation that does not depend on the "
                           "label (evaluation has none): use mfm.modulator=free, or network with "
@@ -447,6 +447,14 @@ def _validate_meta(cfg: Config, explicit: set[str]) -> None:
     if m.modulator_from and m.modulator != "network":
         raise ConfigError("mfm.modulator_from", "only a modulator network can be transferred: "
                           f"set mfm.modulator=network (got {m.modulator!r})")
+
+
+# Keys inside a method's section that mean something only under another key's value. They are
+# rejected when set explicitly without it, and left out of the resolved config.
+_CONDITIONAL: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
+    "mfm.inputs": (lambda c: c.mfm.modulator == "network", "mfm.modulator=network"),
+    "mfm.hidden": (lambda c: c.mfm.modulator == "network", "mfm.modulator=network"),
+}
 
 
 def _applies_to(key: str) -> tuple[str, ...] | None:
@@ -500,7 +508,9 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     d = json.loads(json.dumps(dataclasses.asdict(cfg)))
     for key in _FIELDS:
         methods = _applies_to(key)
-        if methods and cfg.method.name not in methods:
+        conditional = _CONDITIONAL.get(key)
+        if (methods and cfg.method.name not in methods) or (
+                conditional is not None and cfg.method.name == "mfm" and not conditional[0](cfg)):
             sec, _, name = key.partition(".")
             d[sec].pop(name, None)
     return {k: v for k, v in d.items() if v != {}}

@@ -112,3 +112,38 @@ def test_config_module_is_torch_free():
     code = "import sys, mfm.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("overrides", [
+    ["method.name=mfm", "mfm.modulator=free", "mfm.sites=bn", "mfm.form=scale_shift"],
+    ["method.name=mfm", "mfm.inputs=features", "mfm.apply=everywhere"],
+    ["method.name=mwnet", "mwnet.hidden=50"],
+    ["method.name=ldam_drw", "method.drw_start=0.5"],
+])
+def test_resolved_config_round_trips_and_holds_only_what_applies(overrides):
+    cfg = load_config(None, overrides)
+    d = config_to_dict(cfg)
+    assert config_from_dict(d) == cfg
+    if cfg.method.name != "mfm":
+        assert "mfm" not in d
+    if cfg.method.name == "mfm" and cfg.mfm.modulator != "network":
+        assert "inputs" not in d["mfm"]
+
+
+def test_mfm_choices_are_marked_as_ours():
+    info = {f.key: f for f in describe()}
+    assert "our reconstruction" in info["mfm.sites"].help
+    assert "APPROXIMATION" in info["mfm.reuse_virtual_grads"].help
+
+
+def test_label_shortcut_rule():
+    ok = load_config(None, ["method.name=mfm", "mfm.modulator=free_per_class"])
+    assert ok.mfm.sites == "penultimate" and ok.mfm.form == "scale"
+    for bad in (["mfm.modulator=free_per_class", "mfm.sites=stage"],
+                ["mfm.inputs=loss_freq", "mfm.form=scale_shift"],
+                ["mfm.modulator=free_per_class", "mfm.apply=everywhere"]):
+        with pytest.raises(ConfigError) as e:
+            load_config(None, ["method.name=mfm", *bad])
+        assert "label" in str(e.value)
+    load_config(None, ["method.name=mfm", "mfm.modulator=free", "mfm.sites=bn",
+                       "mfm.form=scale_shift", "mfm.apply=everywhere"])
