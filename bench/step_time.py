@@ -1,9 +1,10 @@
 """Time one training iteration of ce, mwnet and mfm variants on one batch and model.
 
-Median of N iterations after warm-up, as a ratio to ce, plus peak memory (CUDA: max allocated;
-CPU: peak RSS growth of this process is not attributable per variant, so we report the
-allocator-free estimate of saved tensors via torch's profiler-free counter: not available —
-on CPU the memory column shows the process max RSS, which only grows).
+For each variant: the median over >= 20 iterations after warm-up, as a ratio to ce. With
+meta_interval k the unit is a window of k iterations (one meta step + k-1 plain steps) divided
+by k, so the median is the amortised cost. Peak memory: on CUDA the allocator's peak for the
+variant; on the CPU each variant runs in a fresh subprocess and reports its peak RSS (which
+includes the ~0.4 GB of the torch import itself).
 
     python bench/step_time.py                      # ResNet-32, 28x28, batch 100, CPU
     python bench/step_time.py --device cuda --iters 50
@@ -15,6 +16,7 @@ import argparse
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 
@@ -26,6 +28,8 @@ from mfm.models import create_model
 
 VARIANTS = [
     ("ce", []),
+    ("mfm bn free, before meta_start (no meta step)", ["mfm.sites=bn", "mfm.modulator=free",
+                                                          "mfm.meta_start_epoch=1"]),
     ("mwnet", []),
     ("mfm penultimate (default)", ["mfm.sites=penultimate"]),
     ("mfm stage free", ["mfm.sites=stage", "mfm.modulator=free"]),
@@ -60,17 +64,22 @@ def time_variant(name: str, overrides: list[str], *, model_name: str, size: int,
     model.train()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    interval = cfg.mfm.meta_interval if method_name == "mfm" else (
+        cfg.mwnet.meta_interval if method_name == "mwnet" else 1)
     times = []
+    step = 0
     for i in range(warmup + iters):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        out = method.training_step(model, opt, x, y, epoch=0, step=i)
+        for _ in range(interval):
+            out = method.training_step(model, opt, x, y, epoch=0, step=step)
+            step += 1
         float(out["loss"])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            times.append((time.perf_counter() - t0) / interval)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -89,12 +98,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default=None, help="comma-separated substrings of variant names")
+    ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     variants = VARIANTS
     if args.only:
         keys = args.only.split(",")
         variants = [v for v in VARIANTS if v[0] == "ce" or any(k in v[0] for k in keys)]
+    if args.variant is not None:
+        variants = [v for v in VARIANTS if v[0] == args.variant]
+        for name, overrides in variants:
+            t, peak = time_variant(name, overrides, model_name=args.model, size=args.size,
+                                   channels=args.channels, batch=args.batch,
+                                   classes=args.classes, iters=args.iters, warmup=args.warmup,
+                                   device=device)
+            print(t, peak)
+        return
     print(f"# {args.model}, {args.channels}x{args.size}x{args.size}, batch {args.batch}, "
           f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}")
@@ -103,9 +122,17 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---:|---:|")
     base = None
     for name, overrides in variants:
-        t, peak = time_variant(name, overrides, model_name=args.model, size=args.size,
-                               channels=args.channels, batch=args.batch, classes=args.classes,
-                               iters=args.iters, warmup=args.warmup, device=device)
+        if args.variant is None and device.type == "cpu":
+            # a fresh process per variant, so the RSS peak belongs to that variant
+            cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
+                   "--variant", name]
+            line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            t, peak = (float(v) for v in line.split())
+        else:
+            t, peak = time_variant(name, overrides, model_name=args.model, size=args.size,
+                                   channels=args.channels, batch=args.batch,
+                                   classes=args.classes, iters=args.iters, warmup=args.warmup,
+                                   device=device)
         base = base or t
         print(f"| {name} | {1000 * t:.1f} | {t / base:.2f} | {peak:.0f} |", flush=True)
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.config import Config, ConfigError, config_to_dict, load_config
+from mfm.runner.preflight import PreflightError, check_data, method_options
 from mfm.store import repo
 
 __all__ = ["run", "load_config_or_fail"]
@@ -21,41 +22,6 @@ def load_config_or_fail(config_path: str | None, overrides: tuple[str, ...]) -> 
         return load_config(config_path, overrides)
     except ConfigError as e:
         raise UserError(str(e)) from None
-
-
-def resolve_modulator(db, cfg: Config) -> str:
-    """``mfm.modulator_from`` (a run id or a file) -> a checked modulator file path, before any
-    row is written. Raises UserError (exit 2) on an unknown run, a run that is not an MFM run
-    with a modulator network, or a file that is not a modulator checkpoint for this model."""
-    from mfm.methods.mfm import (MODULATOR_FILE, ModulatorFileError, check_transfer,
-                                 expected_describe, load_modulator_file)
-    from mfm.models import create_model
-
-    ref = cfg.mfm.modulator_from
-    if ref.isdigit():
-        src = repo.get_run(db, int(ref))
-        if src is None:
-            raise UserError(f"mfm.modulator_from: no run {ref} in the records (see mfm runs)")
-        if src.method != "mfm" or src.config.get("mfm", {}).get("modulator") != "network":
-            raise UserError(f"mfm.modulator_from: run {ref} is not an MFM run with "
-                            f"mfm.modulator=network (it is {src.method})")
-        path = os.path.join(src.checkpoint_dir or "", MODULATOR_FILE)
-        if not src.checkpoint_dir or not os.path.exists(path):
-            raise UserError(f"mfm.modulator_from: run {ref} has no saved modulator "
-                            f"(status {src.status}; it is written when the run finishes)")
-    else:
-        path = ref
-    try:
-        state = load_modulator_file(path)
-        from mfm.data import load_source
-
-        src = load_source(cfg.data, download=False)
-        model = create_model(cfg.model.name, num_classes=src.num_classes,
-                             in_channels=src.in_channels)
-        check_transfer(state, expected_describe(model.sites(), cfg.mfm))
-    except ModulatorFileError as e:
-        raise UserError(str(e)) from None
-    return os.path.abspath(path)
 
 
 @click.command()
@@ -85,7 +51,10 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     if not headless:
         raise UserError("--headless: queued background runs are not available yet in this "
                         "version; run in the foreground with mfm run --headless")
-    preflight(cfg)
+    try:
+        check_data(cfg)
+    except PreflightError as e:
+        raise UserError(str(e)) from None
     from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
 
     try:
@@ -93,7 +62,10 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     except ConfigError as e:
         raise UserError(str(e)) from None
     db = app.open_db()
-    method_options = preflight_method(db, cfg)
+    try:
+        options = method_options(db, cfg)
+    except PreflightError as e:
+        raise UserError(str(e)) from None
 
     from mfm.cli.progress import RichProgress, summary_table
     from mfm.runner.execute import execute_run
@@ -109,7 +81,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     progress = RichProgress(err)
     try:
         outcome = execute_run(db, run_id, checkpoint_dir=ckpt_dir, resume=False,
-                              extra_callbacks=(progress,), method_options=method_options)
+                              extra_callbacks=(progress,), method_options=options)
     finally:
         progress.stop()
     if outcome.status == "cancelled":
@@ -123,21 +95,3 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
         sys.exit(1)
     Console().print(summary_table(run_id, outcome.summary or {}))
     Console().print(f"per-class accuracy: mfm show {run_id}")
-
-
-def preflight(cfg: Config) -> None:
-    """Checks that need the data's labels but not torch: the data root exists and holds the
-    data, and the split is possible (meta_per_class, imbalance_factor). Exit 2 on failure."""
-    from mfm.data import preview_counts
-
-    try:
-        preview_counts(cfg.data)
-    except ConfigError as e:
-        raise UserError(str(e)) from None
-
-
-def preflight_method(db, cfg: Config) -> dict | None:
-    """Method-specific checks against the records (mfm.modulator_from), before any row."""
-    if cfg.method.name == "mfm" and cfg.mfm.modulator_from:
-        return {"modulator_path": resolve_modulator(db, cfg)}
-    return None

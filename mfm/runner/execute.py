@@ -14,7 +14,8 @@ from pathlib import Path
 
 from mfm.config import Config, ConfigError, config_from_dict
 from mfm.engine.callbacks import Callbacks, Tee
-from mfm.store import Database, repo
+from mfm.runner.procs import process_start_time
+from mfm.store import Database, queue, repo
 
 __all__ = ["Outcome", "StopFlag", "Heartbeat", "execute_run"]
 
@@ -79,8 +80,8 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     try:
         cfg = config_from_dict(rec.config)
         device = resolve_device(cfg.device)
-        repo.mark_running(db, run_id, host=socket.gethostname(), pid=os.getpid(),
-                          device=str(device))
+        if not start_running(db, run_id, device=str(device)):
+            return Outcome("cancelled", None, None)  # cancelled before it could start
         if on_started is not None:
             on_started(cfg, str(device))
         with Heartbeat(db, run_id):
@@ -96,7 +97,7 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
                          method_options=method_options)
     except (KeyboardInterrupt, RunStopped):
         sink.flush()
-        repo.mark_finished(db, run_id, "cancelled")
+        queue.transition(db, run_id, "cancelled")
         return Outcome("cancelled", None, None)
     except (Exception, ConfigError):  # noqa: BLE001 — recorded with the traceback
         err = traceback.format_exc()
@@ -104,7 +105,21 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
             sink.flush()
         except Exception:  # noqa: BLE001
             pass
-        repo.mark_finished(db, run_id, "failed", error=err)
+        queue.transition(db, run_id, "failed", error=err)
         return Outcome("failed", None, err)
-    repo.mark_finished(db, run_id, "completed", summary=result.summary)
+    repo.update_run(db, run_id, summary=result.summary)
+    queue.transition(db, run_id, "completed")
     return Outcome("completed", result.summary, None)
+
+
+def start_running(db: Database, run_id: int, *, device: str) -> bool:
+    """created/starting → running, with this process's identity. False if the run is no
+    longer waiting to start (cancelled meanwhile)."""
+    if not queue.transition(db, run_id, "running", allowed_from=("created", "starting")):
+        return False
+    pid = os.getpid()
+    now = time.time()
+    repo.update_run(db, run_id, host=socket.gethostname(), pid=pid,
+                    proc_start=process_start_time(pid), device=device, started_at=now,
+                    heartbeat_at=now)
+    return True

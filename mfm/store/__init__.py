@@ -5,7 +5,7 @@ Open a ``Database`` (a path or a SQLAlchemy URL) and read or write through the f
 imports no torch, textual or click.
 """
 
-from mfm.store import repo
+from mfm.store import queue, repo
 from mfm.store.db import Database, StoreError, resolve_db_target
 from mfm.store.records import (
     STATUSES,
@@ -44,6 +44,7 @@ from mfm.store.schema import SCHEMA_VERSION
 __all__ = [
     "Database", "StoreError", "resolve_db_target", "SCHEMA_VERSION", "STATUSES",
     "TERMINAL_STATUSES", "RunRecord", "MetricPoint", "DatasetSpecRecord", "ConfigRecord", "repo",
+    "queue",
     "create_run", "update_run", "mark_running", "mark_finished", "get_run", "list_runs",
     "delete_run", "log_step_metrics", "log_epoch", "get_step_series", "get_epoch_series",
     "get_class_accuracy", "get_all_class_accuracy", "latest_metrics", "metric_keys",

@@ -99,6 +99,14 @@ class Run(Base):
     dataset_spec_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("dataset_specs.id", ondelete="SET NULL"))
     config_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("configs.id"))
+    # v2: the run queue
+    queued_at: Mapped[float | None] = mapped_column(Float)
+    slot: Mapped[str | None] = mapped_column(String)
+    proc_start: Mapped[str | None] = mapped_column(String)
+    cancel_requested_at: Mapped[float | None] = mapped_column(Float)
+    resume_requested: Mapped[int | None] = mapped_column(Integer)
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    code_version: Mapped[str | None] = mapped_column(String)
 
 
 class StepMetric(Base):
@@ -152,3 +160,17 @@ class LatestMetric(Base):
     value: Mapped[float | None] = mapped_column(Float)
     step: Mapped[int | None] = mapped_column(Integer)
     epoch: Mapped[int | None] = mapped_column(Integer)
+
+
+class Worker(Base):
+    """v2: the supervisor serving this database on a host, and its slots (for status bars)."""
+
+    __tablename__ = "workers"
+
+    host: Mapped[str] = mapped_column(String, primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    proc_start: Mapped[str | None] = mapped_column(String)
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    slots_json: Mapped[str] = mapped_column(Text)
+    stopped_at: Mapped[float | None] = mapped_column(Float)

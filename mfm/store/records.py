@@ -40,6 +40,13 @@ class RunRecord:
     heartbeat_at: float | None
     dataset_spec_id: int | None
     config_id: int | None
+    queued_at: float | None = None
+    slot: str | None = None
+    proc_start: str | None = None
+    cancel_requested_at: float | None = None
+    resume_requested: bool = False
+    attempt: int = 0
+    code_version: str | None = None
     latest: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -48,6 +48,8 @@ __all__ = [
 _PLAIN_FIELDS = frozenset({
     "status", "started_at", "finished_at", "host", "pid", "device", "split_hash", "error",
     "checkpoint_dir", "log_path", "epoch", "heartbeat_at", "name",
+    "queued_at", "slot", "proc_start", "cancel_requested_at", "resume_requested", "attempt",
+    "code_version",
 })
 _JSON_FIELDS = {"summary": "summary_json", "class_counts": "class_counts_json",
                 "confusion": "confusion_json"}
@@ -115,7 +117,10 @@ def _run_record(run: Run, latest: dict[str, float] | None = None) -> RunRecord:
         epochs_total=run.epochs_total, epoch=run.epoch, checkpoint_dir=run.checkpoint_dir,
         log_path=run.log_path, heartbeat_at=run.heartbeat_at,
         dataset_spec_id=run.dataset_spec_id, config_id=run.config_id,
-        latest=dict(latest or {}))
+        queued_at=run.queued_at, slot=run.slot, proc_start=run.proc_start,
+        cancel_requested_at=run.cancel_requested_at,
+        resume_requested=bool(run.resume_requested), attempt=run.attempt or 0,
+        code_version=run.code_version, latest=dict(latest or {}))
 
 
 # -- runs -----------------------------------------------------------------------------------

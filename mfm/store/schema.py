@@ -21,7 +21,7 @@ from mfm.store.models import Base
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "read_version", "create_fresh", "migrate",
            "user_tables"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -123,7 +123,32 @@ def _v0_to_v1(conn: Connection) -> None:
         conn.exec_driver_sql(sql)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1]
+def _v1_to_v2(conn: Connection) -> None:
+    """The run queue: slot, process identity, cancel/resume requests, attempts, code version;
+    and the workers (supervisors) table."""
+    for sql in (
+        "ALTER TABLE runs ADD COLUMN queued_at REAL",
+        "ALTER TABLE runs ADD COLUMN slot TEXT",
+        "ALTER TABLE runs ADD COLUMN proc_start TEXT",
+        "ALTER TABLE runs ADD COLUMN cancel_requested_at REAL",
+        "ALTER TABLE runs ADD COLUMN resume_requested INTEGER",
+        "ALTER TABLE runs ADD COLUMN attempt INTEGER",
+        "ALTER TABLE runs ADD COLUMN code_version TEXT",
+        """CREATE TABLE workers (
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            proc_start TEXT,
+            started_at REAL NOT NULL,
+            heartbeat_at REAL NOT NULL,
+            slots_json TEXT NOT NULL,
+            stopped_at REAL,
+            CONSTRAINT pk_workers PRIMARY KEY (host)
+        )""",
+    ):
+        conn.exec_driver_sql(sql)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1, _v1_to_v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "one migration per schema version"
 
 

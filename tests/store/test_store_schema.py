@@ -106,19 +106,24 @@ def test_migrated_database_opens_without_changes_and_works(tmp_path):
     assert schema_snapshot(path) == before
 
 
-def test_older_database_is_migrated_step_by_step(tmp_path, monkeypatch):
-    path = tmp_path / "old.db"
-    with Database(str(path)) as db:
-        run_id = repo.create_run(db, config={"x": 1}, epochs_total=1)
+def test_version_1_database_is_migrated_to_current_keeping_its_runs(tmp_path):
+    from sqlalchemy import create_engine
 
-    def v1_to_v2(conn):
-        conn.execute(text("ALTER TABLE runs ADD COLUMN note TEXT"))
-        conn.execute(text("UPDATE runs SET note = 'migrated'"))
-
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, v1_to_v2])
+    path = tmp_path / "v1.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        schema.migrate(conn, 0, 1)
+        conn.execute(text("INSERT INTO runs (status, created_at, config_json, epochs_total) "
+                          "VALUES ('completed', 1.0, '{\"x\": 1}', 3)"))
+    engine.dispose()
     with Database(str(path)) as db:
-        assert db.schema_version() == 2
-    con = sqlite3.connect(path)
-    assert con.execute("SELECT note FROM runs WHERE id = ?", (run_id,)).fetchone() == ("migrated",)
-    con.close()
+        assert db.schema_version() == schema.SCHEMA_VERSION
+        (run,) = repo.list_runs(db)
+        assert run.status == "completed" and run.config == {"x": 1} and run.attempt == 0
+        repo.update_run(db, run.id, slot="cpu0", resume_requested=True)
+        assert repo.get_run(db, run.id).slot == "cpu0"
+    migrated = schema_snapshot(path)
+    fresh_path = tmp_path / "fresh.db"
+    Database(str(fresh_path)).close()
+    assert {k: v for k, v in migrated.items() if k != "<version>"} == \
+        {k: v for k, v in schema_snapshot(fresh_path).items() if k != "<version>"}

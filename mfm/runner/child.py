@@ -1,0 +1,80 @@
+"""The run process: ``python -m mfm.runner.child --db TARGET --checkpoint-dir DIR RUN_ID``.
+
+Started by the supervisor in a session of its own, stdout/stderr to the run's log file.
+SIGTERM (from ``mfm cancel``) finishes the current step and records the run cancelled; its
+last completed epoch is checkpointed, so ``mfm resume`` continues from there. SIGHUP is
+ignored: closing a terminal never stops a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
+from mfm.runner.execute import execute_run
+from mfm.runner.preflight import PreflightError, method_options
+from mfm.store import Database, queue, repo
+
+__all__ = ["main", "LogLines"]
+
+
+class LogLines(Callbacks):
+    """One plain line per event for the run's log file (`mfm logs ID --follow`)."""
+
+    def on_start(self, info: StartInfo) -> None:
+        print(f"start: device {info.device}, {sum(info.train_counts)} training images in "
+              f"{len(info.classes)} classes (split {info.split_hash[:12]}), "
+              f"{info.num_parameters} parameters, epochs {info.start_epoch + 1}.."
+              f"{info.epochs}", flush=True)
+
+    def on_epoch(self, result: EpochResult) -> None:
+        s = result.scalars
+        groups = " ".join(f"{k} {100 * s[k]:.1f}" for k in ("many", "medium", "few") if k in s)
+        print(f"epoch {result.epoch + 1}: train_loss {s['train_loss']:.4f} test_loss "
+              f"{s['test_loss']:.4f} acc {100 * s['acc']:.2f} ({groups}) "
+              f"{s['epoch_seconds']:.1f}s{' best' if result.is_best else ''}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mfm.runner.child")
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("run_id", type=int)
+    args = ap.parse_args(argv)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    db = Database(args.db)
+    rec = repo.get_run(db, args.run_id)
+    if rec is None:
+        print(f"no run {args.run_id} in {args.db}", file=sys.stderr)
+        return 2
+    repo.update_run(db, args.run_id, checkpoint_dir=args.checkpoint_dir)
+    try:
+        options = method_options(db, rec.config)
+    except PreflightError as e:
+        queue.transition(db, args.run_id, "failed", allowed_from=("starting", "created"),
+                         error=str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{time.strftime('%H:%M:%S')} run {args.run_id}: {rec.method} on {rec.dataset}"
+          f"{' (resuming)' if rec.resume_requested else ''}", flush=True)
+    outcome = execute_run(db, args.run_id, checkpoint_dir=Path(args.checkpoint_dir),
+                          resume=rec.resume_requested, extra_callbacks=(LogLines(),), stop=stop,
+                          method_options=options)
+    print(f"{time.strftime('%H:%M:%S')} run {args.run_id}: {outcome.status}", flush=True)
+    if outcome.error:
+        print(outcome.error, file=sys.stderr, flush=True)
+    return {"completed": 0, "cancelled": 0}.get(outcome.status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

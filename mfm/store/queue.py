@@ -1,0 +1,206 @@
+"""The run queue in the records: enqueue, atomic claims, state transitions guarded by the
+state they start from (so a supervisor and a run process never overwrite each other's truth),
+cancel and resume requests, and the workers table.
+
+Lifecycle: queued → starting → running → completed | failed | cancelled | lost. Every
+transition is one UPDATE ... WHERE status IN (...) in its own write transaction
+(BEGIN IMMEDIATE on SQLite), stamped with its time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from mfm.store.db import Database
+from mfm.store.models import Run, Worker
+from mfm.store.records import RunRecord
+from mfm.store.repo import _run_record
+
+__all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", "set_process",
+           "transition", "queue_positions", "active_runs", "request_cancel", "request_resume",
+           "upsert_worker", "worker_heartbeat", "stop_worker", "list_workers", "cancel_requested",
+           "count_by_status"]
+
+ACTIVE = ("starting", "running")
+RESUMABLE = ("cancelled", "failed", "lost")
+
+
+class QueueError(ValueError):
+    """A request the queue cannot take (unknown id, wrong state); one line."""
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    host: str
+    pid: int
+    proc_start: str | None
+    started_at: float
+    heartbeat_at: float
+    slots: list[dict[str, Any]]
+    stopped_at: float | None
+
+
+def enqueue_run(db: Database, *, config: dict[str, Any], epochs_total: int,
+                name: str | None = None, code_version: str | None = None,
+                dataset_spec_id: int | None = None, config_id: int | None = None) -> int:
+    """A new run in the queue, its resolved config frozen now."""
+    now = time.time()
+    run = Run(name=name, status="queued", created_at=now, queued_at=now,
+              config_json=json.dumps(config), epochs_total=int(epochs_total),
+              dataset_spec_id=dataset_spec_id, config_id=config_id, code_version=code_version,
+              attempt=0, resume_requested=0)
+    with db.session_scope() as session:
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def claim_next(db: Database, *, host: str, slot: str) -> RunRecord | None:
+    """Take the oldest queued run for ``slot`` on ``host`` (queued → starting), or None.
+    One write transaction: two supervisors never claim the same run."""
+    with db.session_scope() as session:
+        run_id = session.execute(
+            select(Run.id).where(Run.status == "queued").order_by(Run.queued_at, Run.id)
+            .limit(1)).scalar()
+        if run_id is None:
+            return None
+        done = session.execute(
+            update(Run).where(Run.id == run_id, Run.status == "queued").values(
+                status="starting", host=host, slot=slot, started_at=None, finished_at=None,
+                pid=None, proc_start=None, heartbeat_at=time.time())).rowcount
+        if not done:
+            return None
+        session.flush()
+        return _run_record(session.get(Run, run_id))
+
+
+def set_process(db: Database, run_id: int, *, pid: int, proc_start: str | None,
+                log_path: str) -> None:
+    with db.session_scope() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            pid=pid, proc_start=proc_start, log_path=log_path, heartbeat_at=time.time()))
+
+
+def transition(db: Database, run_id: int, to: str, *, allowed_from: tuple[str, ...] = ACTIVE,
+               error: str | None = None) -> bool:
+    """Move a run to ``to`` if it is in ``allowed_from``; False if it was not (someone else
+    already decided its state)."""
+    values: dict[str, Any] = {"status": to}
+    if to in ("completed", "failed", "cancelled", "lost"):
+        values["finished_at"] = time.time()
+    if error is not None:
+        values["error"] = error
+    with db.session_scope() as session:
+        return bool(session.execute(update(Run).where(
+            Run.id == run_id, Run.status.in_(allowed_from)).values(**values)).rowcount)
+
+
+def queue_positions(db: Database) -> dict[int, int]:
+    """Queued run id -> its position (1 = next to start)."""
+    with db.session_scope(read_only=True) as session:
+        ids = session.execute(select(Run.id).where(Run.status == "queued")
+                              .order_by(Run.queued_at, Run.id)).scalars().all()
+    return {rid: i + 1 for i, rid in enumerate(ids)}
+
+
+def active_runs(db: Database, *, host: str | None = None) -> list[RunRecord]:
+    with db.session_scope(read_only=True) as session:
+        q = select(Run).where(Run.status.in_(ACTIVE))
+        if host is not None:
+            q = q.where(Run.host == host)
+        return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
+
+
+def cancel_requested(db: Database, *, host: str) -> list[RunRecord]:
+    with db.session_scope(read_only=True) as session:
+        q = select(Run).where(Run.status.in_(ACTIVE), Run.host == host,
+                              Run.cancel_requested_at.is_not(None))
+        return [_run_record(r) for r in session.execute(q).scalars()]
+
+
+def request_cancel(db: Database, run_id: int) -> str:
+    """Cancel: a queued run is cancelled at once ("cancelled"); a starting or running one gets
+    a request its supervisor acts on ("requested"). Finished runs are refused."""
+    now = time.time()
+    with db.session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise QueueError(f"ID: no run {run_id}")
+        if run.status in ("queued", "created"):
+            session.execute(update(Run).where(Run.id == run_id).values(
+                status="cancelled", finished_at=now, cancel_requested_at=now))
+            return "cancelled"
+        if run.status in ACTIVE:
+            if run.cancel_requested_at is None:
+                run.cancel_requested_at = now
+            return "requested"
+        raise QueueError(f"ID: run {run_id} is already {run.status}; nothing to cancel")
+
+
+def request_resume(db: Database, run_id: int) -> RunRecord:
+    """Queue a cancelled, failed or lost run again, to continue from its last checkpoint."""
+    with db.session_scope() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise QueueError(f"ID: no run {run_id}")
+        if run.status not in RESUMABLE:
+            hint = {"completed": "it finished; nothing to resume",
+                    "queued": "it is already queued"}.get(run.status, "it is still active")
+            raise QueueError(f"ID: run {run_id} is {run.status}: {hint} (resumable: "
+                             f"{' | '.join(RESUMABLE)})")
+        run.status = "queued"
+        run.queued_at = time.time()
+        run.resume_requested = 1
+        run.attempt = (run.attempt or 0) + 1
+        run.finished_at = None
+        run.cancel_requested_at = None
+        run.error = None
+        run.pid = None
+        run.proc_start = None
+        session.flush()
+        return _run_record(run)
+
+
+# -- workers --------------------------------------------------------------------------------
+
+def upsert_worker(db: Database, *, host: str, pid: int, proc_start: str | None,
+                  slots: list[dict[str, Any]]) -> None:
+    now = time.time()
+    with db.session_scope() as session:
+        w = session.get(Worker, host)
+        if w is None:
+            session.add(Worker(host=host, pid=pid, proc_start=proc_start, started_at=now,
+                               heartbeat_at=now, slots_json=json.dumps(slots)))
+        else:
+            w.pid, w.proc_start, w.started_at, w.heartbeat_at = pid, proc_start, now, now
+            w.slots_json, w.stopped_at = json.dumps(slots), None
+
+
+def worker_heartbeat(db: Database, *, host: str, slots: list[dict[str, Any]]) -> None:
+    with db.session_scope() as session:
+        session.execute(update(Worker).where(Worker.host == host).values(
+            heartbeat_at=time.time(), slots_json=json.dumps(slots)))
+
+
+def stop_worker(db: Database, *, host: str, pid: int) -> None:
+    with db.session_scope() as session:
+        session.execute(update(Worker).where(Worker.host == host, Worker.pid == pid).values(
+            stopped_at=time.time()))
+
+
+def list_workers(db: Database) -> list[WorkerRecord]:
+    with db.session_scope(read_only=True) as session:
+        return [WorkerRecord(w.host, w.pid, w.proc_start, w.started_at, w.heartbeat_at,
+                             json.loads(w.slots_json), w.stopped_at)
+                for w in session.execute(select(Worker).order_by(Worker.host)).scalars()]
+
+
+def count_by_status(db: Database) -> dict[str, int]:
+    with db.session_scope(read_only=True) as session:
+        return dict(session.execute(select(Run.status, func.count()).group_by(Run.status)).all())
+
