@@ -13,6 +13,7 @@ import click
 
 from mfm.cli.errors import UserError
 from mfm.store import Database, StoreError, resolve_db_target
+from mfm.store.fsinfo import warn_if_network_fs
 
 __all__ = ["App", "runs_root", "pass_app"]
 
@@ -35,10 +36,13 @@ class App:
     db_target: str
 
     def open_db(self) -> Database:
+        """Open the records (once per command); warns once if they sit on NFS & co."""
         try:
-            return Database(self.db_target)
+            db = Database(self.db_target)
         except StoreError as e:
             raise UserError(str(e)) from None
+        warn_if_network_fs(self.db_target)
+        return db
 
     def runs_root(self) -> Path:
         return runs_root(self.db_target)

@@ -6,6 +6,8 @@ import click
 
 from mfm import __version__
 from mfm.cli.datasets import datasets
+from mfm.cli.queue import cancel, logs, resume
+from mfm.cli.worker import worker
 from mfm.cli.records import export, runs, show
 from mfm.cli.run import run
 
@@ -34,7 +36,15 @@ cli.add_command(runs)
 cli.add_command(show)
 cli.add_command(export)
 cli.add_command(datasets)
+cli.add_command(cancel)
+cli.add_command(resume)
+cli.add_command(logs)
+cli.add_command(worker)
 
 
 def main() -> None:
     cli(prog_name="mfm")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,15 @@ def _when(ts: float | None, short: bool = False) -> str:
     return "—" if ts is None else time.strftime(fmt, time.localtime(ts))
 
 
+def _where(r: RunRecord, positions: dict[int, int], now: float) -> str:
+    if r.status == "queued":
+        return f"#{positions.get(r.id, '?')} in queue"
+    if r.status in ("starting", "running"):
+        beat = "" if r.heartbeat_at is None else f" ♥{now - r.heartbeat_at:.0f}s"
+        return f"{r.slot or r.device or '?'}{beat}"
+    return ""
+
+
 def _get_run(db: Database, run_id: int, target: str) -> RunRecord:
     rec = repo.get_run(db, run_id)
     if rec is None:
@@ -61,14 +70,21 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
         records = repo.list_runs(db, status=status, limit=limit)
     except ValueError as e:
         raise UserError(f"--status: {e}") from None
+    from mfm.store import queue
+
     if as_json:
-        click.echo(json.dumps([_record_dict(r) for r in records], indent=2))
+        positions = queue.queue_positions(db)
+        click.echo(json.dumps([{**_record_dict(r), "queue_position": positions.get(r.id)}
+                               for r in records], indent=2))
         return
-    table = Table(title=f"runs in {app.db_target} (data = dataset/imbalance factor)",
-                  title_justify="left")
+
+    positions = queue.queue_positions(db)
+    now = time.time()
+    table = Table(title=f"runs in {app.db_target} (data = dataset/imbalance factor; where = "
+                        "queue position, or slot and heartbeat age)", title_justify="left")
     for col, just in (("id", "right"), ("name", "left"), ("status", "left"), ("data", "left"),
                       ("method", "left"), ("epoch", "right"), ("acc %", "right"),
-                      ("best %", "right"), ("created", "left")):
+                      ("best %", "right"), ("where", "left"), ("created", "left")):
         table.add_column(col, justify=just, no_wrap=col != "name")  # type: ignore[arg-type]
     for r in records:
         done = 0 if r.epoch is None else r.epoch + 1
@@ -77,7 +93,8 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
         table.add_row(str(r.id), r.name or "", r.status,
                       f"{data.get('name', '?')}/{data.get('imbalance_factor', 0):g}",
                       r.method, f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
-                      _pct(best.get("acc")), _when(r.created_at, short=True))
+                      _pct(best.get("acc")), _where(r, positions, now),
+                      _when(r.created_at, short=True))
     Console().print(table)
 
 

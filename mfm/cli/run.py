@@ -24,9 +24,37 @@ def load_config_or_fail(config_path: str | None, overrides: tuple[str, ...]) -> 
         raise UserError(str(e)) from None
 
 
+def enqueue(app: App, cfg: Config, name: str | None) -> int:
+    """Queue ``cfg`` (frozen now, with the code version), make sure a supervisor serves this
+    database on this host, and print the run id on stdout."""
+    from mfm.runner.launch import code_version, serving, start_detached_supervisor
+    from mfm.store import queue
+
+    db = app.open_db()
+    try:
+        method_options(db, cfg)
+    except PreflightError as e:
+        raise UserError(str(e)) from None
+    run_id = queue.enqueue_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
+                               name=name, code_version=code_version())
+    repo.update_run(db, run_id, checkpoint_dir=str(app.runs_root() / str(run_id)))
+    position = queue.queue_positions(db).get(run_id)
+    holder = serving(app.db_target, app.runs_root())
+    if holder is None:
+        pid = start_detached_supervisor(app.db_target, app.runs_root(), ["--idle-exit", "600"])
+        who = f"started a supervisor (pid {pid}; it exits after 10 idle minutes)"
+    else:
+        who = f"supervisor pid {holder.get('pid')} serves {app.db_target}"
+    click.echo(f"run {run_id} queued (position {position}); {who}. "
+               f"Watch: mfm runs, mfm logs {run_id} --follow", err=True)
+    click.echo(str(run_id))
+    return run_id
+
+
 @click.command()
 @click.option("--headless", is_flag=True,
-              help="Train in this process, in the foreground, with a progress bar.")
+              help="Train in this process, in the foreground, with a progress bar (default: "
+                   "queue the run for the background supervisor and print its id).")
 @click.option("--config", "config_path", metavar="FILE", default=None,
               help="TOML file of settings ([data], [model], [method], [train], [optim]).")
 @click.option("--set", "overrides", metavar="KEY=VALUE", multiple=True,
@@ -36,25 +64,29 @@ def load_config_or_fail(config_path: str | None, overrides: tuple[str, ...]) -> 
 @pass_app
 def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str, ...],
         name: str | None) -> None:
-    """Train one run and record it (metrics, per-class accuracy, checkpoints).
+    """Queue a run (or, with --headless, train it here) and record it: metrics, per-class
+    accuracy, checkpoints.
 
     Settings come from the defaults, then --config, then each --set. The default trains
-    a ResNet-20 on scikit-learn's digits made long-tailed (imbalance factor 10).
+    a ResNet-20 on scikit-learn's digits made long-tailed (imbalance factor 10). Without
+    --headless the run goes to the queue, a supervisor is started for this database if none
+    serves it, and the run id is printed.
 
     \b
     Examples:
+      mfm run --set method.name=mfm            # queued; prints the id
       mfm run --headless
       mfm run --headless --set method.name=balanced_softmax --set train.epochs=10
       mfm run --headless --config cifar10_lt.toml --set data.imbalance_factor=200
     """
     cfg = load_config_or_fail(config_path, overrides)
-    if not headless:
-        raise UserError("--headless: queued background runs are not available yet in this "
-                        "version; run in the foreground with mfm run --headless")
     try:
         check_data(cfg)
     except PreflightError as e:
         raise UserError(str(e)) from None
+    if not headless:
+        enqueue(app, cfg, name)
+        return
     from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
 
     try:

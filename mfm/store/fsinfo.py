@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import TextIO
 
-__all__ = ["NETWORK_FS", "filesystem_type", "on_network_fs"]
+__all__ = ["NETWORK_FS", "filesystem_type", "on_network_fs", "warn_if_network_fs"]
 
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "fuse.sshfs", "sshfs",
               "lustre", "gpfs", "glusterfs", "fuse.glusterfs", "ceph", "fuse.ceph", "beegfs",
@@ -35,3 +37,18 @@ def on_network_fs(path: Path, mounts_text: str | None = None) -> str | None:
     """The network fstype if ``path`` is on one, else None."""
     fs = filesystem_type(path, mounts_text)
     return fs if fs in NETWORK_FS else None
+
+
+def warn_if_network_fs(db_target: str, stream: TextIO | None = None,
+                       mounts_text: str | None = None) -> str | None:
+    """Print one clear warning if a SQLite database file is on a network filesystem; return
+    the filesystem type (None when local or not SQLite)."""
+    target = db_target[len("sqlite:///"):] if db_target.startswith("sqlite:///") else db_target
+    if "://" in target:
+        return None
+    fs = on_network_fs(Path(target).resolve().parent, mounts_text)
+    if fs:
+        print(f"warning: {target} is on a network filesystem ({fs}); SQLite's locking is not "
+              "reliable there, so concurrent runs can corrupt it. Keep the database on a "
+              "local disk (--db /local/disk/experiments.db).", file=stream or sys.stderr)
+    return fs

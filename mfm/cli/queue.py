@@ -1,0 +1,135 @@
+"""``mfm cancel``, ``mfm resume``, ``mfm logs``: acting on queued and running runs."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from mfm.cli.context import App, pass_app
+from mfm.cli.errors import UserError
+from mfm.runner.procs import is_alive, signal_group
+from mfm.store import queue, repo
+
+__all__ = ["cancel", "resume", "logs"]
+
+
+@click.command()
+@click.argument("run_ids", metavar="ID...", type=int, nargs=-1, required=True)
+@pass_app
+def cancel(app: App, run_ids: tuple[int, ...]) -> None:
+    """Cancel runs. A queued run is cancelled at once; a running one gets SIGTERM (its process
+    group), finishes its current step, keeps its last epoch's checkpoint and is recorded
+    cancelled; the supervisor kills it after a grace period if it does not stop.
+
+    \b
+    Examples:
+      mfm cancel 7
+      mfm cancel 7 8 9
+    """
+    db = app.open_db()
+    for run_id in run_ids:  # check every id first: an unknown one changes nothing
+        if repo.get_run(db, run_id) is None:
+            raise UserError(f"ID: no run {run_id} in {app.db_target} (see mfm runs)")
+        rec = repo.get_run(db, run_id)
+        if rec.status not in ("queued", "created", *queue.ACTIVE):
+            raise UserError(f"ID: run {run_id} is already {rec.status}; nothing to cancel")
+    host = socket.gethostname()
+    for run_id in run_ids:
+        try:
+            what = queue.request_cancel(db, run_id)
+        except queue.QueueError as e:
+            raise UserError(str(e)) from None
+        if what == "cancelled":
+            click.echo(f"run {run_id}: cancelled (it was queued)")
+            continue
+        rec = repo.get_run(db, run_id)
+        if rec.host == host and rec.pid and is_alive(rec.pid, rec.proc_start):
+            signal_group(rec.pid, signal.SIGTERM)  # the supervisor escalates if needed
+            click.echo(f"run {run_id}: SIGTERM sent; it stops after its current step")
+        else:
+            click.echo(f"run {run_id}: cancel requested; the supervisor on {rec.host} acts on it")
+
+
+@click.command()
+@click.argument("run_id", metavar="ID", type=int)
+@pass_app
+def resume(app: App, run_id: int) -> None:
+    """Queue a cancelled, failed or lost run again: it continues from its last checkpoint
+    with its optimiser, schedule, modulation and random state.
+
+    \b
+    Example:
+      mfm resume 7
+    """
+    from mfm.runner.launch import serving, start_detached_supervisor
+
+    db = app.open_db()
+    try:
+        rec = queue.request_resume(db, run_id)
+    except queue.QueueError as e:
+        raise UserError(str(e)) from None
+    done = 0 if rec.epoch is None else rec.epoch + 1
+    if serving(app.db_target, app.runs_root()) is None:
+        start_detached_supervisor(app.db_target, app.runs_root(), ["--idle-exit", "600"])
+    click.echo(f"run {run_id}: queued to resume after epoch {done}/{rec.epochs_total} "
+               f"(attempt {rec.attempt})")
+
+
+def _log_path(app: App, run_id: int) -> Path:
+    db = app.open_db()
+    rec = repo.get_run(db, run_id)
+    if rec is None:
+        raise UserError(f"ID: no run {run_id} in {app.db_target} (see mfm runs)")
+    if rec.log_path:
+        return Path(rec.log_path)
+    return app.runs_root() / str(run_id) / "run.log"
+
+
+@click.command()
+@click.argument("run_id", metavar="ID", type=int)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run finishes.")
+@click.option("--tail", "tail_lines", type=int, default=None, help="Only the last N lines.")
+@pass_app
+def logs(app: App, run_id: int, follow: bool, tail_lines: int | None) -> None:
+    """Print a background run's log (what its process wrote).
+
+    \b
+    Examples:
+      mfm logs 7
+      mfm logs 7 --follow
+    """
+    path = _log_path(app, run_id)
+    db = app.open_db()
+    if not path.exists():
+        rec = repo.get_run(db, run_id)
+        if not follow:
+            raise UserError(f"ID: run {run_id} has no log yet (status {rec.status}; foreground "
+                            "--headless runs print to their terminal instead)")
+    offset = 0
+    if path.exists() and tail_lines is not None:
+        lines = path.read_text(errors="replace").splitlines(keepends=True)
+        sys.stdout.write("".join(lines[-tail_lines:]))
+        offset = path.stat().st_size
+    while True:
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+                offset += len(chunk)
+        if not follow:
+            return
+        rec = repo.get_run(db, run_id)
+        if rec.status not in ("queued", "created", *queue.ACTIVE):
+            if path.exists() and path.stat().st_size > offset:
+                continue  # print what came in with the end
+            click.echo(f"-- run {run_id} is {rec.status}", err=True)
+            return
+        time.sleep(0.5)

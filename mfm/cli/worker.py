@@ -1,0 +1,162 @@
+"""``mfm worker``: the supervisor that runs queued runs, one per database per host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mfm.cli.context import App, pass_app
+from mfm.cli.errors import UserError
+from mfm.runner.procs import process_start_time
+from mfm.store import queue
+
+__all__ = ["worker"]
+
+
+def _parse_gpus(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        gpus = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UserError(f"--gpus: expected comma-separated GPU indices like 0,1 (got {text!r})")
+    if not gpus or any(g < 0 for g in gpus):
+        raise UserError(f"--gpus: expected comma-separated GPU indices like 0,1 (got {text!r})")
+    return gpus
+
+
+def _holder_text(holder: dict) -> str:
+    since = holder.get("locked_at")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "?"
+    return f"pid {holder.get('pid')} on {holder.get('host')} since {when}"
+
+
+@click.group(invoke_without_command=True)
+@click.option("--gpus", default=None, metavar="0,1", help="GPUs to use (default: all found; "
+              "found through NVML or nvidia-smi, without importing torch).")
+@click.option("--per-gpu", type=int, default=1, show_default=True, help="Runs per GPU.")
+@click.option("--cpu-slots", type=int, default=1, show_default=True,
+              help="Concurrent runs when there is no GPU.")
+@click.option("--idle-exit", type=float, default=None, metavar="SECONDS",
+              help="Exit after this long with nothing queued or running.")
+@click.option("--detach", is_flag=True, help="Run in the background (own session, survives "
+              "logout); output to runs/worker.log.")
+@click.option("--heartbeat-timeout", type=float, default=60.0, show_default=True,
+              help="A run whose process is gone and whose heartbeat is older than this is "
+                   "marked lost.")
+@click.option("--grace", type=float, default=30.0, show_default=True,
+              help="Seconds after SIGTERM before a cancelled run is killed.")
+@click.option("--poll", type=float, default=1.0, show_default=True, hidden=True)
+@pass_app
+def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: float | None,
+           detach: bool, heartbeat_timeout: float, grace: float, poll: float) -> None:
+    """Serve the run queue of this database on this host: claim queued runs for free slots,
+    launch each as its own process (CUDA_VISIBLE_DEVICES set to its slot), reap them, cancel
+    on request, re-adopt live runs after a restart and mark vanished ones lost.
+
+    \b
+    Examples:
+      mfm worker --detach                 # all GPUs, one run each, in the background
+      mfm worker --gpus 0,1 --per-gpu 2
+      mfm worker status
+    """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand is not None:
+        return
+    from mfm.runner.gpus import discover_gpus
+    from mfm.runner.launch import serving, start_detached_supervisor, supervisor_lock
+    from mfm.runner.supervisor import SlotError, Supervisor, plan_slots
+
+    try:
+        slots = plan_slots(discover_gpus(), gpus=_parse_gpus(gpus), per_gpu=per_gpu,
+                           cpu_slots=cpu_slots)
+    except SlotError as e:
+        raise UserError(str(e)) from None
+    if heartbeat_timeout <= 0 or grace < 0:
+        raise UserError("--heartbeat-timeout: must be > 0 and --grace >= 0")
+    db = app.open_db()
+    runs_root = app.runs_root()
+    holder = serving(app.db_target, runs_root)
+    if holder is not None:
+        raise UserError(f"a supervisor already serves {app.db_target} on this host: "
+                        f"{_holder_text(holder)} (see mfm worker status)")
+    if detach:
+        args = ["--per-gpu", str(per_gpu), "--cpu-slots", str(cpu_slots),
+                "--heartbeat-timeout", str(heartbeat_timeout), "--grace", str(grace),
+                "--poll", str(poll)]
+        if gpus:
+            args += ["--gpus", gpus]
+        if idle_exit is not None:
+            args += ["--idle-exit", str(idle_exit)]
+        pid = start_detached_supervisor(app.db_target, runs_root, args)
+        click.echo(f"supervisor started in the background: pid {pid}, log "
+                   f"{runs_root / 'worker.log'}")
+        return
+    host = socket.gethostname()
+    lock = supervisor_lock(app.db_target, runs_root)
+    if not lock.acquire({"pid": os.getpid(), "host": host,
+                         "slots": [s.name for s in slots], "db": app.db_target}):
+        holder = lock.holder() or {}
+        raise UserError(f"a supervisor already serves {app.db_target} on this host: "
+                        f"{_holder_text(holder)} (see mfm worker status)")
+    def say(msg: str) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {msg}", err=False)
+
+    sup = Supervisor(db, db_target=app.db_target, host=host, slots=slots, runs_root=runs_root,
+                     heartbeat_timeout=heartbeat_timeout, grace=grace, idle_exit=idle_exit,
+                     poll=poll, log=say)
+
+    def stop(*_: object) -> None:
+        sup.stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    say(f"supervisor pid {os.getpid()} serving {app.db_target} on {host}: slots "
+        f"{', '.join(s.name for s in slots)}")
+    try:
+        sup.serve()
+    finally:
+        lock.release()
+        say("supervisor stopped (runs keep going; a new supervisor re-adopts them)")
+
+
+@worker.command()
+@pass_app
+def status(app: App) -> None:
+    """Who serves this database on this host, its slots, and what runs where.
+
+    \b
+    Example:
+      mfm worker status
+    """
+    from mfm.runner.launch import serving
+
+    db = app.open_db()
+    holder = serving(app.db_target, app.runs_root())
+    con = Console()
+    if holder is None:
+        con.print(f"no supervisor serves {app.db_target} on {socket.gethostname()} "
+                  "(mfm worker --detach starts one; mfm run starts one when needed)")
+    else:
+        con.print(f"supervisor: {_holder_text(holder)}")
+    now = time.time()
+    workers = queue.list_workers(db)
+    if workers:
+        table = Table(title="supervisors in the records", title_justify="left")
+        for col in ("host", "pid", "state", "heartbeat", "slots"):
+            table.add_column(col)
+        for w in workers:
+            alive = w.stopped_at is None and process_start_time(w.pid) == w.proc_start \
+                if w.host == socket.gethostname() else w.stopped_at is None
+            slots = ", ".join(f"{s['name']}:{s['run'] or 'free'}" for s in w.slots)
+            table.add_row(w.host, str(w.pid), "serving" if alive else "stopped",
+                          f"{now - w.heartbeat_at:.0f} s ago", slots)
+        con.print(table)
+    counts = queue.count_by_status(db)
+    con.print("runs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
