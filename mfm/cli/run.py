@@ -24,7 +24,39 @@ def load_config_or_fail(config_path: str | None, overrides: tuple[str, ...]) -> 
         raise UserError(str(e)) from None
 
 
-def enqueue(app: App, cfg: Config, name: str | None) -> int:
+def compose_named(app: App, dataset_name: str | None, config_name: str | None,
+                  config_path: str | None, overrides: tuple[str, ...]) -> tuple[Config, dict]:
+    """Compose a run config from saved specs; returns it and the record ids it came from."""
+    from mfm.specs import compose
+
+    db = app.open_db()
+    refs: dict[str, int] = {}
+    spec = named = None
+    if dataset_name:
+        rec = repo.get_dataset_spec(db, dataset_name)
+        if rec is None:
+            names = ", ".join(r.name for r in repo.list_dataset_specs(db)) or "none saved"
+            raise UserError(f"--dataset: no dataset spec {dataset_name!r} (have: {names})")
+        spec, refs["dataset_spec_id"] = rec.spec, rec.id
+    if config_name:
+        base, _, version = config_name.partition("@")
+        if version and not version.isdigit():
+            raise UserError(f"--config-name: expected NAME or NAME@VERSION (got {config_name!r})")
+        crec = repo.get_config(db, base, int(version) if version else None)
+        if crec is None:
+            names = ", ".join(r.name for r in repo.list_configs(db)) or "none saved"
+            raise UserError(f"--config-name: no config {config_name!r} (have: {names})")
+        named, refs["config_id"] = crec.config, crec.id
+    try:
+        cfg = compose(dataset_spec=spec, named_config=named, config_file=config_path,
+                      overrides=overrides)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    return cfg, refs
+
+
+def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | None = None,
+            config_id: int | None = None) -> int:
     """Queue ``cfg`` (frozen now, with the code version), make sure a supervisor serves this
     database on this host, and print the run id on stdout."""
     from mfm.runner.launch import code_version, serving, start_detached_supervisor
@@ -36,7 +68,8 @@ def enqueue(app: App, cfg: Config, name: str | None) -> int:
     except PreflightError as e:
         raise UserError(str(e)) from None
     run_id = queue.enqueue_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
-                               name=name, code_version=code_version())
+                               name=name, code_version=code_version(),
+                               dataset_spec_id=dataset_spec_id, config_id=config_id)
     repo.update_run(db, run_id, checkpoint_dir=str(app.runs_root() / str(run_id)))
     position = queue.queue_positions(db).get(run_id)
     holder = serving(app.db_target, app.runs_root())
@@ -61,9 +94,13 @@ def enqueue(app: App, cfg: Config, name: str | None) -> int:
               help="Override one setting, e.g. --set optim.lr=0.05 (repeatable; wins over "
                    "--config).")
 @click.option("--name", default=None, help="A name for the run.")
+@click.option("--dataset", "dataset_name", default=None, metavar="NAME",
+              help="A saved dataset spec (data.* settings; made in mfm-tui).")
+@click.option("--config-name", "config_name", default=None, metavar="NAME[@VERSION]",
+              help="A saved method config (latest version unless @VERSION; made in mfm-tui).")
 @pass_app
 def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str, ...],
-        name: str | None) -> None:
+        name: str | None, dataset_name: str | None, config_name: str | None) -> None:
     """Queue a run (or, with --headless, train it here) and record it: metrics, per-class
     accuracy, checkpoints.
 
@@ -79,13 +116,17 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
       mfm run --headless --set method.name=balanced_softmax --set train.epochs=10
       mfm run --headless --config cifar10_lt.toml --set data.imbalance_factor=200
     """
-    cfg = load_config_or_fail(config_path, overrides)
+    refs: dict[str, int] = {}
+    if dataset_name or config_name:
+        cfg, refs = compose_named(app, dataset_name, config_name, config_path, overrides)
+    else:
+        cfg = load_config_or_fail(config_path, overrides)
     try:
         check_data(cfg)
     except PreflightError as e:
         raise UserError(str(e)) from None
     if not headless:
-        enqueue(app, cfg, name)
+        enqueue(app, cfg, name, **refs)
         return
     from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
 
@@ -103,7 +144,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     from mfm.runner.execute import execute_run
 
     run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
-                             name=name, status="created")
+                             name=name, status="created", **refs)
     ckpt_dir = app.runs_root() / str(run_id)
     repo.update_run(db, run_id, checkpoint_dir=str(ckpt_dir))
     err = Console(stderr=True)
