@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from conftest import TINY, mfm_exe, wait_for
+from proc_helpers import TINY, mfm_exe, wait_for
 
 from mfm.runner.procs import is_alive
 

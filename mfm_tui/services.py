@@ -1,0 +1,526 @@
+"""The app's only door to the records and the runner (``mfm.store``, ``mfm.runner``).
+
+Every method blocks (SQL, files, processes), so the UI calls them from thread workers only.
+They return plain values: the store's frozen dataclasses, dicts, lists and the small frozen
+dataclasses below; no session or ORM row leaves. Heavy imports (SQLAlchemy) happen on first
+use, so building a ``Services`` costs nothing and the first frame is not kept waiting.
+
+A test builds one on a temporary database with a fixed clock, a fixed time zone and no GPU
+probe, and hands it to the app's constructor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServiceError", "Services", "RunsDelta", "RunSeries", "StatusInfo", "QueuedRuns",
+           "ConfigUse"]
+
+ACTIVE = ("starting", "running")
+RESUMABLE = ("cancelled", "failed", "lost")
+CANCELLABLE = ("created", "queued", "starting", "running")
+
+
+class ServiceError(Exception):
+    """Something the user can act on; the message is one line."""
+
+
+@dataclass(frozen=True)
+class RunsDelta:
+    """What changed in the runs table since the fingerprints the caller already has."""
+
+    changed: tuple[Any, ...]            # RunRecord, new or changed
+    removed: tuple[int, ...]            # ids gone from the records
+    positions: dict[int, int]           # queued run id -> position (1 = next)
+    fingerprints: dict[int, tuple]      # id -> fingerprint, to pass to the next poll
+
+
+@dataclass(frozen=True)
+class RunSeries:
+    """New points of one run since the cursors the caller passed (see ``run_series``)."""
+
+    run: Any                                       # RunRecord
+    steps: dict[str, list[tuple[int, float]]]      # key -> [(step, value)] after the cursor
+    epochs: dict[str, list[tuple[int, float]]]     # key -> [(epoch, value)] after the cursor
+    class_acc: list[float] | None                  # the latest per-class vector, if new
+    log_lines: list[str]                           # new log lines
+    log_offset: int                                # byte offset to pass next time
+
+
+@dataclass(frozen=True)
+class StatusInfo:
+    supervisor: dict[str, Any] | None   # the lock holder's info, None when nobody serves
+    slots_busy: int
+    slots_total: int
+    gpus: list[dict[str, float]]        # per GPU: index, util, mem_used, mem_total
+    counts: dict[str, int]              # runs by status
+
+
+@dataclass(frozen=True)
+class QueuedRuns:
+    run_ids: tuple[int, ...]
+    supervisor: str                     # what happened about the supervisor, one line
+
+
+@dataclass(frozen=True)
+class ConfigUse:
+    name: str
+    version: int
+    run_ids: tuple[int, ...]
+
+
+def _fingerprint_columns() -> list[Any]:
+    from mfm.store.models import Run
+
+    return [Run.id, Run.status, Run.epoch, Run.heartbeat_at, Run.started_at, Run.finished_at,
+            Run.slot, Run.device, Run.name, Run.attempt, Run.cancel_requested_at,
+            Run.queued_at, Run.class_counts_json.is_(None), Run.summary_json.is_(None)]
+
+
+class Services:
+    """The backend of mfm-tui, for one database target.
+
+    ``runs_root``: checkpoints and logs (default: as ``mfm`` decides, honouring MFM_RUNS_DIR).
+    ``clock`` / ``localtime``: "now" and how timestamps become wall-clock fields (tests pass
+    fixed ones). ``gpu_probe``: per-GPU utilisation (default NVML). ``start_supervisor``:
+    whether queueing starts a detached supervisor when none serves the database.
+    """
+
+    def __init__(self, db_target: str, *, runs_root: str | Path | None = None,
+                 clock: Callable[[], float] = time.time,
+                 localtime: Callable[[float], time.struct_time] = time.localtime,
+                 gpu_probe: Callable[[], list[dict[str, float]]] | None = None,
+                 start_supervisor: bool = True,
+                 supervisor_args: Sequence[str] = ("--idle-exit", "600")):
+        self.db_target = db_target
+        self._runs_root = Path(runs_root) if runs_root is not None else None
+        self.clock = clock
+        self.localtime = localtime
+        self._gpu_probe = gpu_probe
+        self.start_supervisor = start_supervisor
+        self.supervisor_args = list(supervisor_args)
+        self._db: Any = None
+        self._lock = threading.Lock()
+        self.started_supervisors: list[int] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def display(self) -> str:
+        """The database as shown to the user (its file name, or the URL)."""
+        target = self.db_target
+        if target.startswith("sqlite:///"):
+            target = target[len("sqlite:///"):]
+        return target if "://" in target else os.path.basename(target) or target
+
+    def open(self) -> None:
+        """Open the records (creating or migrating the schema). ServiceError with one line
+        for a file that is not SQLite, a newer schema, a missing directory..."""
+        with self._lock:
+            if self._db is not None:
+                return
+            from mfm.store import Database, StoreError
+
+            try:
+                self._db = Database(self.db_target)
+            except StoreError as e:
+                raise ServiceError(str(e)) from None
+            except Exception as e:  # noqa: BLE001 — whatever the driver says, one line
+                raise ServiceError(f"cannot open {self.db_target}: "
+                                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                                   ) from None
+
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            self.open()
+        return self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def runs_root(self) -> Path:
+        if self._runs_root is not None:
+            return self._runs_root
+        from mfm.cli.context import runs_root
+
+        return runs_root(self.db_target)
+
+    def now(self) -> float:
+        return self.clock()
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a store function, turning its errors into one-line ServiceErrors."""
+        from mfm.store import StoreError
+        from mfm.store.queue import QueueError
+
+        try:
+            return fn(self.db, *args, **kwargs)
+        except (StoreError, QueueError) as e:
+            raise ServiceError(str(e)) from None
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def list_runs(self) -> list[Any]:
+        from mfm.store import repo
+
+        return self._call(repo.list_runs)
+
+    def get_run(self, run_id: int) -> Any:
+        from mfm.store import repo
+
+        return self._call(repo.get_run, run_id)
+
+    def poll_runs(self, known: dict[int, tuple] | None = None) -> RunsDelta:
+        """The runs that are new or changed since ``known`` (id -> fingerprint from the last
+        poll; None or {} = all of them). One light query of a few columns finds what changed;
+        only those runs are read in full, so a tick costs little however many runs there are.
+        """
+        from sqlalchemy import select
+
+        from mfm.store import queue, repo
+
+        known = known or {}
+        with self.db.session_scope(read_only=True) as session:
+            rows = session.execute(select(*_fingerprint_columns())).all()
+        prints = {row[0]: tuple(row[1:]) for row in rows}
+        removed = tuple(sorted(set(known) - set(prints)))
+        dirty = [rid for rid, fp in prints.items() if known.get(rid) != fp]
+        if not known:
+            changed: list[Any] = self._call(repo.list_runs)
+        elif len(dirty) > 50:
+            wanted = set(dirty)
+            changed = [r for r in self._call(repo.list_runs) if r.id in wanted]
+        else:
+            changed = [r for r in (self._call(repo.get_run, rid) for rid in sorted(dirty))
+                       if r is not None]
+        read = {r.id for r in changed}
+        # a dirty run that could not be read was deleted in between
+        gone = {rid for rid in dirty if rid not in read}
+        removed = tuple(sorted(set(removed) | (gone & set(known))))
+        fingerprints = {rid: fp for rid, fp in prints.items() if rid not in gone}
+        statuses = [fp[0] for fp in prints.values()]
+        positions = self._call(queue.queue_positions) if "queued" in statuses else {}
+        return RunsDelta(tuple(changed), removed, positions, fingerprints)
+
+    def run_series(self, run_id: int, *, after_step: dict[str, int] | None = None,
+                   after_epoch: int | None = None, class_epoch: int | None = None,
+                   log_offset: int = 0, step_keys: Sequence[str] | None = None) -> RunSeries:
+        """New points of a run: step metrics after ``after_step[key]``, epoch metrics after
+        ``after_epoch``, the per-class vector when its epoch is later than ``class_epoch``, and
+        log lines from ``log_offset``."""
+        from mfm.store import repo
+
+        run = self._call(repo.get_run, run_id)
+        if run is None:
+            raise ServiceError(f"no run {run_id} (deleted?)")
+        after_step = after_step or {}
+        keys = list(step_keys) if step_keys is not None else sorted(
+            k for k in run.latest if k in ("loss", "meta_loss") or k.startswith("mod/")
+            or k.startswith("weight_"))
+        steps: dict[str, list[tuple[int, float]]] = {}
+        for key in keys:
+            points = self._call(repo.get_step_series, run_id, key,
+                                after_step=after_step.get(key))
+            if points:
+                steps[key] = [(p.step, p.value) for p in points]
+        epochs = self._call(repo.get_epoch_series, run_id, after_epoch=after_epoch)
+        class_acc = None
+        if run.epoch is not None and (class_epoch is None or run.epoch > class_epoch):
+            class_acc = self._call(repo.get_class_accuracy, run_id)
+        lines, offset = self.read_log(run, log_offset)
+        return RunSeries(run, steps, epochs, class_acc, lines, offset)
+
+    def read_log(self, run: Any, offset: int = 0, *,
+                 max_bytes: int = 64 * 1024) -> tuple[list[str], int]:
+        """Complete lines of the run's log from ``offset`` (at most the last ``max_bytes`` of
+        what is new); returns them and the offset to read from next."""
+        path = run.log_path or str(self.runs_root() / str(run.id) / "run.log")
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return [], offset
+        if size < offset:  # truncated or replaced: start again
+            offset = 0
+        start = max(offset, size - max_bytes)
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(size - start)
+        end = data.rfind(b"\n")
+        if end < 0:
+            return [], offset
+        text = data[: end + 1].decode("utf-8", "replace")
+        return text.splitlines(), start + end + 1
+
+    def epoch_series(self, run_id: int) -> dict[str, list[tuple[int, float]]]:
+        from mfm.store import repo
+
+        return self._call(repo.get_epoch_series, run_id)
+
+    def class_accuracy(self, run_id: int) -> list[float] | None:
+        from mfm.store import repo
+
+        return self._call(repo.get_class_accuracy, run_id)
+
+    def cancel_run(self, run_id: int) -> str:
+        """Queued: cancelled at once. Running: a request the supervisor acts on (SIGTERM)."""
+        from mfm.store import queue
+
+        what = self._call(queue.request_cancel, run_id)
+        if what == "cancelled":
+            return f"run {run_id} cancelled (it was queued)"
+        note = self.ensure_supervisor()
+        return f"run {run_id}: cancel requested; it stops after its current step ({note})"
+
+    def resume_run(self, run_id: int) -> str:
+        from mfm.store import queue
+
+        rec = self._call(queue.request_resume, run_id)
+        done = 0 if rec.epoch is None else rec.epoch + 1
+        note = self.ensure_supervisor()
+        return (f"run {run_id} queued to resume after epoch {done}/{rec.epochs_total} "
+                f"(attempt {rec.attempt}; {note})")
+
+    def delete_run(self, run_id: int) -> str:
+        """Delete a run and its metrics; refused while it is starting or running."""
+        from mfm.store import repo
+
+        rec = self._call(repo.get_run, run_id)
+        if rec is None:
+            raise ServiceError(f"no run {run_id}")
+        if rec.status in ACTIVE:
+            raise ServiceError(f"run {run_id} is {rec.status}: cancel it before deleting it")
+        self._call(repo.delete_run, run_id)
+        return f"run {run_id} deleted"
+
+    # -- queueing -----------------------------------------------------------------------------
+
+    def compose(self, *, dataset_spec: dict[str, Any] | None,
+                named_config: dict[str, Any] | None, overrides: Sequence[str] = ()) -> Any:
+        """The validated Config (raises mfm.config.ConfigError). Pure: no records touched."""
+        from mfm.specs import compose
+
+        return compose(dataset_spec=dataset_spec, named_config=named_config,
+                       overrides=list(overrides))
+
+    def queue_runs(self, configs: Sequence[Any], names: Sequence[str | None], *,
+                   dataset_spec_id: int | None = None,
+                   config_id: int | None = None) -> QueuedRuns:
+        """Queue each validated Config as ``mfm run`` does: preflight checks, enqueue with the
+        code version, the checkpoint folder, then make sure a supervisor serves the records.
+        Every config is checked before any is queued."""
+        from mfm.config import config_to_dict
+        from mfm.runner.launch import code_version
+        from mfm.runner.preflight import PreflightError, check_data, method_options
+        from mfm.store import queue, repo
+
+        for cfg in configs:
+            try:
+                check_data(cfg)
+                method_options(self.db, cfg)
+            except PreflightError as e:
+                raise ServiceError(str(e)) from None
+        version = code_version()
+        ids = []
+        for cfg, name in zip(configs, names, strict=True):
+            run_id = self._call(queue.enqueue_run, config=config_to_dict(cfg),
+                                epochs_total=cfg.train.epochs, name=name, code_version=version,
+                                dataset_spec_id=dataset_spec_id, config_id=config_id)
+            self._call(repo.update_run, run_id,
+                       checkpoint_dir=str(self.runs_root() / str(run_id)))
+            ids.append(run_id)
+        return QueuedRuns(tuple(ids), self.ensure_supervisor())
+
+    def ensure_supervisor(self) -> str:
+        """Start a detached supervisor if none serves this database on this host."""
+        from mfm.runner.launch import serving, start_detached_supervisor
+
+        holder = serving(self.db_target, self.runs_root())
+        if holder is not None:
+            return f"supervisor pid {holder.get('pid')} serves it"
+        if not self.start_supervisor:
+            return "no supervisor serves this database (start one: mfm worker --detach)"
+        pid = start_detached_supervisor(self.db_target, self.runs_root(), self.supervisor_args)
+        self.started_supervisors.append(pid)
+        return f"started a supervisor, pid {pid}"
+
+    # -- dataset specs ------------------------------------------------------------------------
+
+    def list_dataset_specs(self) -> list[Any]:
+        from mfm.store import repo
+
+        return self._call(repo.list_dataset_specs)
+
+    def get_dataset_spec(self, name: str) -> Any:
+        from mfm.store import repo
+
+        return self._call(repo.get_dataset_spec, name)
+
+    def save_dataset_spec(self, name: str, spec: dict[str, Any]) -> int:
+        from mfm.config import ConfigError
+        from mfm.specs import check_dataset_spec
+        from mfm.store import repo
+
+        if not name.strip():
+            raise ServiceError("name: a dataset spec needs a name")
+        try:
+            check_dataset_spec(spec)
+        except ConfigError as e:
+            raise ServiceError(str(e)) from None
+        return self._call(repo.save_dataset_spec, name.strip(), spec)
+
+    def delete_dataset_spec(self, name: str) -> str:
+        from mfm.store import repo
+
+        self._call(repo.delete_dataset_spec, name)
+        return f"dataset spec {name!r} deleted (runs that used it keep their frozen config)"
+
+    def preview_counts(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Per-class train/meta/test counts of a dataset spec, without torch. Raises
+        mfm.config.ConfigError for an invalid spec or missing data."""
+        from mfm.data import preview_counts
+        from mfm.specs import check_dataset_spec
+
+        return preview_counts(check_dataset_spec(spec).data)
+
+    # -- named configs ------------------------------------------------------------------------
+
+    def list_configs(self) -> list[Any]:
+        from mfm.store import repo
+
+        return self._call(repo.list_configs)
+
+    def get_config(self, name: str, version: int | None = None) -> Any:
+        from mfm.store import repo
+
+        return self._call(repo.get_config, name, version)
+
+    def get_config_by_id(self, config_id: int) -> Any:
+        from sqlalchemy import select
+
+        from mfm.store.models import Config
+
+        with self.db.session_scope(read_only=True) as session:
+            row = session.execute(select(Config.name, Config.version)
+                                  .where(Config.id == config_id)).first()
+        return None if row is None else self.get_config(row[0], row[1])
+
+    def get_dataset_spec_by_id(self, spec_id: int) -> Any:
+        for rec in self.list_dataset_specs():
+            if rec.id == spec_id:
+                return rec
+        return None
+
+    def config_use(self, name: str) -> ConfigUse | None:
+        """The latest version of a named config and the runs that use any of its versions."""
+        from sqlalchemy import select
+
+        from mfm.store.models import Config, Run
+
+        latest = self.get_config(name)
+        if latest is None:
+            return None
+        with self.db.session_scope(read_only=True) as session:
+            ids = session.execute(select(Run.id).join(Config, Run.config_id == Config.id)
+                                  .where(Config.name == name).order_by(Run.id)).scalars().all()
+        return ConfigUse(name, latest.version, tuple(ids))
+
+    def save_config(self, name: str, config: dict[str, Any]) -> tuple[Any, str]:
+        """Save a named config. Changed content becomes a new version, so runs that used an
+        earlier one keep pointing at what they ran with. Returns (record, what happened)."""
+        from mfm.config import ConfigError
+        from mfm.specs import check_named_config
+        from mfm.store import repo
+
+        name = name.strip()
+        if not name:
+            raise ServiceError("name: a config needs a name")
+        if "@" in name:
+            raise ServiceError("name: '@' is reserved for versions (NAME@VERSION)")
+        try:
+            check_named_config(config)
+        except ConfigError as e:
+            raise ServiceError(str(e)) from None
+        before = self.get_config(name)
+        rec = self._call(repo.save_config, name, config)
+        if before is None:
+            return rec, f"config {name!r} saved (version 1)"
+        if rec.version == before.version:
+            return rec, f"config {name!r} unchanged (version {rec.version})"
+        use = self.config_use(name)
+        used = f"; runs {', '.join(map(str, use.run_ids))} keep their earlier versions" \
+            if use and use.run_ids else ""
+        return rec, f"config {name!r} saved as version {rec.version}{used}"
+
+    def delete_config(self, name: str) -> str:
+        """Delete every version of a named config; refused while runs reference one."""
+        from sqlalchemy import delete
+
+        from mfm.store.models import Config
+
+        use = self.config_use(name)
+        if use is None:
+            raise ServiceError(f"no config named {name!r}")
+        if use.run_ids:
+            raise ServiceError(f"config {name!r} is used by run(s) "
+                               f"{', '.join(map(str, use.run_ids))}; it is kept so they keep "
+                               "their record")
+        with self.db.session_scope() as session:
+            session.execute(delete(Config).where(Config.name == name)
+                            .execution_options(synchronize_session=False))
+        return f"config {name!r} deleted ({use.version} version(s))"
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> StatusInfo:
+        """Supervisor, slots, GPUs and run counts for the status bar."""
+        import socket
+
+        from mfm.runner.launch import serving
+        from mfm.store import queue
+
+        holder = serving(self.db_target, self.runs_root())
+        busy = total = 0
+        if holder is not None:
+            host = holder.get("host") or socket.gethostname()
+            for w in self._call(queue.list_workers):
+                if w.host == host and w.stopped_at is None:
+                    total = len(w.slots)
+                    busy = sum(1 for s in w.slots if s.get("run") is not None)
+            if not total:
+                total = len(holder.get("slots") or [])
+        counts = self._call(queue.count_by_status)
+        return StatusInfo(holder, busy, total, self.gpus(), counts)
+
+    def gpus(self) -> list[dict[str, float]]:
+        if self._gpu_probe is not None:
+            return self._gpu_probe()
+        from mfm.runner.gpus import gpu_utilisation
+
+        try:
+            return gpu_utilisation()
+        except Exception:  # noqa: BLE001 — NVML errors must not break the status bar
+            return []
+
+
+def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A resolved run config -> (its dataset spec, its named config)."""
+    from mfm.specs import split_dataset_spec
+
+    return split_dataset_spec(config)
+
+
+def describe() -> list[Any]:
+    """The config schema (mfm.config.describe)."""
+    from mfm.config import describe as _describe
+
+    return _describe()
