@@ -95,7 +95,10 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
                       r.method, f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
                       _pct(best.get("acc")), _where(r, positions, now),
                       _when(r.created_at, short=True))
-    Console().print(table)
+    con = Console()
+    if not con.is_terminal:  # a pipe or a log: no terminal width to respect
+        con = Console(width=200)
+    con.print(table)
 
 
 def class_rows(rec: RunRecord, class_acc: list[float] | None) -> list[dict[str, Any]]:

@@ -1,0 +1,188 @@
+"""mfm-tui: the Textual workbench. Composition, global bindings and ``main()``.
+
+Only what the first frame needs is imported here; the records (SQLAlchemy) are opened in a
+thread worker after the first frame, and the other screens are imported when first shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+
+from mfm_tui.screens.base import one_line
+from mfm_tui.screens.message import MIN_HEIGHT, MIN_WIDTH, MessageScreen, TooSmallScreen
+from mfm_tui.services import Services
+
+__all__ = ["MfmApp", "main"]
+
+STATUS_INTERVAL = 2.0
+
+
+def _runs_screen() -> Screen:
+    from mfm_tui.screens.runs import RunsScreen
+
+    return RunsScreen()
+
+
+def _datasets_screen() -> Screen:
+    from mfm_tui.screens.datasets import DatasetsScreen
+
+    return DatasetsScreen()
+
+
+def _configs_screen() -> Screen:
+    from mfm_tui.screens.configs import ConfigsScreen
+
+    return ConfigsScreen()
+
+
+class DbOpened(Message):
+    def __init__(self, error: str | None):
+        super().__init__()
+        self.error = error
+
+
+class StatusPolled(Message):
+    def __init__(self, info: Any):
+        super().__init__()
+        self.info = info
+
+
+class MfmApp(App):
+    """The workbench. ``services`` is its only way to the records and the runner."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "mfm-tui"
+    MODES = {"runs": _runs_screen, "datasets": _datasets_screen, "configs": _configs_screen}
+    BINDINGS = [
+        Binding("f1", "switch_mode('runs')", "Runs"),
+        Binding("f2", "switch_mode('datasets')", "Datasets"),
+        Binding("f3", "switch_mode('configs')", "Configs"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, services: Services, *, poll_status: bool = True):
+        super().__init__()
+        self.services = services
+        self.db_ready = False
+        self.db_error: str | None = None
+        self.status_info: Any = None
+        self.poll_status = poll_status
+        self._too_small: TooSmallScreen | None = None
+
+    # -- start --------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.switch_mode("runs")
+        self.call_after_refresh(self._open_db)
+        self._check_size(self.size.width, self.size.height)
+
+    @work(thread=True, group="open")
+    def _open_db(self) -> None:
+        try:
+            self.services.open()
+            error = None
+        except Exception as e:  # noqa: BLE001 — shown on a message screen
+            error = one_line(e)
+        self.post_message(DbOpened(error))
+
+    def on_db_opened(self, message: DbOpened) -> None:
+        if message.error is not None:
+            self.db_error = message.error
+            self.push_screen(MessageScreen(
+                "Cannot open the records", message.error,
+                "Check --db / MFM_DB (a SQLite file or a SQLAlchemy URL). Press q to quit."))
+            return
+        self.db_ready = True
+        for screen in self.screen_stack:
+            start = getattr(screen, "start_polling", None)
+            if start is not None and screen.is_current:
+                start()
+        if self.poll_status:
+            self._poll_status()
+
+    # -- status bar ---------------------------------------------------------------------------
+
+    @work(thread=True, group="status")
+    def _poll_status(self) -> None:
+        try:
+            info = self.services.status()
+        except Exception:  # noqa: BLE001 — the status bar keeps its last value
+            info = self.status_info
+        self.post_message(StatusPolled(info))
+
+    def on_status_polled(self, message: StatusPolled) -> None:
+        from mfm_tui.widgets.status_bar import StatusBar
+
+        self.status_info = message.info
+        for bar in self.screen.query(StatusBar):
+            bar.show(message.info)
+        self.set_timer(STATUS_INTERVAL, self._poll_status)
+
+    # -- size ---------------------------------------------------------------------------------
+
+    def on_resize(self, event: Any) -> None:
+        self._check_size(event.size.width, event.size.height)
+
+    def _check_size(self, width: int, height: int) -> None:
+        small = width < MIN_WIDTH or height < MIN_HEIGHT
+        if small and self._too_small is None:
+            self._too_small = TooSmallScreen()
+            self.push_screen(self._too_small)
+        elif small and self._too_small is not None:
+            self._too_small.show(width, height)
+        elif not small and self._too_small is not None:
+            screen, self._too_small = self._too_small, None
+            if screen.is_current:
+                self.pop_screen()
+
+    # -- command palette: every binding of the screen, by its description ---------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or not active.enabled or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(binding.description, f"key: {binding.key_display or key}",
+                                partial(self._run_binding, active.node, binding.action))
+        yield from super().get_system_commands(screen)
+
+    def _run_binding(self, node: Any, action: str) -> None:
+        self.call_later(self.run_action, action, node)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mfm-tui",
+        description="The mfm workbench: define long-tailed datasets and method configs, queue "
+                    "runs, watch live loss and per-class accuracy. Keys are in the footer; "
+                    "ctrl+p lists every action.")
+    p.add_argument("--db", metavar="PATH|URL", default=None,
+                   help="records: a SQLite path or SQLAlchemy URL [env MFM_DB; default "
+                        "./experiments.db]")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    target = args.db or os.environ.get("MFM_DB") or "experiments.db"
+    app = MfmApp(Services(target))
+    app.run()
+    if app.return_code:
+        sys.exit(app.return_code)
+
+
+if __name__ == "__main__":
+    main()

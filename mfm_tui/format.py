@@ -1,0 +1,167 @@
+"""Turning run records into the short texts the tables show (pure functions)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["pct", "duration", "when", "progress", "data_text", "groups_text", "epoch_text",
+           "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "matches"]
+
+
+def pct(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{100 * float(v):.1f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "—"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def when(ts: float | None, localtime: Callable[[float], time.struct_time] = time.localtime,
+         now: float | None = None) -> str:
+    """A start time: HH:MM today, else MM-DD HH:MM."""
+    if ts is None:
+        return "—"
+    t = localtime(ts)
+    if now is not None and localtime(now)[:3] == t[:3]:
+        return time.strftime("%H:%M", t)
+    return time.strftime("%m-%d %H:%M", t)
+
+
+def progress(done: int, total: int, width: int = 8) -> str:
+    """A text bar that reads without colour: ▰▰▰▱▱▱."""
+    if total <= 0:
+        return ""
+    filled = max(0, min(width, round(width * done / total)))
+    return "▰" * filled + "▱" * (width - filled)
+
+
+def epochs_done(r: Any) -> int:
+    return 0 if r.epoch is None else r.epoch + 1
+
+
+def epoch_text(r: Any) -> str:
+    return f"{epochs_done(r)}/{r.epochs_total}"
+
+
+def data_text(config: dict[str, Any]) -> str:
+    data = config.get("data", {}) if isinstance(config, dict) else {}
+    text = f"{data.get('name', '?')}/IF{data.get('imbalance_factor', 0):g}"
+    if data.get("profile", "exp") != "exp":
+        text += f"/{data.get('profile')}"
+    return text
+
+
+def _final(r: Any) -> dict[str, Any]:
+    summary = r.summary or {}
+    return summary.get("final") or {}
+
+
+def last_metric(r: Any, key: str) -> Any:
+    if key in r.latest:
+        return r.latest[key]
+    return _final(r).get(key)
+
+
+def groups_text(r: Any) -> str:
+    vals = [last_metric(r, k) for k in ("many", "medium", "few")]
+    if all(v is None for v in vals):
+        return "—"
+    return "/".join(pct(v) for v in vals)
+
+
+def status_text(r: Any, positions: dict[int, int], now: float) -> str:
+    if r.status == "queued":
+        return f"queued #{positions.get(r.id, '?')}"
+    if r.status in ("starting", "running"):
+        text = f"{r.status} {progress(epochs_done(r), r.epochs_total)}"
+        if r.cancel_requested_at is not None:
+            text += " ✗"
+        return text
+    return r.status
+
+
+def where_text(r: Any, now: float) -> str:
+    where = r.slot or r.device or "—"
+    if r.device and r.slot and r.device not in r.slot:
+        where = f"{r.slot}:{r.device}"
+    if r.status in ("starting", "running") and r.heartbeat_at is not None:
+        where += f" ♥{max(0, now - r.heartbeat_at):.0f}s"
+    return where
+
+
+def run_duration(r: Any, now: float) -> float | None:
+    if r.started_at is None:
+        return None
+    end = r.finished_at if r.finished_at is not None else (
+        now if r.status in ("starting", "running") else None)
+    return None if end is None else end - r.started_at
+
+
+def best_acc(r: Any) -> Any:
+    best = (r.summary or {}).get("best") or {}
+    return best.get("acc")
+
+
+RUN_COLUMNS = (("mark", " "), ("id", "id"), ("name", "name"), ("data", "data"),
+               ("method", "method"), ("status", "status"), ("epoch", "ep"), ("acc", "acc%"),
+               ("best", "best%"), ("groups", "many/med/few"), ("where", "slot"),
+               ("started", "started"), ("duration", "time"))
+
+
+def run_cells(r: Any, *, marked: bool, positions: dict[int, int], now: float,
+              localtime: Callable[[float], time.struct_time] = time.localtime) -> tuple[str, ...]:
+    """One table row, in RUN_COLUMNS order."""
+    return ("●" if marked else " ", str(r.id), r.name or "", data_text(r.config), r.method,
+            status_text(r, positions, now), epoch_text(r), pct(last_metric(r, "acc")),
+            pct(best_acc(r)), groups_text(r), where_text(r, now),
+            when(r.started_at, localtime, now), duration(run_duration(r, now)))
+
+
+def _num(v: Any) -> float:
+    return -1.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+SORTS: dict[str, Callable[[Any], Any]] = {
+    "newest": lambda r: (-r.created_at, -r.id),
+    "id": lambda r: r.id,
+    "status": lambda r: (r.status, -r.id),
+    "acc": lambda r: (-_num(last_metric(r, "acc")), -r.id),
+    "best": lambda r: (-_num(best_acc(r)), -r.id),
+    "few": lambda r: (-_num(last_metric(r, "few")), -r.id),
+    "method": lambda r: (r.method, -r.id),
+    "name": lambda r: ((r.name or "").lower(), -r.id),
+}
+
+
+def sort_key(name: str) -> Callable[[Any], Any]:
+    return SORTS[name]
+
+
+def matches(r: Any, text: str) -> bool:
+    """Every word of ``text`` occurs in the run's id, name, status, method or data; a word
+    like ``status:running`` or ``method:mfm`` matches that field only."""
+    fields = {"id": str(r.id), "name": (r.name or "").lower(), "status": r.status,
+              "method": r.method, "data": data_text(r.config).lower()}
+    hay = " ".join(fields.values())
+    for word in text.lower().split():
+        key, sep, val = word.partition(":")
+        if sep and key in fields:
+            if val not in fields[key]:
+                return False
+        elif word not in hay:
+            return False
+    return True

@@ -1,0 +1,153 @@
+"""What every screen shares: blocking work in thread workers that post messages back, and a
+poll loop that schedules the next poll only after the previous one has been applied."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual import work
+from textual.message import Message
+from textual.screen import Screen
+from textual.timer import Timer
+
+__all__ = ["BaseScreen", "PollResult", "ServiceDone", "one_line"]
+
+
+def one_line(err: BaseException) -> str:
+    """A one-line message for an error: its text, else its type."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+class PollResult(Message):
+    def __init__(self, value: Any = None, error: str | None = None):
+        super().__init__()
+        self.value = value
+        self.error = error
+
+
+class ServiceDone(Message):
+    def __init__(self, tag: str, value: Any = None, error: str | None = None):
+        super().__init__()
+        self.tag = tag
+        self.value = value
+        self.error = error
+
+
+class BaseScreen(Screen):
+    """A screen with ``fetch`` (run in a thread) / ``apply`` (on the UI thread) polling.
+
+    Subclasses set ``POLL_INTERVAL`` (None: no polling) and implement ``poll_args`` (UI
+    thread: what the fetch needs), ``fetch`` (worker thread: services calls only) and
+    ``apply`` (UI thread). ``call_service(tag, fn, *args)`` runs one blocking call and hands
+    its value to ``done_<tag>(value)`` (errors are shown as notifications unless a
+    ``failed_<tag>(error)`` exists).
+    """
+
+    POLL_INTERVAL: float | None = 1.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._poll_timer: Timer | None = None
+        self._poll_busy = False
+        self._poll_started = False
+        self.polls = 0  # polls applied (tests wait on it)
+
+    @property
+    def services(self) -> Any:
+        return self.app.services  # type: ignore[attr-defined]
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        if getattr(self.app, "db_ready", False):
+            self.start_polling()
+
+    def on_screen_resume(self) -> None:
+        if getattr(self.app, "db_ready", False):
+            if self._poll_started:
+                self.poll_now()
+            else:
+                self.start_polling()
+
+    def start_polling(self) -> None:
+        if self._poll_started or self.POLL_INTERVAL is None:
+            return
+        self._poll_started = True
+        self.poll_now()
+
+    def poll_now(self) -> None:
+        """Poll at once (unless a poll is in flight: its result reschedules)."""
+        if self._poll_busy or self.POLL_INTERVAL is None:
+            return
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        self._poll_busy = True
+        self._poll_worker(self.poll_args())
+
+    @work(thread=True, group="poll")
+    def _poll_worker(self, args: Any) -> None:
+        try:
+            value, error = self.fetch(args), None
+        except Exception as e:  # noqa: BLE001 — shown, and the loop goes on
+            value, error = None, one_line(e)
+        self.post_message(PollResult(value, error))
+
+    def on_poll_result(self, message: PollResult) -> None:
+        message.stop()
+        self._poll_busy = False
+        if message.error is not None:
+            self.poll_failed(message.error)
+        else:
+            self.apply(message.value)
+            self.polls += 1
+        if self.POLL_INTERVAL is not None and self.is_attached:
+            self._poll_timer = self.set_timer(self.POLL_INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        self._poll_timer = None
+        if self.is_current:
+            self.poll_now()
+        # else: on_screen_resume polls when the screen comes back
+
+    def poll_args(self) -> Any:
+        return None
+
+    def fetch(self, args: Any) -> Any:  # worker thread
+        return None
+
+    def apply(self, value: Any) -> None:
+        pass
+
+    def poll_failed(self, error: str) -> None:
+        self.notify(error, title="refresh failed", severity="error", timeout=4)
+
+    # -- one-off blocking calls ---------------------------------------------------------------
+
+    def call_service(self, tag: str, fn: Callable[..., Any], *args: Any) -> None:
+        self._service_worker(tag, fn, args)
+
+    @work(thread=True, group="service")
+    def _service_worker(self, tag: str, fn: Callable[..., Any], args: tuple) -> None:
+        try:
+            value, error = fn(*args), None
+        except Exception as e:  # noqa: BLE001 — a one-line message for the user
+            value, error = None, one_line(e)
+        self.post_message(ServiceDone(tag, value, error))
+
+    def on_service_done(self, message: ServiceDone) -> None:
+        message.stop()
+        if message.error is not None:
+            failed = getattr(self, f"failed_{message.tag}", None)
+            if failed is not None:
+                failed(message.error)
+            else:
+                self.notify(message.error, severity="error", timeout=6)
+            return
+        done = getattr(self, f"done_{message.tag}", None)
+        if done is not None:
+            done(message.value)
+        elif isinstance(message.value, str):
+            self.notify(message.value, timeout=4)

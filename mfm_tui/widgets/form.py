@@ -1,0 +1,178 @@
+"""Form fields generated from the config schema (``mfm.config.describe``): a compact control
+per key (Select for choices, Checkbox for booleans, Input otherwise) with its default, its help
+text on the line below and an inline error line that validation fills as you type."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Checkbox, Input, Label, Select, Static
+
+from mfm.config import ConfigError, FieldInfo, parse_override
+
+__all__ = ["FieldRow", "SchemaForm", "field_id", "format_value"]
+
+
+def field_id(key: str) -> str:
+    """A DOM id for a config key (dots are not allowed in ids)."""
+    return "f-" + key.replace(".", "--").replace("_", "-")
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _range(info: FieldInfo) -> str:
+    parts = []
+    for sym, bound in ((">=", info.ge), (">", info.gt), ("<=", info.le), ("<", info.lt)):
+        if bound is not None:
+            parts.append(f"{sym} {bound:g}")
+    return f" [{' and '.join(parts)}]" if parts else ""
+
+
+class FieldRow(Vertical):
+    """One config key: label, control, help, error."""
+
+    class Changed(Message):
+        """The user changed the value (posted for every keystroke / selection)."""
+
+        def __init__(self, row: FieldRow):
+            super().__init__()
+            self.row = row
+
+    DEFAULT_CSS = """
+    FieldRow { height: auto; margin-bottom: 0; }
+    FieldRow > Horizontal { height: 1; }
+    FieldRow .f-label { width: 26; color: $text; }
+    FieldRow .f-control { width: 1fr; }
+    FieldRow .f-help { color: $text-muted; padding-left: 26; height: auto; }
+    FieldRow .f-error { color: $error; padding-left: 26; height: auto; display: none; }
+    FieldRow.-invalid .f-error { display: block; }
+    FieldRow.-invalid .f-label { color: $error; text-style: bold; }
+    """
+
+    def __init__(self, info: FieldInfo, value: Any = None, *, label: str | None = None):
+        super().__init__(id=field_id(info.key))
+        self.info = info
+        self.initial = info.default if value is None else value
+        self.label = label or info.key
+
+    def compose(self) -> ComposeResult:
+        info = self.info
+        with Horizontal():
+            yield Label(self.label, classes="f-label")
+            if info.type == "bool":
+                yield Checkbox("", bool(self.initial), compact=True, classes="f-control")
+            elif info.choices:
+                yield Select([(str(c), c) for c in info.choices], value=self.initial,
+                             allow_blank=False, compact=True, classes="f-control")
+            else:
+                yield Input(format_value(self.initial), compact=True, classes="f-control",
+                            placeholder=f"{info.type}, default {format_value(info.default)}")
+        default = "" if info.type == "bool" or info.choices else \
+            f" (default {format_value(info.default) or chr(39) * 2})"
+        yield Static(f"{info.help}{_range(info)}{default}", classes="f-help", markup=False)
+        yield Static("", classes="f-error", markup=False)
+
+    @property
+    def control(self) -> Input | Select | Checkbox:
+        return self.query_one(".f-control")  # type: ignore[return-value]
+
+    def raw(self) -> Any:
+        """The control's value as entered (text for inputs)."""
+        c = self.control
+        return c.value
+
+    def value(self) -> Any:
+        """The typed value; ConfigError (naming the key) when the text does not parse."""
+        c = self.control
+        if isinstance(c, Input):
+            if self.info.type == "str":
+                return c.value
+            return parse_override(f"{self.info.key}={c.value}")[1]
+        return c.value
+
+    def set_value(self, value: Any) -> None:
+        c = self.control
+        with c.prevent(Input.Changed, Select.Changed, Checkbox.Changed):
+            if isinstance(c, Input):
+                c.value = format_value(value)
+            elif isinstance(c, Select):
+                c.value = value
+            else:
+                c.value = bool(value)
+
+    def show_error(self, message: str | None) -> None:
+        self.query_one(".f-error", Static).update(message or "")
+        self.set_class(bool(message), "-invalid")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.post_message(self.Changed(self))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self.post_message(self.Changed(self))
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        event.stop()
+        self.post_message(self.Changed(self))
+
+
+class SchemaForm(VerticalScroll):
+    """Rows for a list of schema fields, with section headings."""
+
+    DEFAULT_CSS = """
+    SchemaForm { height: 1fr; }
+    SchemaForm .section { color: $accent; text-style: bold; margin-top: 1; }
+    """
+
+    def __init__(self, fields: Iterable[FieldInfo], values: dict[str, Any] | None = None, *,
+                 labels: dict[str, str] | None = None, id: str | None = None):
+        super().__init__(id=id)
+        self.fields = list(fields)
+        self.initial = dict(values or {})
+        self.labels = dict(labels or {})
+
+    def compose(self) -> ComposeResult:
+        section = None
+        for info in self.fields:
+            sec = info.key.partition(".")[0] if "." in info.key else "run"
+            if sec != section:
+                section = sec
+                yield Label(f"[{sec}]", classes="section", markup=False)
+            yield FieldRow(info, self.initial.get(info.key), label=self.labels.get(info.key))
+
+    def rows(self) -> list[FieldRow]:
+        return list(self.query(FieldRow))
+
+    def row(self, key: str) -> FieldRow | None:
+        found = self.query(f"#{field_id(key)}")
+        return found.first(FieldRow) if found else None  # type: ignore[return-value]
+
+    def values(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """({key: typed value}, {key: error}) over the rows that parse / do not."""
+        out: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for row in self.rows():
+            try:
+                out[row.info.key] = row.value()
+            except ConfigError as e:
+                errors[row.info.key] = e.message
+        return out, errors
+
+    def show_errors(self, errors: dict[str, str]) -> None:
+        for row in self.rows():
+            row.show_error(errors.get(row.info.key))
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        for row in self.rows():
+            row.set_value(values.get(row.info.key, row.info.default))
