@@ -80,7 +80,8 @@ def groups_text(r: Any) -> str:
     vals = [last_metric(r, k) for k in ("many", "medium", "few")]
     if all(v is None for v in vals):
         return "—"
-    return "/".join(pct(v) for v in vals)
+    return "/".join("—" if v is None or (isinstance(v, float) and math.isnan(v))
+                    else f"{100 * float(v):.0f}" for v in vals)
 
 
 def status_text(r: Any, positions: dict[int, int], now: float) -> str:

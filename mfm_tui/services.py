@@ -25,6 +25,7 @@ __all__ = ["ServiceError", "Services", "RunsDelta", "RunSeries", "StatusInfo", "
 ACTIVE = ("starting", "running")
 RESUMABLE = ("cancelled", "failed", "lost")
 CANCELLABLE = ("created", "queued", "starting", "running")
+CHART_STEP_KEYS = ("loss", "meta_loss", "weight_mean")
 
 
 class ServiceError(Exception):
@@ -225,8 +226,8 @@ class Services:
             raise ServiceError(f"no run {run_id} (deleted?)")
         after_step = after_step or {}
         keys = list(step_keys) if step_keys is not None else sorted(
-            k for k in run.latest if k in ("loss", "meta_loss") or k.startswith("mod/")
-            or k.startswith("weight_"))
+            k for k in run.latest if k in CHART_STEP_KEYS
+            or (k.startswith("mod/") and k.endswith(("/gamma_mean", "/beta_mean"))))
         steps: dict[str, list[tuple[int, float]]] = {}
         for key in keys:
             points = self._call(repo.get_step_series, run_id, key,

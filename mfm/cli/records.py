@@ -126,11 +126,35 @@ def run_document(db: Database, rec: RunRecord) -> dict[str, Any]:
     }
 
 
+def per_class_plot(series: list[tuple[str, list[dict]]], width: int, height: int) -> str:
+    """A terminal chart: per-class accuracy (%) head to tail, one bar group per run; the x
+    labels carry each class's training count."""
+    import plotext
+
+    plt = plotext._figure._figure_class()  # our own figure, never plotext's global one
+    plt.plotsize(width, height)
+    rows0 = series[0][1]
+    labels = [f"{r['name']}:{r['train']}" for r in rows0]
+    data = [[100 * (r["acc"] or 0.0) for r in rows] for _, rows in series]
+    if len(series) == 1:
+        plt.bar(labels, data[0], label=series[0][0], width=0.6)
+    else:
+        plt.multiple_bar(labels, data, labels=[name for name, _ in series])
+    plt.ylim(0, 100)
+    plt.title("per-class test accuracy (%) by class:training count, head → tail")
+    plt.theme("clear")
+    return plt.build()
+
+
 @click.command()
 @click.argument("run_id", metavar="ID", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.option("--plot", is_flag=True, help="Also draw per-class accuracy against training "
+              "count as a terminal chart.")
+@click.option("--vs", "others", type=int, multiple=True, metavar="ID",
+              help="With --plot: runs to draw beside this one (same dataset spec).")
 @pass_app
-def show(app: App, run_id: int, as_json: bool) -> None:
+def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ...]) -> None:
     """Show one run: its settings, summary, and per-class accuracy beside each class's
     training count (head to tail).
 
@@ -138,10 +162,25 @@ def show(app: App, run_id: int, as_json: bool) -> None:
     Examples:
       mfm show 3
       mfm show 3 --json
+      mfm show 3 --plot --vs 4 --vs 5      # ce vs mfm vs balanced softmax, class by class
     """
     db = app.open_db()
     rec = _get_run(db, run_id, app.db_target)
     class_acc = repo.get_class_accuracy(db, run_id)
+    if plot:
+        series = [(f"{rec.id} {rec.method}", class_rows(rec, class_acc))]
+        for other in others:
+            o = _get_run(db, other, app.db_target)
+            if (o.class_counts or {}).get("train") != (rec.class_counts or {}).get("train"):
+                raise UserError(f"--vs: run {other} was trained on another split than run "
+                                f"{run_id}; per-class charts compare runs of one split")
+            series.append((f"{o.id} {o.method}", class_rows(o, repo.get_class_accuracy(db, other))))
+        if not series[0][1] or class_acc is None:
+            raise UserError(f"--plot: run {run_id} has no per-class accuracy yet")
+        con = Console()
+        width = max(60, min(con.width, 160))
+        click.echo(per_class_plot(series, width, 22))
+        return
     if as_json:
         click.echo(json.dumps({"run": _record_dict(rec),
                                "classes": class_rows(rec, class_acc)}, indent=2))

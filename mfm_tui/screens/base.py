@@ -66,16 +66,22 @@ class BaseScreen(Screen):
 
     def on_screen_resume(self) -> None:
         if getattr(self.app, "db_ready", False):
-            if self._poll_started:
-                self.poll_now()
-            else:
+            if not self._poll_started:
                 self.start_polling()
+            elif self.POLL_INTERVAL is not None:
+                self.poll_now()
 
     def start_polling(self) -> None:
-        if self._poll_started or self.POLL_INTERVAL is None:
+        """Called once the records are open (and the screen mounted)."""
+        if self._poll_started:
             return
         self._poll_started = True
-        self.poll_now()
+        self.when_ready()
+        if self.POLL_INTERVAL is not None:
+            self.poll_now()
+
+    def when_ready(self) -> None:
+        """Hook: the records are open (load what the screen needs once)."""
 
     def poll_now(self) -> None:
         """Poll at once (unless a poll is in flight: its result reschedules)."""

@@ -6,10 +6,11 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from mfm_tui.format import RUN_COLUMNS, SORTS, matches, run_cells
 from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
 __all__ = ["RunsScreen"]
@@ -58,7 +59,7 @@ class RunsScreen(BaseScreen):
             table.add_column(label, key=key)
         yield table
         yield StatusBar()
-        yield Footer()
+        yield KeysBar()
 
     def on_mount(self) -> None:
         self._title()

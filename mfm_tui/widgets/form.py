@@ -148,7 +148,7 @@ class SchemaForm(VerticalScroll):
             sec = info.key.partition(".")[0] if "." in info.key else "run"
             if sec != section:
                 section = sec
-                yield Label(f"[{sec}]", classes="section", markup=False)
+                yield Label(f"[{sec}]", classes="section", markup=False, id=f"sec-{sec}")
             yield FieldRow(info, self.initial.get(info.key), label=self.labels.get(info.key))
 
     def rows(self) -> list[FieldRow]:

@@ -34,7 +34,7 @@ def status_text(info: Any, db_name: str) -> str:
 
 class StatusBar(Static):
     DEFAULT_CSS = """
-    StatusBar { dock: bottom; height: 1; background: $panel; color: $text; }
+    StatusBar { height: 1; background: $panel; color: $text-muted; }
     """
 
     def __init__(self) -> None:

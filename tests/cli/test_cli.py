@@ -66,6 +66,9 @@ def test_headless_run_records_everything(db_path, cli_env):
     assert all(c["acc"] is not None for c in doc["classes"])
     res = invoke("show", "1", "--db", str(db_path))
     assert "per-class test accuracy" in res.output and "train" in res.output
+    res = invoke("show", "1", "--db", str(db_path), "--plot", "--vs", "1")
+    assert res.exit_code == 0 and "per-class test accuracy" in res.output
+    assert f"0:{trains[0]}" in res.output.replace(" ", "") or f"{trains[0]}" in res.output
     res = invoke("runs", "--db", str(db_path), "--json")
     assert json.loads(res.output)[0]["status"] == "completed"
     res = invoke("runs", "--db", str(db_path))

@@ -1,0 +1,208 @@
+"""Accuracy and cost of every method on long-tailed data, through the same engine.
+
+Every (dataset spec × method × seed) runs headless and is recorded in a database of its own;
+an interrupted study picks up where it stopped (finished runs are skipped, interrupted ones
+resumed from their checkpoints). The Markdown table — mean ± std over seeds of final-epoch
+overall / many / medium / few accuracy, best-epoch accuracy (labelled: it is chosen on the test
+split), and seconds per epoch — goes into docs/BENCHMARKS.md with the command, machine, date.
+
+    python bench/longtail.py --profile cpu            # the default study (this machine: long)
+    python bench/longtail.py --profile quick          # digits-LT only, minutes
+    python bench/longtail.py --profile cifar --data-root ~/data   # GPU protocol (METHOD.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_METHODS = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax", "mwnet", "mfm")
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Profile:
+    specs: tuple[Spec, ...]
+    model: str
+    epochs: int
+    seeds: int
+    methods: tuple[str, ...] = ALL_METHODS
+    common: tuple[str, ...] = ()
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+FMNIST = ("data.name=fashion-mnist", "data.profile=exp", "data.meta_per_class=10",
+          "train.many_threshold=1000", "train.few_threshold=200")
+DIGITS = ("data.name=digits", "data.profile=exp", "data.meta_per_class=10",
+          "train.many_threshold=60", "train.few_threshold=20")
+CIFAR = ("data.meta_per_class=10", "data.profile=exp")
+
+PROFILES: dict[str, Profile] = {
+    "cpu": Profile(
+        specs=(Spec("fashion-mnist-LT IF100", (*FMNIST, "data.imbalance_factor=100")),
+               Spec("fashion-mnist-LT IF10", (*FMNIST, "data.imbalance_factor=10")),
+               Spec("digits-LT IF10", (*DIGITS, "data.imbalance_factor=10"))),
+        model="resnet8", epochs=10, seeds=3,
+        note="ResNet-8, 10 epochs (lr x0.1 at 80/90 %), batch 100: sized for a 2-core CPU"),
+    "quick": Profile(
+        specs=(Spec("digits-LT IF10", (*DIGITS, "data.imbalance_factor=10")),),
+        model="resnet20", epochs=30, seeds=3,
+        note="ResNet-20, 30 epochs, batch 100 on digits-LT (thresholds: many > 60, few < 20)"),
+    "cifar": Profile(
+        specs=tuple(Spec(f"{n}-LT IF{f}", (f"data.name={n}", *CIFAR, f"data.imbalance_factor={f}"))
+                    for n in ("cifar10", "cifar100") for f in (200, 100, 50)),
+        model="resnet32", epochs=100, seeds=1, methods=("ce", "cb", "mwnet", "mfm"),
+        common=("optim.lr=0.1", "optim.milestones=0.8,0.9", "train.batch_size=100"),
+        note="Meta-Weight-Net's protocol: ResNet-32, 100 epochs, lr 0.1 x0.1 at 80 and 90, "
+             "batch 100, 10 meta images per class (METHOD.md); compare with the MW-Net paper's "
+             "table"),
+}
+
+
+def job_name(profile: str, spec: Spec, method: str, seed: int) -> str:
+    return f"{profile}/{spec.name}/{method}/s{seed}"
+
+
+def run_study(args: argparse.Namespace) -> list[dict]:
+    import torch
+
+    from mfm.config import config_to_dict, load_config
+    from mfm.runner.child import LogLines
+    from mfm.runner.execute import execute_run
+    from mfm.store import Database, repo
+
+    prof = PROFILES[args.profile]
+    methods = tuple(args.methods.split(",")) if args.methods else prof.methods
+    seeds = args.seeds or prof.seeds
+    epochs = args.epochs or prof.epochs
+    model = args.model or prof.model
+    db = Database(args.db)
+    runs_dir = Path(args.runs_dir).resolve()
+    existing = {r.name: r for r in repo.list_runs(db)}
+    rows = []
+    for spec in prof.specs:
+        for method in methods:
+            for seed in range(seeds):
+                name = job_name(args.profile, spec, method, seed)
+                overrides = [*spec.overrides, *prof.common, f"model.name={model}",
+                             f"train.epochs={epochs}", f"method.name={method}",
+                             f"seed={seed}", f"data.seed={seed}", f"device={args.device}",
+                             *(["data.root=" + args.data_root] if args.data_root else []),
+                             *args.set]
+                cfg = load_config(None, overrides)
+                rec = existing.get(name)
+                if rec is not None and rec.status == "completed":
+                    rows.append({"spec": spec.name, "method": method, "seed": seed, "run": rec})
+                    continue
+                if rec is None:
+                    run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=epochs,
+                                             name=name)
+                    resume = False
+                else:
+                    run_id, resume = rec.id, True
+                    repo.update_run(db, run_id, status="created")
+                ckpt = runs_dir / str(run_id)
+                repo.update_run(db, run_id, checkpoint_dir=str(ckpt))
+                print(f"== {name} (run {run_id}{', resuming' if resume else ''})", flush=True)
+                out = execute_run(db, run_id, checkpoint_dir=ckpt, resume=resume,
+                                  extra_callbacks=(LogLines(),) if args.verbose else ())
+                if out.status != "completed":
+                    print(out.error or out.status, file=sys.stderr)
+                    raise SystemExit(f"{name} {out.status}; rerun the same command to resume")
+                rows.append({"spec": spec.name, "method": method, "seed": seed,
+                             "run": repo.get_run(db, run_id)})
+                torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return rows
+
+
+def _ms(values: list[float]) -> str:
+    vals = [100 * v for v in values if v is not None]
+    if not vals:
+        return "—"
+    if len(vals) == 1:
+        return f"{vals[0]:.1f}"
+    return f"{statistics.mean(vals):.1f} ± {statistics.stdev(vals):.1f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset | method | final acc | many | medium | few | best-epoch acc† | s/epoch | seeds |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    groups: dict[tuple[str, str], list] = {}
+    for r in rows:
+        groups.setdefault((r["spec"], r["method"]), []).append(r["run"])
+    for (spec, method), runs in groups.items():
+        fin = [r.summary["final"] for r in runs]
+        best = [r.summary["best"]["acc"] for r in runs]
+        spe = [r.summary["seconds_per_epoch"] for r in runs if r.summary.get("seconds_per_epoch")]
+        lines.append(f"| {spec} | {method} | {_ms([f['acc'] for f in fin])} | "
+                     f"{_ms([f.get('many') for f in fin])} | {_ms([f.get('medium') for f in fin])} "
+                     f"| {_ms([f.get('few') for f in fin])} | {_ms(best)} | "
+                     f"{statistics.mean(spe):.2f} | {len(runs)} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import torch
+
+    dev = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+           else f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})")
+    return f"{dev}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def write_section(path: Path, key: str, text: str) -> None:
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    if begin in old and end in old:
+        new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    ap.add_argument("--db", default=str(ROOT / "bench-longtail.db"))
+    ap.add_argument("--runs-dir", default=str(ROOT / "runs-bench"))
+    ap.add_argument("--methods", default=None, help="comma-separated (default: the profile's)")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    ap.add_argument("--verbose", action="store_true", help="print every epoch")
+    args = ap.parse_args(argv)
+    started = dt.datetime.now(dt.timezone.utc)
+    rows = run_study(args)
+    prof = PROFILES[args.profile]
+    cmd = "python bench/longtail.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (f"### Long-tail study, profile `{args.profile}`\n\n"
+            f"Command: `{cmd.strip()}`  \nMachine: {machine()}  \n"
+            f"Date: {started:%Y-%m-%d} (UTC)  \nSetting: {prof.note}. Seeds "
+            f"{args.seeds or prof.seeds}; model {args.model or prof.model}; epochs "
+            f"{args.epochs or prof.epochs}.\n\n{table(rows)}\n\n"
+            "Accuracy in % on the balanced test split, mean ± std over seeds; **final epoch** "
+            "is the main number. † best-epoch accuracy is picked on the test split and is "
+            "shown only for comparison with papers that report it.\n")
+    write_section(Path(args.out), f"longtail:{args.profile}", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

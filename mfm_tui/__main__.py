@@ -1,0 +1,5 @@
+"""``python -m mfm_tui`` = ``mfm-tui``."""
+
+from mfm_tui.app import main
+
+main()

@@ -1,0 +1,263 @@
+"""Named method configs: every option of the chosen method generated from the config schema,
+with defaults, help and validation as you type. Saving changed content under a name makes a
+new version, so runs keep pointing at the version they ran with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Label, Static
+
+from mfm.config import ConfigError, FieldInfo, describe
+from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.form import FieldRow, SchemaForm
+from mfm_tui.widgets.keys_bar import KeysBar
+from mfm_tui.widgets.status_bar import StatusBar
+
+__all__ = ["ConfigsScreen", "applies", "config_from_values", "flatten"]
+
+METHOD_SECTIONS = {"mfm": "mfm", "mwnet": "mwnet"}
+
+
+def applies(info: FieldInfo, method: str) -> bool:
+    """Whether a key means something for ``method`` (its section or its ``methods``)."""
+    section = info.key.partition(".")[0] if "." in info.key else ""
+    if section in METHOD_SECTIONS and METHOD_SECTIONS[section] != method:
+        return False
+    return info.methods is None or method in info.methods
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
+
+
+def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: str,
+                       keep: set[str] = frozenset()) -> dict[str, Any]:
+    """The named config to save: method.name, every applicable value that differs from its
+    default, and the applicable keys in ``keep`` (those the loaded config set explicitly)."""
+    out: dict[str, Any] = {"method": {"name": method}}
+    for info in fields:
+        key = info.key
+        if key == "method.name" or key not in values or not applies(info, method):
+            continue
+        value = values[key]
+        default = list(info.default) if isinstance(info.default, tuple) else info.default
+        plain = list(value) if isinstance(value, tuple) else value
+        if plain == default and key not in keep:
+            continue
+        if "." in key:
+            sec, _, name = key.partition(".")
+            out.setdefault(sec, {})[name] = plain
+        else:
+            out[key] = plain
+    return out
+
+
+class ConfigsScreen(BaseScreen):
+    POLL_INTERVAL = None
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+n", "new", "New", priority=True),
+        Binding("ctrl+o", "load", "Load selected", priority=True),
+        Binding("ctrl+l", "clone", "Clone", priority=True),
+        Binding("ctrl+d", "delete", "Delete selected", priority=True),
+        Binding("escape", "app.switch_mode('runs')", "Runs"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields = [f for f in describe() if not f.key.startswith("data.")]
+        self.configs: list[Any] = []
+        self.loaded: Any = None  # the ConfigRecord in the form, if any
+        self.keep: set[str] = set()
+        self.valid = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(" Method configs · every section but data.*, usable as "
+                     "mfm run --config-name NAME[@VERSION]", classes="screen-title", markup=False)
+        with Horizontal():
+            with Vertical(id="cfg-side"):
+                table: DataTable = DataTable(id="cfg-list", cursor_type="row")
+                table.add_columns("name", "v", "method")
+                yield table
+            with Vertical(id="cfg-main"):
+                with Horizontal(id="cfg-name-row"):
+                    yield Label("name", classes="f-label")
+                    yield Input(placeholder="e.g. mfm-default", id="cfg-name", compact=True)
+                yield Static("new config", id="cfg-info", classes="hint", markup=False)
+                yield SchemaForm(self.fields, id="cfg-form")
+                yield Static("", id="cfg-error", classes="error-line", markup=False)
+        yield StatusBar()
+        yield KeysBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#cfg-name", Input).focus()
+        self.call_after_refresh(self.validate)
+
+    def when_ready(self) -> None:
+        self.call_service("listed", self.services.list_configs)
+
+    @property
+    def form(self) -> SchemaForm:
+        return self.query_one("#cfg-form", SchemaForm)
+
+    def method(self) -> str:
+        row = self.form.row("method.name")
+        return str(row.raw()) if row is not None else "ce"
+
+    # -- list ---------------------------------------------------------------------------------
+
+    def done_listed(self, configs: list[Any]) -> None:
+        self.configs = configs
+        table = self.query_one("#cfg-list", DataTable)
+        table.clear()
+        for rec in configs:
+            table.add_row(rec.name, str(rec.version),
+                          str(rec.config.get("method", {}).get("name", "ce")), key=rec.name)
+
+    def selected(self) -> Any:
+        table = self.query_one("#cfg-list", DataTable)
+        if not self.configs or not 0 <= table.cursor_row < len(self.configs):
+            return None
+        return self.configs[table.cursor_row]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_load()
+
+    def action_load(self) -> None:
+        rec = self.selected()
+        if rec is not None:
+            self.fill(rec.name, rec.config, rec)
+            self.call_service("used", self.services.config_use, rec.name)
+
+    def fill(self, name: str, config: dict[str, Any], rec: Any = None) -> None:
+        flat = flatten(config)
+        self.form.set_values(flat)
+        self.loaded = rec
+        self.keep = set(flat)
+        inp = self.query_one("#cfg-name", Input)
+        with inp.prevent(Input.Changed):
+            inp.value = name
+        self.query_one("#cfg-info", Static).update(
+            f"version {rec.version}" if rec is not None else "new config")
+        self.validate()
+
+    def done_used(self, use: Any) -> None:
+        if use is None or self.loaded is None or use.name != self.loaded.name:
+            return
+        runs = (f"used by run(s) {', '.join(map(str, use.run_ids))}: saving a change makes "
+                f"version {use.version + 1} and leaves them as they were") if use.run_ids \
+            else "not used by any run yet"
+        self.query_one("#cfg-info", Static).update(f"version {use.version} · {runs}")
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def on_field_row_changed(self, event: FieldRow.Changed) -> None:
+        self.validate()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "cfg-name":
+            self.validate()
+
+    def current_config(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        values, errors = self.form.values()
+        if errors:
+            return None, errors
+        config = config_from_values(values, self.fields, self.method(), self.keep)
+        try:
+            from mfm.specs import check_named_config
+
+            check_named_config(config)
+        except ConfigError as e:
+            return None, {e.key: e.message}
+        return config, {}
+
+    def validate(self) -> bool:
+        method = self.method()
+        form = self.form
+        for row in form.rows():
+            row.display = applies(row.info, method)
+        for sec, m in METHOD_SECTIONS.items():
+            for label in form.query(f"#sec-{sec}"):
+                label.display = m == method
+        config, errors = self.current_config()
+        form.show_errors(errors)
+        visible = {r.info.key for r in form.rows() if r.display}
+        other = [f"{k}: {m}" for k, m in errors.items() if k not in visible]
+        name = self.query_one("#cfg-name", Input).value.strip()
+        if not name:
+            other.append("name: needed to save")
+        elif "@" in name:
+            other.append("name: '@' is reserved for versions (NAME@VERSION)")
+        err = self.query_one("#cfg-error", Static)
+        err.update("\n".join(other))
+        err.display = bool(other)
+        self.valid = config is not None and bool(name) and "@" not in name
+        return self.valid
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        if not self.validate():
+            self.notify("fix the fields marked in red first", severity="error")
+            return
+        config, _ = self.current_config()
+        name = self.query_one("#cfg-name", Input).value.strip()
+        self.call_service("saved", self.save, name, config)
+
+    def save(self, name: str, config: dict[str, Any]) -> tuple[Any, str, list[Any], Any]:
+        rec, message = self.services.save_config(name, config)
+        return rec, message, self.services.list_configs(), self.services.config_use(name)
+
+    def done_saved(self, value: tuple[Any, str, list[Any], Any]) -> None:
+        rec, message, configs, use = value
+        self.done_listed(configs)
+        self.loaded = rec
+        self.keep = set(flatten(rec.config))
+        self.done_used(use)
+        self.notify(message, timeout=5)
+
+    def action_new(self) -> None:
+        self.fill("", {})
+        self.query_one("#cfg-name", Input).focus()
+
+    def action_clone(self) -> None:
+        values, _ = self.form.values()
+        name = self.query_one("#cfg-name", Input).value.strip() or "config"
+        config = config_from_values(values, self.fields, self.method(), self.keep)
+        self.fill(f"{name.partition('@')[0]}-copy", config)
+        self.query_one("#cfg-name", Input).focus()
+        self.notify("cloned into a new config: rename it and save", timeout=3)
+
+    def action_delete(self) -> None:
+        from mfm_tui.screens.confirm import ConfirmScreen
+
+        rec = self.selected()
+        if rec is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call_service("deleted", self.delete, rec.name)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Delete config {rec.name!r} and all its versions? (Refused while runs use it.)",
+            yes="Delete"), answered)
+
+    def delete(self, name: str) -> tuple[str, list[Any]]:  # worker
+        return self.services.delete_config(name), self.services.list_configs()
+
+    def done_deleted(self, value: tuple[str, list[Any]]) -> None:
+        message, configs = value
+        self.done_listed(configs)
+        self.notify(message, timeout=4)

@@ -1,0 +1,231 @@
+"""Named long-tailed dataset specs: define, validate as you type, preview the per-class
+train / meta / test counts (no torch), save, load, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.timer import Timer
+from textual.widgets import DataTable, Input, Label, Static
+
+from mfm.config import ConfigError, describe
+from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.charts import CountsChart
+from mfm_tui.widgets.form import FieldRow, SchemaForm
+from mfm_tui.widgets.keys_bar import KeysBar
+from mfm_tui.widgets.status_bar import StatusBar
+
+__all__ = ["DatasetsScreen", "SPEC_KEYS", "spec_from_values"]
+
+SPEC_KEYS = ("data.name", "data.root", "data.profile", "data.imbalance_factor",
+             "data.meta_per_class", "data.seed", "data.permute_classes", "data.step_mu",
+             "data.test_per_class")
+LABELS = {"data.name": "source", "data.root": "root", "data.profile": "profile",
+          "data.imbalance_factor": "imbalance factor", "data.meta_per_class": "meta per class",
+          "data.seed": "split seed", "data.permute_classes": "permuted class order",
+          "data.step_mu": "step: head fraction", "data.test_per_class": "test per class"}
+PREVIEW_DELAY = 0.3
+
+
+def spec_from_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Form values {data.key: value} -> a dataset spec {"data": {...}}."""
+    return {"data": {k.partition(".")[2]: v for k, v in values.items() if k.startswith("data.")}}
+
+
+class DatasetsScreen(BaseScreen):
+    POLL_INTERVAL = None
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("ctrl+n", "new", "New", priority=True),
+        Binding("ctrl+o", "load", "Load selected", priority=True),
+        Binding("ctrl+d", "delete", "Delete selected", priority=True),
+        Binding("escape", "app.switch_mode('runs')", "Runs"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.specs: list[Any] = []
+        self.valid = False
+        self.preview: dict[str, Any] | None = None
+        self._preview_timer: Timer | None = None
+        self.previews = 0  # previews applied (tests wait on it)
+
+    def compose(self) -> ComposeResult:
+        fields = {f.key: f for f in describe()}
+        yield Static(" Dataset specs · a named data.* section, usable as mfm run --dataset NAME",
+                     classes="screen-title", markup=False)
+        with Horizontal():
+            with Vertical(id="spec-side"):
+                table: DataTable = DataTable(id="spec-list", cursor_type="row")
+                table.add_columns("name", "source", "IF")
+                yield table
+            with Vertical(id="spec-main"):
+                with Horizontal(id="spec-name-row"):
+                    yield Label("name", classes="f-label")
+                    yield Input(placeholder="e.g. cifar10-if100", id="spec-name", compact=True)
+                yield SchemaForm([fields[k] for k in SPEC_KEYS], labels=LABELS, id="spec-form")
+                yield Static("", id="spec-error", classes="error-line", markup=False)
+                yield Static("", id="spec-summary", classes="hint", markup=False)
+                yield CountsChart("images per class: train / meta / test", id="spec-chart")
+        yield StatusBar()
+        yield KeysBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#spec-name", Input).focus()
+        self.validate()
+
+    def when_ready(self) -> None:
+        self.call_service("listed", self.services.list_dataset_specs)
+
+    # -- list ---------------------------------------------------------------------------------
+
+    def done_listed(self, specs: list[Any]) -> None:
+        self.specs = specs
+        table = self.query_one("#spec-list", DataTable)
+        table.clear()
+        for rec in specs:
+            data = rec.spec.get("data", {})
+            table.add_row(rec.name, str(data.get("name", "digits")),
+                          f"{data.get('imbalance_factor', 10):g}", key=rec.name)
+
+    def selected(self) -> Any:
+        table = self.query_one("#spec-list", DataTable)
+        if not self.specs or not 0 <= table.cursor_row < len(self.specs):
+            return None
+        return self.specs[table.cursor_row]
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_load()
+
+    def action_load(self) -> None:
+        rec = self.selected()
+        if rec is None:
+            return
+        form = self.query_one("#spec-form", SchemaForm)
+        values = {f"data.{k}": v for k, v in rec.spec.get("data", {}).items()}
+        form.set_values(values)
+        name = self.query_one("#spec-name", Input)
+        with name.prevent(Input.Changed):
+            name.value = rec.name
+        self.validate()
+
+    # -- validation and preview ---------------------------------------------------------------
+
+    def on_field_row_changed(self, _: FieldRow.Changed) -> None:
+        self.validate()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "spec-name":
+            self.validate(preview=False)
+
+    def current_spec(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        values, errors = self.query_one("#spec-form", SchemaForm).values()
+        if errors:
+            return None, errors
+        spec = spec_from_values(values)
+        try:
+            from mfm.specs import check_dataset_spec
+
+            check_dataset_spec(spec)
+        except ConfigError as e:
+            return None, {e.key: e.message}
+        return spec, {}
+
+    def validate(self, preview: bool = True) -> bool:
+        spec, errors = self.current_spec()
+        form = self.query_one("#spec-form", SchemaForm)
+        form.show_errors(errors)
+        shown = {r.info.key for r in form.rows()}
+        other = [f"{k}: {m}" for k, m in errors.items() if k not in shown]
+        name = self.query_one("#spec-name", Input).value.strip()
+        if not name:
+            other.append("name: needed to save")
+        self.show_error("\n".join(other))
+        self.valid = spec is not None and bool(name)
+        if spec is not None and preview:
+            self.schedule_preview(spec)
+        elif spec is None:
+            self.preview = None
+        return self.valid
+
+    def show_error(self, text: str) -> None:
+        err = self.query_one("#spec-error", Static)
+        err.update(text)
+        err.display = bool(text)
+
+    def schedule_preview(self, spec: dict[str, Any]) -> None:
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY,
+                                             lambda: self.call_service(
+                                                 "previewed", self.services.preview_counts, spec))
+
+    def done_previewed(self, counts: dict[str, Any]) -> None:
+        self.preview = counts
+        self.previews += 1
+        self.query_one("#spec-chart", CountsChart).set_counts(counts)
+        n = len(counts["train"])
+        self.query_one("#spec-summary", Static).update(
+            f"{n} classes · train {sum(counts['train']):,} (max {max(counts['train'])}, min "
+            f"{min(counts['train'])}) · meta {sum(counts['meta']):,} · test "
+            f"{sum(counts['test']):,} · split {counts['split_hash'][:10]}")
+
+    def failed_previewed(self, error: str) -> None:
+        self.previews += 1
+        self.preview = None
+        self.query_one("#spec-chart", CountsChart).set_counts(None)
+        self.query_one("#spec-summary", Static).update(f"no preview: {error}")
+
+    # -- save / new / delete ------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        if not self.validate(preview=False):
+            self.notify("fix the fields marked in red first", severity="error")
+            return
+        spec, _ = self.current_spec()
+        name = self.query_one("#spec-name", Input).value.strip()
+        self.call_service("saved", self.save, name, spec)
+
+    def save(self, name: str, spec: dict[str, Any]) -> tuple[str, list[Any]]:  # worker
+        self.services.save_dataset_spec(name, spec)
+        return name, self.services.list_dataset_specs()
+
+    def done_saved(self, value: tuple[str, list[Any]]) -> None:
+        name, specs = value
+        self.done_listed(specs)
+        self.notify(f"dataset spec {name!r} saved (mfm run --dataset {name})", timeout=4)
+
+    def action_new(self) -> None:
+        form = self.query_one("#spec-form", SchemaForm)
+        form.set_values({})
+        name = self.query_one("#spec-name", Input)
+        name.value = ""
+        name.focus()
+        self.validate()
+
+    def action_delete(self) -> None:
+        from mfm_tui.screens.confirm import ConfirmScreen
+
+        rec = self.selected()
+        if rec is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call_service("deleted", self.delete, rec.name)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Delete dataset spec {rec.name!r}? Runs that used it keep their frozen config.",
+            yes="Delete"), answered)
+
+    def delete(self, name: str) -> tuple[str, list[Any]]:  # worker
+        return self.services.delete_dataset_spec(name), self.services.list_dataset_specs()
+
+    def done_deleted(self, value: tuple[str, list[Any]]) -> None:
+        message, specs = value
+        self.done_listed(specs)
+        self.notify(message, timeout=4)

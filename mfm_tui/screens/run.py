@@ -1,0 +1,200 @@
+"""One run, live: loss per step, accuracy per epoch, per-class accuracy head to tail, the
+modulation per site (MFM) or the example weights (MWNet), the resolved config and the log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
+
+from mfm_tui.format import data_text, duration, epoch_text, pct, run_duration, status_text, \
+    where_text
+from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.charts import ClassChart, LineChart
+from mfm_tui.widgets.keys_bar import KeysBar
+from mfm_tui.widgets.status_bar import StatusBar
+
+__all__ = ["RunScreen", "config_text", "mod_rows"]
+
+ACC_KEYS = ("acc", "many", "medium", "few")
+TABS = ("curves", "classes", "modulation", "config", "log")
+MOD_STATS = ("gamma_mean", "gamma_std", "beta_mean", "beta_std")
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """A resolved config as TOML-like text: top-level keys, then one table per section."""
+    lines = [f"{k} = {v!r}" for k, v in config.items() if not isinstance(v, dict)]
+    for section, values in config.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            lines.extend(f"{k} = {v!r}" for k, v in values.items())
+    return "\n".join(lines).strip()
+
+
+def mod_rows(latest: dict[str, float]) -> list[tuple[str, ...]]:
+    """Per modulation site: its latest gamma/beta mean and std (from ``mod/<site>/<stat>``)."""
+    sites: dict[str, dict[str, float]] = {}
+    for key, value in latest.items():
+        if key.startswith("mod/"):
+            site, _, stat = key[4:].rpartition("/")
+            sites.setdefault(site, {})[stat] = value
+    return [(site, *(f"{stats[s]:.4f}" if s in stats else "—" for s in MOD_STATS))
+            for site, stats in sorted(sites.items())]
+
+
+class RunScreen(BaseScreen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("right_square_bracket", "tab(1)", "Next tab"),
+        Binding("left_square_bracket", "tab(-1)", "Prev tab"),
+        Binding("x", "cancel_run", "Cancel"),
+        Binding("r", "resume", "Resume"),
+    ]
+
+    def __init__(self, run_id: int):
+        super().__init__()
+        self.run_id = run_id
+        self.run: Any = None
+        self.after_step: dict[str, int] = {}
+        self.after_epoch: int | None = None
+        self.class_epoch: int | None = None
+        self.log_offset = 0
+        self.class_acc: list[float] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(f" Run {self.run_id} · loading…", classes="screen-title", id="run-title",
+                     markup=False)
+        yield Static("", id="run-error", classes="error-line", markup=False)
+        with TabbedContent(id="tabs"):
+            with TabPane("Curves", id="curves"):
+                yield LineChart("train loss per step", xlabel="step", id="loss-chart")
+                yield LineChart("test accuracy % per epoch", xlabel="epoch", scale=100.0,
+                                y_range=(0, 100), id="acc-chart")
+            with TabPane("Classes", id="classes"):
+                yield ClassChart("per-class test accuracy, head to tail", id="class-chart")
+            with TabPane("Modulation", id="modulation"):
+                yield LineChart("modulation gamma mean per site (MFM) / mean example weight "
+                                "(MWNet)", xlabel="step", id="mod-chart")
+                table: DataTable = DataTable(id="mod-table", cursor_type="none")
+                table.add_columns("site", *MOD_STATS)
+                yield table
+            with TabPane("Config", id="config"):
+                with VerticalScroll():
+                    yield Static("", id="config-text", markup=False)
+            with TabPane("Log", id="log"):
+                yield Log(max_lines=2000, id="log-view")
+        yield StatusBar()
+        yield KeysBar()
+
+    def on_mount(self) -> None:
+        self.query_one("#run-error").display = False
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def poll_args(self) -> Any:
+        return (dict(self.after_step), self.after_epoch, self.class_epoch, self.log_offset)
+
+    def fetch(self, args: Any) -> Any:
+        after_step, after_epoch, class_epoch, log_offset = args
+        return self.services.run_series(self.run_id, after_step=after_step,
+                                        after_epoch=after_epoch, class_epoch=class_epoch,
+                                        log_offset=log_offset)
+
+    def apply(self, data: Any) -> None:
+        first = self.run is None
+        self.run = run = data.run
+        self._header(run)
+        loss = self.query_one("#loss-chart", LineChart)
+        mod = self.query_one("#mod-chart", LineChart)
+        for key, points in data.steps.items():
+            self.after_step[key] = points[-1][0]
+            if key in ("loss", "meta_loss"):
+                loss.add_points("train loss" if key == "loss" else "meta loss", points)
+            elif key == "weight_mean":
+                mod.add_points("example weight", points)
+            elif key.startswith("mod/"):
+                site, _, stat = key[4:].rpartition("/")
+                mod.add_points(f"{site} {'γ' if stat == 'gamma_mean' else 'β'}", points)
+        acc = self.query_one("#acc-chart", LineChart)
+        for key in ACC_KEYS:
+            points = data.epochs.get(key)
+            if points:
+                acc.add_points(key, [(e + 1, v) for e, v in points])
+        last = [pts[-1][0] for pts in data.epochs.values() if pts]
+        if last:
+            self.after_epoch = max(last + [self.after_epoch or 0])
+        if data.class_acc is not None:
+            self.class_acc = data.class_acc
+            self.class_epoch = run.epoch
+        if data.class_acc is not None or first:
+            counts = (run.class_counts or {}).get("train", [])
+            self.query_one("#class-chart", ClassChart).set_data(
+                counts, {f"run {run.id}": self.class_acc})
+        rows = mod_rows(run.latest)
+        table = self.query_one("#mod-table", DataTable)
+        table.display = bool(rows)
+        if rows:
+            table.clear()
+            table.add_rows(rows)
+        if first:
+            self.query_one("#config-text", Static).update(config_text(run.config))
+            if run.method not in ("mfm", "mwnet"):
+                self.query_one("#tabs", TabbedContent).hide_tab("modulation")
+        if data.log_lines:
+            self.query_one("#log-view", Log).write_lines(data.log_lines)
+        self.log_offset = data.log_offset
+        self.refresh_bindings()
+
+    def _header(self, run: Any) -> None:
+        now = self.services.now()
+        final = (run.summary or {}).get("final") or {}
+        best = (run.summary or {}).get("best") or {}
+        acc = run.latest.get("acc", final.get("acc"))
+        parts = [f" Run {run.id}" + (f" {run.name}" if run.name else ""),
+                 f"{run.method} on {data_text(run.config)}",
+                 f"{status_text(run, {}, now)} {epoch_text(run)}",
+                 f"acc {pct(acc)}%" + (f" (best {pct(best.get('acc'))}%)" if best else ""),
+                 where_text(run, now), duration(run_duration(run, now))]
+        self.query_one("#run-title", Static).update(" · ".join(parts))
+        error = self.query_one("#run-error", Static)
+        if run.error:
+            lines = [ln for ln in run.error.strip().splitlines() if ln.strip()]
+            shown = lines[-3:]
+            more = f"  (full text: Log tab / mfm show {run.id})" if len(lines) > 3 else ""
+            error.update("error: " + "\n".join(shown) + more)
+            error.display = True
+        else:
+            error.display = False
+
+    def poll_failed(self, error: str) -> None:
+        self.query_one("#run-title", Static).update(f" Run {self.run_id} · {error}")
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        status = self.run.status if self.run is not None else None
+        if action == "cancel_run":
+            return status in ("created", "queued", "starting", "running") or None
+        if action == "resume":
+            return status in ("cancelled", "failed", "lost") or None
+        return True
+
+    def action_tab(self, step: int) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        shown = [t for t in TABS if not (t == "modulation" and self.run is not None
+                                         and self.run.method not in ("mfm", "mwnet"))]
+        i = shown.index(tabs.active) if tabs.active in shown else 0
+        tabs.active = shown[(i + step) % len(shown)]
+
+    def action_cancel_run(self) -> None:
+        self.call_service("acted", self.services.cancel_run, self.run_id)
+
+    def action_resume(self) -> None:
+        self.call_service("acted", self.services.resume_run, self.run_id)
+
+    def done_acted(self, message: str) -> None:
+        self.notify(message, timeout=4)
+        self.poll_now()
