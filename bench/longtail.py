@@ -147,10 +147,10 @@ def table(rows: list[dict]) -> str:
         fin = [r.summary["final"] for r in runs]
         best = [r.summary["best"]["acc"] for r in runs]
         spe = [r.summary["seconds_per_epoch"] for r in runs if r.summary.get("seconds_per_epoch")]
+        sec = f"{statistics.mean(spe):.2f}" if spe else "—"
         lines.append(f"| {spec} | {method} | {_ms([f['acc'] for f in fin])} | "
                      f"{_ms([f.get('many') for f in fin])} | {_ms([f.get('medium') for f in fin])} "
-                     f"| {_ms([f.get('few') for f in fin])} | {_ms(best)} | "
-                     f"{statistics.mean(spe):.2f} | {len(runs)} |")
+                     f"| {_ms([f.get('few') for f in fin])} | {_ms(best)} | {sec} | {len(runs)} |")
     return "\n".join(lines)
 
 

@@ -135,6 +135,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     groups = shot_groups(data.train_counts, cfg.train.many_threshold, cfg.train.few_threshold)
 
     start_epoch, global_step, best = 0, 0, None
+    seconds: list[float] = []
     last_path = checkpoint_dir / LAST if checkpoint_dir is not None else None
     if resume and last_path is not None and last_path.exists():
         state = load_checkpoint(last_path, map_location=device)
@@ -146,6 +147,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         restore_rng(state["rng"])
         start_epoch, global_step = state["epoch"] + 1, state["global_step"]
         best = state["best"]
+        seconds = list(state.get("seconds", []))
 
     cb.on_start(StartInfo(
         device=str(device), split_hash=data.split_hash, classes=list(data.classes),
@@ -153,7 +155,6 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         test_counts=list(data.test_counts), epochs=epochs, start_epoch=start_epoch,
         steps_per_epoch=len(data.train), num_parameters=sum(p.numel() for p in model.parameters())))
 
-    seconds = []
     final_eval: Evaluation | None = None
     final_scalars: dict[str, float] = {}
     for epoch in range(start_epoch, epochs):
@@ -186,7 +187,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "method": method.state_dict(),
                 "loader": data.loader_state(), "rng": capture_rng(), "epoch": epoch,
-                "global_step": global_step, "best": best,
+                "global_step": global_step, "best": best, "seconds": seconds,
             }, checkpoint_dir / LAST)
             if is_best:
                 save_atomic({"model": model.state_dict(), "epoch": epoch}, checkpoint_dir / BEST)

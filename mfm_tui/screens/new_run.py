@@ -1,0 +1,233 @@
+"""The new-run form: a dataset spec and a named config (or a cloned run's), inline overrides,
+how many seeds (one run each), the device; validated as you type, queued through the queue."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Input, Label, Select, Static
+
+from mfm.config import ConfigError
+from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.keys_bar import KeysBar
+from mfm_tui.widgets.status_bar import StatusBar
+
+__all__ = ["NewRunScreen", "parse_overrides", "describe_config", "MAX_SEEDS"]
+
+MAX_SEEDS = 20
+CLONE = "clone"
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def parse_overrides(text: str) -> list[str]:
+    """``"optim.lr=0.05 train.epochs=2"`` (spaces or commas between) -> ["optim.lr=0.05", ...].
+    A value may hold commas when it is a list: ``optim.milestones=0.5,0.75``."""
+    items = re.split(r"[\s;]+(?=[\w.]+=)|,\s*(?=[\w.]+=)", text.strip())
+    return [i.strip() for i in items if i.strip()]
+
+
+def describe_config(cfg: Any) -> str:
+    d = cfg.data
+    return (f"{cfg.method.name} · {cfg.model.name} · {d.name} IF {d.imbalance_factor:g} "
+            f"{d.profile} · {cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''} · "
+            f"batch {cfg.train.batch_size} · lr {cfg.optim.lr:g} · device {cfg.device}")
+
+
+class NewRunScreen(BaseScreen):
+    POLL_INTERVAL = None
+    BINDINGS = [
+        Binding("ctrl+s", "queue", "Queue", priority=True),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, clone_of: Any = None):
+        super().__init__()
+        self.clone_of = clone_of
+        self.specs: dict[int, Any] = {}
+        self.configs: dict[int, Any] = {}
+        self.plan: tuple[list[Any], list[str | None]] | None = None
+        self.busy = False
+
+    def compose(self) -> ComposeResult:
+        title = f" New run · cloned from run {self.clone_of.id}" if self.clone_of else " New run"
+        yield Static(title, classes="screen-title", markup=False)
+        with VerticalScroll(id="new-form"):
+            yield from self._row("name", Input(placeholder="optional; seeds add -s<seed>",
+                                               id="nr-name", compact=True,
+                                               value=self._clone_name()))
+            yield from self._row("dataset spec", Select(self._spec_options(), id="nr-spec",
+                                                        allow_blank=False, compact=True))
+            yield Static("F2 defines dataset specs", classes="hint nr-help")
+            yield from self._row("config", Select(self._config_options(), id="nr-config",
+                                                  allow_blank=False, compact=True))
+            yield Static("F3 defines configs; runs keep the version they used",
+                         classes="hint nr-help")
+            yield from self._row("overrides", Input(
+                placeholder="key=value ...  e.g. train.epochs=2 optim.lr=0.05", id="nr-set",
+                compact=True))
+            yield Static("applied on top of the config, as mfm run --set", classes="hint nr-help")
+            yield from self._row("seeds", Input("1", id="nr-seeds", compact=True,
+                                                type="integer"))
+            yield Static(f"one run per seed: seed, seed+1, ... (1 to {MAX_SEEDS})",
+                         classes="hint nr-help")
+            yield from self._row("device", Select(
+                [("as the config says", "")] + [(d, d) for d in DEVICES], id="nr-device",
+                allow_blank=False, compact=True))
+            yield Static("the run's device; the supervisor picks the slot (no per-run slot "
+                         "choice in the queue yet)", classes="hint nr-help")
+            yield Static("", id="nr-plan", classes="nr-plan", markup=False)
+            yield Static("", id="nr-error", classes="error-line", markup=False)
+        yield StatusBar()
+        yield KeysBar()
+
+    def _row(self, label: str, control: Any) -> ComposeResult:
+        with Horizontal(classes="nr-row"):
+            yield Label(label, classes="f-label")
+            yield control
+
+    def _clone_name(self) -> str:
+        if self.clone_of is None:
+            return ""
+        return f"{self.clone_of.name}-clone" if self.clone_of.name else \
+            f"clone-of-{self.clone_of.id}"
+
+    def _spec_options(self) -> list[tuple[str, Any]]:
+        opts: list[tuple[str, Any]] = [("defaults (digits, IF 10)", None)]
+        if self.clone_of is not None:
+            opts.insert(0, (f"run {self.clone_of.id}'s data", CLONE))
+        return opts
+
+    def _config_options(self) -> list[tuple[str, Any]]:
+        opts: list[tuple[str, Any]] = [("defaults (ce, resnet20)", None)]
+        if self.clone_of is not None:
+            opts.insert(0, (f"run {self.clone_of.id}'s config", CLONE))
+        return opts
+
+    def on_mount(self) -> None:
+        self.query_one("#nr-name", Input).focus()
+        self.validate()
+
+    def when_ready(self) -> None:
+        self.call_service("listed", self.load_lists)
+
+    def load_lists(self) -> tuple[list[Any], list[Any]]:  # worker
+        return self.services.list_dataset_specs(), self.services.list_configs()
+
+    def done_listed(self, value: tuple[list[Any], list[Any]]) -> None:
+        specs, configs = value
+        self.specs = {r.id: r for r in specs}
+        self.configs = {r.id: r for r in configs}
+        spec_sel = self.query_one("#nr-spec", Select)
+        cfg_sel = self.query_one("#nr-config", Select)
+        keep_spec, keep_cfg = spec_sel.value, cfg_sel.value
+        spec_sel.set_options(self._spec_options() + [
+            (f"{r.name} ({r.spec.get('data', {}).get('name', 'digits')}, IF "
+             f"{r.spec.get('data', {}).get('imbalance_factor', 10):g})", r.id) for r in specs])
+        cfg_sel.set_options(self._config_options() + [
+            (f"{r.name} v{r.version} ({r.config.get('method', {}).get('name', 'ce')})", r.id)
+            for r in configs])
+        for sel, keep in ((spec_sel, keep_spec), (cfg_sel, keep_cfg)):
+            with sel.prevent(Select.Changed):
+                sel.value = keep
+        self.validate()
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def on_input_changed(self, _: Input.Changed) -> None:
+        self.validate()
+
+    def on_select_changed(self, _: Select.Changed) -> None:
+        self.validate()
+
+    def _sources(self) -> tuple[dict | None, dict | None, int | None, int | None]:
+        from mfm_tui.services import split_config
+
+        spec_v = self.query_one("#nr-spec", Select).value
+        cfg_v = self.query_one("#nr-config", Select).value
+        spec = named = None
+        spec_id = cfg_id = None
+        if self.clone_of is not None and CLONE in (spec_v, cfg_v):
+            clone_spec, clone_cfg = split_config(self.clone_of.config)
+            if spec_v == CLONE:
+                spec, spec_id = clone_spec, self.clone_of.dataset_spec_id
+            if cfg_v == CLONE:
+                named, cfg_id = clone_cfg, self.clone_of.config_id
+        if isinstance(spec_v, int) and spec_v in self.specs:
+            spec, spec_id = self.specs[spec_v].spec, spec_v
+        if isinstance(cfg_v, int) and cfg_v in self.configs:
+            named, cfg_id = self.configs[cfg_v].config, cfg_v
+        return spec, named, spec_id, cfg_id
+
+    def build(self) -> tuple[list[Any], list[str | None], str]:
+        """The validated configs (one per seed) and names; ConfigError naming the field."""
+        spec, named, _, _ = self._sources()
+        overrides = parse_overrides(self.query_one("#nr-set", Input).value)
+        device = self.query_one("#nr-device", Select).value
+        if device:
+            overrides.append(f"device={device}")
+        seeds_text = self.query_one("#nr-seeds", Input).value.strip()
+        try:
+            seeds = int(seeds_text)
+        except ValueError:
+            raise ConfigError("seeds", f"expected a whole number, got {seeds_text!r}") from None
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise ConfigError("seeds", f"must be 1 to {MAX_SEEDS} (got {seeds})")
+        base = self.services.compose(dataset_spec=spec, named_config=named,
+                                     overrides=overrides)
+        name = self.query_one("#nr-name", Input).value.strip() or None
+        if seeds == 1:
+            return [base], [name], describe_config(base) + f" · seed {base.seed}"
+        configs, names = [], []
+        for i in range(seeds):
+            seed = base.seed + i
+            configs.append(self.services.compose(dataset_spec=spec, named_config=named,
+                                                 overrides=[*overrides, f"seed={seed}"]))
+            names.append(f"{name or 'run'}-s{seed}")
+        return configs, names, (describe_config(base) +
+                                f" · seeds {base.seed}..{base.seed + seeds - 1}")
+
+    def validate(self) -> bool:
+        err = self.query_one("#nr-error", Static)
+        plan = self.query_one("#nr-plan", Static)
+        try:
+            configs, names, text = self.build()
+        except ConfigError as e:
+            self.plan = None
+            err.update(f"{e}")
+            err.display = True
+            plan.update("nothing can be queued until this is fixed")
+            return False
+        self.plan = (configs, names)
+        err.display = False
+        plan.update(f"→ {len(configs)} run{'s' if len(configs) > 1 else ''}: {text}")
+        return True
+
+    # -- queue --------------------------------------------------------------------------------
+
+    def action_queue(self) -> None:
+        if self.busy:
+            return
+        if not self.validate() or self.plan is None:
+            self.notify("fix the error first: nothing was queued", severity="error")
+            return
+        _, _, spec_id, cfg_id = self._sources()
+        configs, names = self.plan
+        self.busy = True
+        self.call_service("queued", self.services.queue_runs, configs, names, spec_id, cfg_id)
+
+    def done_queued(self, result: Any) -> None:
+        self.busy = False
+        ids = ", ".join(map(str, result.run_ids))
+        self.app.notify(f"queued run{'s' if len(result.run_ids) > 1 else ''} {ids}; "
+                        f"{result.supervisor}", timeout=6)
+        self.app.pop_screen()
+
+    def failed_queued(self, error: str) -> None:
+        self.busy = False
+        err = self.query_one("#nr-error", Static)
+        err.update(f"not queued: {error}")
+        err.display = True
