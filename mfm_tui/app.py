@@ -152,7 +152,8 @@ class MfmApp(App):
         seen = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
-            if not binding.description or not active.enabled or binding.action in seen:
+            if (not binding.show or not binding.description or not active.enabled
+                    or binding.action in seen):
                 continue
             seen.add(binding.action)
             yield SystemCommand(binding.description, f"key: {binding.key_display or key}",

@@ -218,7 +218,7 @@ class Services:
                    log_offset: int = 0, step_keys: Sequence[str] | None = None) -> RunSeries:
         """New points of a run: step metrics after ``after_step[key]``, epoch metrics after
         ``after_epoch``, the per-class vector when its epoch is later than ``class_epoch``, and
-        log lines from ``log_offset``."""
+        log lines from ``log_offset`` (-1: no log)."""
         from mfm.store import repo
 
         run = self._call(repo.get_run, run_id)
@@ -238,7 +238,7 @@ class Services:
         class_acc = None
         if run.epoch is not None and (class_epoch is None or run.epoch > class_epoch):
             class_acc = self._call(repo.get_class_accuracy, run_id)
-        lines, offset = self.read_log(run, log_offset)
+        lines, offset = self.read_log(run, log_offset) if log_offset >= 0 else ([], log_offset)
         return RunSeries(run, steps, epochs, class_acc, lines, offset)
 
     def read_log(self, run: Any, offset: int = 0, *,

@@ -52,9 +52,16 @@ class Chart(PlotextPlot):
     def render(self) -> RenderResult:
         plt = self.plt
         plt.clear_figure()
-        plt.title(self.title_text)
-        self.draw(max(10, self.size.width), max(4, self.size.height))
+        width = max(10, self.size.width)
+        self._width = width
+        self.title(self.title_text)
+        self.draw(width, max(4, self.size.height))
         return super().render()
+
+    def title(self, text: str) -> None:
+        """Set the plot title, cut to the width (plotext drops a title that does not fit)."""
+        room = max(4, getattr(self, "_width", 80) - 2)
+        self.plt.title(text if len(text) <= room else text[: room - 1] + "…")
 
     def draw(self, width: int, height: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -97,7 +104,7 @@ class LineChart(Chart):
             plt.plot(xs, ys, label=name, marker="braille")
             drawn = True
         if not drawn:
-            plt.title(f"{self.title_text} (no points yet)")
+            self.title(f"{self.title_text} (no points yet)")
             return
         if self.xlabel_text:
             plt.xlabel(self.xlabel_text)
@@ -124,7 +131,7 @@ class ClassChart(Chart):
         n = len(self.train)
         usable = {k: v for k, v in self.accs.items() if len(v) == n}
         if not n or not usable:
-            plt.title(f"{self.title_text} (no per-class accuracy yet)")
+            self.title(f"{self.title_text} (no per-class accuracy yet)")
             return
         order = order_by_count(self.train)
         counts = [self.train[c] for c in order]
@@ -164,7 +171,7 @@ class DiffChart(Chart):
     def draw(self, width: int, height: int) -> None:
         plt = self.plt
         if not self.diff:
-            plt.title(f"{self.title_text} (needs two runs with per-class accuracy)")
+            self.title(f"{self.title_text} (needs two runs with per-class accuracy)")
             return
         order = order_by_count(self.train)
         counts = [self.train[c] for c in order]
@@ -189,7 +196,7 @@ class CountsChart(Chart):
     def draw(self, width: int, height: int) -> None:
         plt = self.plt
         if not self.counts or not self.counts.get("train"):
-            plt.title(f"{self.title_text} (no preview)")
+            self.title(f"{self.title_text} (no preview)")
             return
         train = self.counts["train"]
         n = len(train)

@@ -15,18 +15,33 @@ __all__ = ["BoundedSeries", "downsample"]
 
 
 class BoundedSeries:
-    """(x, y) points in increasing x, at most ``capacity`` of them."""
+    """(x, y) points in increasing x, at most ``capacity`` of them.
+
+    Every kept point is the mean of ``stride`` consecutive raw points. When the series
+    overflows, neighbours are merged pairwise and the stride doubles, so all kept points
+    always weigh the same and the curve keeps its start, its end and its shape.
+    """
 
     def __init__(self, capacity: int = 2000):
         if capacity < 4:
             raise ValueError(f"capacity must be >= 4, not {capacity}")
         self.capacity = capacity
-        self.xs: list[float] = []
-        self.ys: list[float] = []
-        self.last_x: float | None = None  # the last x ever added (kept across merges)
+        self.stride = 1
+        self._xs: list[float] = []
+        self._ys: list[float] = []
+        self._pending: list[tuple[float, float]] = []  # raw points of the unfinished bucket
+        self.last_x: float | None = None  # the last x ever added
 
     def __len__(self) -> int:
-        return len(self.xs)
+        return len(self._xs) + (1 if self._pending else 0)
+
+    @property
+    def xs(self) -> list[float]:
+        return self._xs + ([_mean([x for x, _ in self._pending])] if self._pending else [])
+
+    @property
+    def ys(self) -> list[float]:
+        return self._ys + ([_mean([y for _, y in self._pending])] if self._pending else [])
 
     def extend(self, points: Iterable[tuple[float, float]]) -> int:
         """Append points with x beyond the last one (others are ignored); returns how many
@@ -35,27 +50,33 @@ class BoundedSeries:
         for x, y in points:
             if self.last_x is not None and x <= self.last_x:
                 continue
-            self.xs.append(float(x))
-            self.ys.append(float(y))
             self.last_x = float(x)
             taken += 1
-            if len(self.xs) > self.capacity:
-                self._halve()
+            self._pending.append((float(x), float(y)))
+            if len(self._pending) == self.stride:
+                self._xs.append(_mean([p[0] for p in self._pending]))
+                self._ys.append(_mean([p[1] for p in self._pending]))
+                self._pending = []
+                if len(self._xs) >= self.capacity:
+                    self._halve()
         return taken
 
     def clear(self) -> None:
-        self.xs, self.ys, self.last_x = [], [], None
+        self.__init__(self.capacity)  # type: ignore[misc]
 
     def _halve(self) -> None:
-        xs, ys = self.xs, self.ys
-        n = len(xs) - 1  # keep the newest point as it is
-        mx = [(xs[i] + xs[i + 1]) / 2 for i in range(0, n - 1, 2)]
-        my = [_mean2(ys[i], ys[i + 1]) for i in range(0, n - 1, 2)]
-        if n % 2:
-            mx.append(xs[n - 1])
-            my.append(ys[n - 1])
-        self.xs = [*mx, xs[-1]]
-        self.ys = [*my, ys[-1]]
+        xs, ys = self._xs, self._ys
+        n = len(xs) - len(xs) % 2
+        self._xs = [(xs[i] + xs[i + 1]) / 2 for i in range(0, n, 2)]
+        self._ys = [_mean2(ys[i], ys[i + 1]) for i in range(0, n, 2)]
+        if n < len(xs):  # an odd point left: it starts the next bucket
+            self._pending = [(xs[-1], ys[-1])] * self.stride
+        self.stride *= 2
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _mean2(a: float, b: float) -> float:

@@ -3,6 +3,8 @@ clock (UTC) and no GPU probe, and helpers that wait on conditions with deadlines
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import os
 import signal
@@ -13,6 +15,17 @@ from typing import Any
 import pytest
 
 from mfm_tui.services import Services
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: Any) -> bool | None:
+    """Run ``async def`` tests (Textual's Pilot) on a fresh event loop; no plugin needed."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        names = pyfuncitem._fixtureinfo.argnames
+        asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
+        return True
+    return None
+
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: every timestamp of the fixed data
 NOW = T0 + 3600.0
@@ -111,6 +124,32 @@ def tui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 def fixed_db(tui_env: dict[str, Any]) -> dict[str, Any]:
     ids = populate(tui_env["db"], tui_env["runs"])
     return {**tui_env, "ids": ids}
+
+
+@pytest.fixture
+def make_services(tui_env: dict[str, Any]) -> Any:
+    """Services on the test's database and runs folder, fixed clock (NOW), UTC, no GPU."""
+
+    def make(**kw: Any) -> Services:
+        kw.setdefault("start_supervisor", False)
+        return fixed_services(tui_env["db"], tui_env["runs"], **kw)
+
+    return make
+
+
+@pytest.fixture
+def make_app(make_services: Any) -> Any:
+    from mfm_tui.app import MfmApp
+
+    def make(**kw: Any) -> Any:
+        return MfmApp(make_services(**kw))
+
+    return make
+
+
+@pytest.fixture
+def until() -> Any:
+    return wait_until
 
 
 async def wait_until(pilot: Any, predicate: Any, timeout: float, what: str) -> Any:

@@ -1,0 +1,153 @@
+"""Compare 2-6 runs: accuracy curves overlaid, per-class accuracy against class frequency side
+by side, per-class differences of a pair, and a summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
+
+from mfm_tui.format import data_text, epoch_text, pct
+from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.charts import ClassChart, DiffChart, LineChart
+from mfm_tui.widgets.keys_bar import KeysBar
+from mfm_tui.widgets.status_bar import StatusBar
+
+__all__ = ["CompareScreen", "summary_rows"]
+
+TABS = ("curves", "classes", "diff", "summary")
+SUMMARY_COLUMNS = ("id", "name", "method", "data", "status", "ep", "acc%", "many", "med",
+                   "few", "best%")
+
+
+def label(run: Any) -> str:
+    return f"{run.id} {run.name}" if run.name else f"run {run.id}"
+
+
+def summary_rows(runs: list[Any]) -> list[tuple[str, ...]]:
+    rows = []
+    for r in runs:
+        final = (r.summary or {}).get("final") or {}
+        best = (r.summary or {}).get("best") or {}
+
+        def last(key: str) -> Any:
+            return r.latest.get(key, final.get(key))
+
+        rows.append((str(r.id), r.name or "", r.method, data_text(r.config), r.status,
+                     epoch_text(r), pct(last("acc")), pct(last("many")), pct(last("medium")),
+                     pct(last("few")), pct(best.get("acc"))))
+    return rows
+
+
+class CompareScreen(BaseScreen):
+    POLL_INTERVAL = 2.0
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("right_square_bracket", "tab(1)", "Next tab"),
+        Binding("left_square_bracket", "tab(-1)", "Prev tab"),
+        Binding("p", "pair", "Next pair"),
+    ]
+
+    def __init__(self, run_ids: list[int]):
+        super().__init__()
+        self.run_ids = list(run_ids)
+        self.runs: dict[int, Any] = {}
+        self.after_epoch: dict[int, int | None] = {rid: None for rid in self.run_ids}
+        self.class_acc: dict[int, list[float] | None] = {}
+        self.pair = (0, 1)
+
+    def compose(self) -> ComposeResult:
+        yield Static(f" Compare runs {', '.join(map(str, self.run_ids))}",
+                     classes="screen-title", markup=False, id="cmp-title")
+        with TabbedContent(id="tabs"):
+            with TabPane("Curves", id="curves"):
+                yield LineChart("test accuracy % per epoch", xlabel="epoch", scale=100.0,
+                                y_range=(0, 100), id="cmp-acc")
+            with TabPane("Per-class", id="classes"):
+                with Grid(id="cmp-grid"):
+                    for rid in self.run_ids:
+                        yield ClassChart(f"run {rid}", id=f"cmp-class-{rid}")
+            with TabPane("Difference", id="diff"):
+                yield DiffChart("per-class accuracy difference", id="cmp-diff")
+            with TabPane("Summary", id="summary"):
+                table: DataTable = DataTable(id="cmp-table", cursor_type="row")
+                table.add_columns(*SUMMARY_COLUMNS)
+                yield table
+        yield StatusBar()
+        yield KeysBar()
+
+    def on_mount(self) -> None:
+        grid = self.query_one("#cmp-grid", Grid)
+        n = len(self.run_ids)
+        grid.styles.grid_size_columns = n if n <= 3 else 3
+        grid.styles.grid_size_rows = 1 if n <= 3 else 2
+
+    # -- polling ------------------------------------------------------------------------------
+
+    def poll_args(self) -> Any:
+        return dict(self.after_epoch), {rid: self._class_epoch(rid) for rid in self.run_ids}
+
+    def _class_epoch(self, rid: int) -> int | None:
+        run = self.runs.get(rid)
+        return None if run is None or self.class_acc.get(rid) is None else run.epoch
+
+    def fetch(self, args: Any) -> Any:
+        after, class_epochs = args
+        return {rid: self.services.run_series(rid, after_epoch=after[rid], step_keys=(),
+                                              class_epoch=class_epochs[rid], log_offset=-1)
+                for rid in self.run_ids}
+
+    def apply(self, data: dict[int, Any]) -> None:
+        acc = self.query_one("#cmp-acc", LineChart)
+        for rid, series in data.items():
+            run = self.runs[rid] = series.run
+            points = series.epochs.get("acc")
+            if points:
+                acc.add_points(label(run), [(e + 1, v) for e, v in points])
+            last = [p[-1][0] for p in series.epochs.values() if p]
+            if last:
+                self.after_epoch[rid] = max(last)
+            if series.class_acc is not None or rid not in self.class_acc:
+                if series.class_acc is not None:
+                    self.class_acc[rid] = series.class_acc
+                else:
+                    self.class_acc.setdefault(rid, None)
+                chart = self.query_one(f"#cmp-class-{rid}", ClassChart)
+                chart.title_text = f"{label(run)} · {run.method} · {data_text(run.config)}"
+                chart.set_data((run.class_counts or {}).get("train", []),
+                               {run.method: self.class_acc.get(rid)})
+        self._diff()
+        table = self.query_one("#cmp-table", DataTable)
+        table.clear()
+        table.add_rows(summary_rows([self.runs[rid] for rid in self.run_ids if rid in self.runs]))
+
+    def _diff(self) -> None:
+        i, j = self.pair
+        a_id, b_id = self.run_ids[i], self.run_ids[j]
+        a, b = self.runs.get(a_id), self.runs.get(b_id)
+        if a is None or b is None:
+            return
+        train = (b.class_counts or {}).get("train", [])
+        same = (a.class_counts or {}).get("train", []) == train
+        title = f"per-class accuracy: run {b_id} minus run {a_id} (points)"
+        if not same:
+            title += " — different class counts: per class index"
+        self.query_one("#cmp-diff", DiffChart).set_data(
+            train, self.class_acc.get(a_id), self.class_acc.get(b_id), title=title)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def action_tab(self, step: int) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        i = TABS.index(tabs.active) if tabs.active in TABS else 0
+        tabs.active = TABS[(i + step) % len(TABS)]
+
+    def action_pair(self) -> None:
+        n = len(self.run_ids)
+        pairs = [(i, j) for i in range(n) for j in range(n) if i < j]
+        self.pair = pairs[(pairs.index(self.pair) + 1) % len(pairs)]
+        self._diff()
+        self.query_one("#tabs", TabbedContent).active = "diff"
