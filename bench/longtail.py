@@ -56,17 +56,17 @@ PROFILES: dict[str, Profile] = {
                Spec("fashion-mnist-LT IF10", (*FMNIST, "data.imbalance_factor=10")),
                Spec("digits-LT IF10", (*DIGITS, "data.imbalance_factor=10"))),
         model="resnet8", epochs=10, seeds=3,
-        note="ResNet-8, 10 epochs (lr x0.1 at 80/90 %), batch 100: sized for a 2-core CPU"),
+        note="ResNet-8, lr x0.1 at 80 and 90 % of the epochs, batch 100: sized for a 2-core CPU"),
     "quick": Profile(
         specs=(Spec("digits-LT IF10", (*DIGITS, "data.imbalance_factor=10")),),
         model="resnet20", epochs=30, seeds=3,
-        note="ResNet-20, 30 epochs, batch 100 on digits-LT (thresholds: many > 60, few < 20)"),
+        note="ResNet-20, batch 100 on digits-LT (thresholds: many > 60, few < 20)"),
     "cifar": Profile(
         specs=tuple(Spec(f"{n}-LT IF{f}", (f"data.name={n}", *CIFAR, f"data.imbalance_factor={f}"))
                     for n in ("cifar10", "cifar100") for f in (200, 100, 50)),
         model="resnet32", epochs=100, seeds=1, methods=("ce", "cb", "mwnet", "mfm"),
         common=("optim.lr=0.1", "optim.milestones=0.8,0.9", "train.batch_size=100"),
-        note="Meta-Weight-Net's protocol: ResNet-32, 100 epochs, lr 0.1 x0.1 at 80 and 90, "
+        note="Meta-Weight-Net's protocol: ResNet-32, lr 0.1 x0.1 at 80 and 90 % of the epochs, "
              "batch 100, 10 meta images per class (METHOD.md); compare with the MW-Net paper's "
              "table"),
 }
@@ -93,7 +93,8 @@ def run_study(args: argparse.Namespace) -> list[dict]:
     runs_dir = Path(args.runs_dir).resolve()
     existing = {r.name: r for r in repo.list_runs(db)}
     rows = []
-    for spec in prof.specs:
+    specs = [s for s in prof.specs if not args.specs or s.name in args.specs.split(",")]
+    for spec in specs:
         for method in methods:
             for seed in range(seeds):
                 name = job_name(args.profile, spec, method, seed)
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--db", default=str(ROOT / "bench-longtail.db"))
     ap.add_argument("--runs-dir", default=str(ROOT / "runs-bench"))
     ap.add_argument("--methods", default=None, help="comma-separated (default: the profile's)")
+    ap.add_argument("--specs", default=None, help="comma-separated dataset spec names "
+                    "(default: all of the profile's)")
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--model", default=None)
