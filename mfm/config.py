@@ -30,6 +30,7 @@ __all__ = [
     "describe",
     "load_config",
     "parse_override",
+    "read_toml",
 ]
 
 DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")
@@ -516,18 +517,20 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v != {}}
 
 
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A settings file as a nested dict; ConfigError('--config', ...) if unreadable or not TOML."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("--config", f"cannot read {str(p)!r}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("--config", f"{str(p)!r} is not valid TOML: {e}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
     """Defaults, then the TOML file at ``path`` (if any), then ``key=value`` overrides."""
-    d: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError("--config", f"cannot read {str(p)!r}: "
-                              f"{getattr(e, 'strerror', None) or e}") from None
-        try:
-            d = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError("--config", f"{str(p)!r} is not valid TOML: {e}") from None
-    return config_from_dict(d, overrides)
+    return config_from_dict(read_toml(path) if path is not None else {}, overrides)

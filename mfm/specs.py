@@ -9,11 +9,10 @@ rest are defaults). A run's config is composed as: defaults ← dataset spec ←
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from mfm.config import Config, ConfigError, config_from_dict
+from mfm.config import Config, ConfigError, config_from_dict, read_toml
 
 __all__ = ["DATASET_SECTION", "split_dataset_spec", "compose", "check_dataset_spec",
            "check_named_config"]
@@ -61,14 +60,5 @@ def compose(*, dataset_spec: dict[str, Any] | None = None,
     if named_config:
         d = _merge(d, named_config)
     if config_file is not None:
-        p = Path(config_file)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError("--config", f"cannot read {str(p)!r}: "
-                              f"{getattr(e, 'strerror', None) or e}") from None
-        try:
-            d = _merge(d, tomllib.loads(text))
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError("--config", f"{str(p)!r} is not valid TOML: {e}") from None
+        d = _merge(d, read_toml(config_file))
     return config_from_dict(d, overrides)

@@ -313,7 +313,7 @@ class Services:
         return compose(dataset_spec=dataset_spec, named_config=named_config,
                        overrides=list(overrides))
 
-    def queue_runs(self, configs: Sequence[Any], names: Sequence[str | None], *,
+    def queue_runs(self, configs: Sequence[Any], names: Sequence[str | None],
                    dataset_spec_id: int | None = None,
                    config_id: int | None = None) -> QueuedRuns:
         """Queue each validated Config as ``mfm run`` does: preflight checks, enqueue with the

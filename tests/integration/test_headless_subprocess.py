@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
-from pathlib import Path
+
+from proc_helpers import mfm_exe, wait_for
 
 from mfm.store import Database, repo
-
-
-def mfm_command() -> list[str]:
-    exe = Path(sys.executable).with_name("mfm")
-    return [str(exe)] if exe.exists() else [shutil.which("mfm") or "mfm"]
 
 
 def test_headless_subprocess_completes_with_per_class_vectors(tmp_path, cli_env):
     db_path = tmp_path / "experiments.db"
     proc = subprocess.run(
-        [*mfm_command(), "run", "--headless", "--db", str(db_path),
+        [*mfm_exe(), "run", "--headless", "--db", str(db_path),
          "--set", "model.name=resnet_tiny", "--set", "train.epochs=2", "--set", "device=cpu"],
         capture_output=True, text=True, timeout=240, cwd=tmp_path, env=cli_env)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -35,22 +29,11 @@ def test_headless_subprocess_completes_with_per_class_vectors(tmp_path, cli_env)
         assert run.class_counts["meta"] == [10] * 10
 
 
-def wait_for(predicate, timeout: float, what: str):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def test_ctrl_c_marks_the_run_cancelled(tmp_path, cli_env):
     import signal
     db_path = tmp_path / "experiments.db"
     proc = subprocess.Popen(
-        [*mfm_command(), "run", "--headless", "--db", str(db_path), "--set", "device=cpu",
+        [*mfm_exe(), "run", "--headless", "--db", str(db_path), "--set", "device=cpu",
          "--set", "model.name=resnet_tiny", "--set", "train.epochs=500"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=cli_env)
     try:
@@ -83,7 +66,7 @@ def test_a_failure_is_recorded_with_its_traceback(tmp_path, cli_env):
     (root / "train" / "b" / "3.png").write_bytes(b"not a png at all")  # breaks decoding
     db_path = tmp_path / "experiments.db"
     proc = subprocess.run(
-        [*mfm_command(), "run", "--headless", "--db", str(db_path), "--set", "device=cpu",
+        [*mfm_exe(), "run", "--headless", "--db", str(db_path), "--set", "device=cpu",
          "--set", "data.name=imagefolder", "--set", f"data.root={root}",
          "--set", "data.meta_per_class=1", "--set", "data.imbalance_factor=1",
          "--set", "data.num_workers=0", "--set", "model.name=resnet_tiny",

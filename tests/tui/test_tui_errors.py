@@ -1,0 +1,102 @@
+"""Bad input around the app: records that cannot be opened, a newer schema, a terminal that
+is too small; and the import rule (no torch, no SQLAlchemy before the first frame)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+from mfm_tui.screens.message import MessageScreen, TooSmallScreen
+from mfm_tui.screens.runs import RunsScreen
+
+
+async def test_a_file_that_is_not_sqlite_gets_a_message_screen(tui_env, make_app, until):
+    tui_env["db"].write_text("this is not a database\n")
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 10, "the message")
+        text = str(app.screen.query_one("#msg-text").render())
+        assert "is not a SQLite database" in text and "\n" not in text.strip()
+        await pilot.press("q")
+    assert app.return_code == 0
+    assert tui_env["db"].read_text() == "this is not a database\n"  # untouched
+
+
+async def test_a_newer_schema_gets_a_message_screen(tui_env, make_app, make_services, until):
+    make_services().open()  # create the schema
+    with sqlite3.connect(tui_env["db"]) as con:
+        con.execute("UPDATE schema_info SET version = 999 WHERE id = 1")
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 10, "the message")
+        text = str(app.screen.query_one("#msg-text").render()).lower()
+        assert "999" in text and "newer" in text
+
+
+async def test_a_missing_directory_gets_a_message_screen(tui_env, until):
+    from mfm_tui.app import MfmApp
+    from mfm_tui.services import Services
+
+    app = MfmApp(Services(str(tui_env["tmp"] / "nowhere" / "x.db"), gpu_probe=lambda: []))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 10, "the message")
+        assert "does not exist" in str(app.screen.query_one("#msg-text").render())
+
+
+async def test_small_terminal_shows_a_notice_until_it_is_large_enough(fixed_db, make_app,
+                                                                      until):
+    app = make_app()
+    async with app.run_test(size=(70, 20)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen), 5, "the notice")
+        assert "70×20" in str(app.screen.query_one("#too-small").render())
+        await pilot.resize_terminal(79, 30)
+        await pilot.pause(0.1)
+        assert "79×30" in str(app.screen.query_one("#too-small").render())
+        await pilot.resize_terminal(80, 24)
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "the runs screen")
+        await until(pilot, lambda: app.screen.polls >= 1, 10, "the table")
+        assert app.screen.query_one("#runs").row_count == 5
+
+
+def test_importing_the_app_loads_neither_torch_nor_sqlalchemy():
+    code = textwrap.dedent("""
+        import sys
+        import mfm_tui.app
+        bad = sorted(m for m in ("torch", "sqlalchemy", "textual_plotext", "plotext")
+                     if m in sys.modules)
+        print(",".join(bad) or "clean")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "clean"
+
+
+def test_visiting_every_screen_never_loads_torch(tmp_path):
+    """Every screen, a preview and a queued run's form (no supervisor): still no torch."""
+    code = textwrap.dedent(f"""
+        import asyncio, sys, time
+        from mfm_tui.app import MfmApp
+        from mfm_tui.services import Services
+
+        async def main():
+            app = MfmApp(Services({str(tmp_path / 'e.db')!r}, runs_root={str(tmp_path)!r},
+                                  gpu_probe=lambda: [], start_supervisor=False))
+            async with app.run_test(size=(100, 30)) as pilot:
+                for key in ("f2", "f3", "f1", "n", "escape"):
+                    await pilot.pause(0.3)
+                    await pilot.press(key)
+                await pilot.press("f2")
+                deadline = time.monotonic() + 10
+                while app.screen.previews < 1 and time.monotonic() < deadline:
+                    await pilot.pause(0.1)
+                print("previews", app.screen.previews)
+        asyncio.run(main())
+        print("torch" if "torch" in sys.modules else "no torch")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "previews 1" in res.stdout and res.stdout.strip().endswith("no torch")
