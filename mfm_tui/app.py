@@ -82,10 +82,10 @@ class MfmApp(App):
 
     # -- start --------------------------------------------------------------------------------
 
-    def on_mount(self) -> None:
-        self.switch_mode("runs")
-        self.call_after_refresh(self._open_db)
+    async def on_mount(self) -> None:
+        await self.switch_mode("runs")
         self._check_size(self.size.width, self.size.height)
+        self.call_after_refresh(self._open_db)
 
     @work(thread=True, group="open")
     def _open_db(self) -> None:
@@ -135,6 +135,10 @@ class MfmApp(App):
         self._check_size(event.size.width, event.size.height)
 
     def _check_size(self, width: int, height: int) -> None:
+        if self.current_mode != "runs" and self.current_mode not in self.MODES:
+            return  # before the first mode is up (resize events come before mount)
+        if self._too_small is not None and self._too_small not in self.screen_stack:
+            self._too_small = None
         small = width < MIN_WIDTH or height < MIN_HEIGHT
         if small and self._too_small is None:
             self._too_small = TooSmallScreen()

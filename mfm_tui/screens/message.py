@@ -46,10 +46,14 @@ class TooSmallScreen(ModalScreen[None]):
     TooSmallScreen { align: center middle; background: $background; }
     TooSmallScreen Static { width: auto; max-width: 100%; text-align: center; }
     """
-    BINDINGS = [Binding("ctrl+q", "app.quit", "Quit")]
+    BINDINGS = [Binding("ctrl+q", "app.quit", "Quit"),
+                Binding("f1,f2,f3,ctrl+p", "nothing", show=False, priority=True)]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="too-small", markup=False)
+
+    def action_nothing(self) -> None:
+        """Switching screens under the notice would leave it behind."""
 
     def on_mount(self) -> None:
         self.show(self.app.size.width, self.app.size.height)

@@ -144,3 +144,23 @@ def test_worker_status_names_the_supervisor(env):
     assert w.wait(timeout=20) == 0
     res = env.mfm("worker", "status", check=True)
     assert "no supervisor serves" in res.stdout
+
+
+def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(env):
+    env.start_worker("--grace", "2")
+    run_id = env.enqueue(*SLOW, epochs=200)
+    wait_for(lambda: env.status(run_id) == "running", 120, "the run to start")
+    rec = env.run(run_id)
+    os.killpg(rec.pid, signal.SIGSTOP)  # frozen: it cannot act on SIGTERM
+    try:
+        res = env.mfm("cancel", str(run_id), check=True)
+        assert "SIGTERM sent" in res.stdout
+        wait_for(lambda: env.status(run_id) == "cancelled", 60, "the supervisor to escalate")
+    finally:
+        try:
+            os.killpg(rec.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    final = env.run(run_id)
+    assert "killed with SIGKILL" in final.error
+    wait_for(lambda: not is_alive(rec.pid, rec.proc_start), 10, "the process to be gone")
