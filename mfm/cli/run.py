@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import signal
 import sys
+import threading
 
 import click
 from rich.console import Console
@@ -152,11 +153,14 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
               f"(IF {cfg.data.imbalance_factor:g}, {cfg.data.profile}), {cfg.model.name}, "
               f"{device}; records in {app.db_target}")
     progress = RichProgress(err)
+    stop = threading.Event()  # `mfm cancel ID` sends SIGTERM: stop after the current step
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         outcome = execute_run(db, run_id, checkpoint_dir=ckpt_dir, resume=False,
-                              extra_callbacks=(progress,), method_options=options)
+                              extra_callbacks=(progress,), method_options=options, stop=stop)
     finally:
         progress.stop()
+        signal.signal(signal.SIGTERM, previous)
     if outcome.status == "cancelled":
         err.print(f"run {run_id} cancelled; the last completed epoch is checkpointed in "
                   f"{ckpt_dir} (mfm resume {run_id})")

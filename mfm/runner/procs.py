@@ -46,6 +46,11 @@ def signal_group(pid: int, sig: int = signal.SIGTERM) -> bool:
         os.killpg(pid, sig)
         return True
     except ProcessLookupError:
-        return False
+        pass  # not a group leader (a foreground --headless run): signal the process itself
     except PermissionError:
+        return False
+    try:
+        os.kill(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
         return False

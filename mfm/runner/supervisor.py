@@ -132,6 +132,8 @@ class Supervisor:
                     self.log(f"run {rec.id}: claimed but never launched; queued again")
 
     def _occupy(self, slot: str | None, run_id: int) -> None:
+        if slot is None:  # a foreground (--headless) run: watched, but holds no slot
+            return
         names = {s.name for s in self.slots}
         if slot in names and slot not in self.busy:
             self.busy[slot] = run_id
@@ -165,6 +167,8 @@ class Supervisor:
                 if rec.id not in self.busy.values():
                     self._occupy(rec.slot, rec.id)
                 continue
+            if rec.status == "starting" and not rec.pid:
+                continue  # claimed by this supervisor a moment ago, launching
             beat = rec.heartbeat_at or rec.started_at or rec.created_at
             if now - beat > self.heartbeat_timeout:
                 code = self.exit_codes.pop(rec.id, None)

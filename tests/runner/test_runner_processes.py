@@ -164,3 +164,19 @@ def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(env):
     final = env.run(run_id)
     assert "killed with SIGKILL" in final.error
     wait_for(lambda: not is_alive(rec.pid, rec.proc_start), 10, "the process to be gone")
+
+
+def test_cancel_reaches_a_foreground_headless_run(env):
+    proc = subprocess.Popen([*mfm_exe(), "run", "--headless", *TINY, *SLOW,
+                             "--set", "train.epochs=300"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env.env, cwd=env.tmp)
+    try:
+        wait_for(lambda: env.db_path.exists() and env.run(1) is not None
+                 and env.run(1).epoch is not None, 120, "the first epoch")
+        res = env.mfm("cancel", "1", check=True)
+        assert "SIGTERM sent" in res.stdout
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert env.status(1) == "cancelled"

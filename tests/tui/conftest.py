@@ -182,3 +182,13 @@ def kill_started(db_path: Path, runs_root: Path, pids: list[int]) -> None:
                         os.killpg(rec.pid, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
+
+
+@pytest.fixture
+def kill_supervisors(tui_env: dict[str, Any]) -> Any:
+    """Append the Services a test queues through; at teardown every supervisor they started
+    (and the lock holder, and any run process group) is killed."""
+    services: list[Services] = []
+    yield services
+    pids = [pid for s in services for pid in s.started_supervisors]
+    kill_started(tui_env["db"], tui_env["runs"], pids)
