@@ -69,6 +69,8 @@ class DataConfig:
     imbalance_factor: float = _f(10.0, "n_max / n_min of the training counts", ge=1.0)
     meta_per_class: int = _f(10, "balanced meta images per class, split off before subsampling",
                              ge=0)
+    head_count: int = _f(0, "training images kept by the head class (n_max); 0 = all the source "
+                         "has after the meta split", ge=0)
     seed: int = _f(0, "seed of the split (meta draw, subsampling, class permutation)", ge=0)
     step_mu: float = _f(0.5, "step profile: fraction of classes that keep n_max", gt=0.0, le=1.0)
     permute_classes: bool = _f(False, "seeded permutation of which class is the head")

@@ -184,7 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     target = args.db or os.environ.get("MFM_DB") or "experiments.db"
     app = MfmApp(Services(target))
-    app.run()
+    try:
+        app.run()
+    finally:
+        app.services.close()
     if app.return_code:
         sys.exit(app.return_code)
 

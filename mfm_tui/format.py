@@ -84,9 +84,9 @@ def groups_text(r: Any) -> str:
                     else f"{100 * float(v):.0f}" for v in vals)
 
 
-def status_text(r: Any, positions: dict[int, int], now: float) -> str:
+def status_text(r: Any, positions: dict[int, int] | None, now: float) -> str:
     if r.status == "queued":
-        return f"queued #{positions.get(r.id, '?')}"
+        return f"queued #{positions[r.id]}" if positions and r.id in positions else "queued"
     if r.status in ("starting", "running"):
         text = f"{r.status} {progress(epochs_done(r), r.epochs_total)}"
         if r.cancel_requested_at is not None:

@@ -23,9 +23,8 @@ __all__ = ["ServiceError", "Services", "RunsDelta", "RunSeries", "StatusInfo", "
            "ConfigUse"]
 
 ACTIVE = ("starting", "running")
-RESUMABLE = ("cancelled", "failed", "lost")
-CANCELLABLE = ("created", "queued", "starting", "running")
 CHART_STEP_KEYS = ("loss", "meta_loss", "weight_mean")
+LIVE = ("created", "queued", "starting", "running")  # statuses whose runs still change
 
 
 class ServiceError(Exception):
@@ -183,35 +182,39 @@ class Services:
 
     def poll_runs(self, known: dict[int, tuple] | None = None) -> RunsDelta:
         """The runs that are new or changed since ``known`` (id -> fingerprint from the last
-        poll; None or {} = all of them). One light query of a few columns finds what changed;
-        only those runs are read in full, so a tick costs little however many runs there are.
+        poll; None or {} = all of them), the ones that are gone, and queue positions.
+
+        Cheap whatever the number of runs: ids and statuses come from the status index alone,
+        and only runs that are not finished have their live columns read (a finished run
+        changes only by changing status: resume, lost). Changed runs are then read in full.
         """
         from sqlalchemy import select
 
         from mfm.store import queue, repo
+        from mfm.store.models import Run
 
         known = known or {}
         with self.db.session_scope(read_only=True) as session:
-            rows = session.execute(select(*_fingerprint_columns())).all()
-        prints = {row[0]: tuple(row[1:]) for row in rows}
-        removed = tuple(sorted(set(known) - set(prints)))
+            statuses = dict(session.execute(select(Run.id, Run.status)).all())
+            live = [st for st in LIVE if st in statuses.values()]
+            rows = session.execute(select(*_fingerprint_columns())
+                                   .where(Run.status.in_(live))).all() if live else []
+        prints: dict[int, tuple] = {rid: (st,) for rid, st in statuses.items()}
+        prints.update({row[0]: tuple(row[1:]) for row in rows})
+        removed = set(known) - set(prints)
         dirty = [rid for rid, fp in prints.items() if known.get(rid) != fp]
-        if not known:
-            changed: list[Any] = self._call(repo.list_runs)
-        elif len(dirty) > 50:
+        if not known or len(dirty) > 50:
             wanted = set(dirty)
-            changed = [r for r in self._call(repo.list_runs) if r.id in wanted]
+            changed: list[Any] = [r for r in self._call(repo.list_runs) if r.id in wanted]
         else:
             changed = [r for r in (self._call(repo.get_run, rid) for rid in sorted(dirty))
                        if r is not None]
         read = {r.id for r in changed}
-        # a dirty run that could not be read was deleted in between
-        gone = {rid for rid in dirty if rid not in read}
-        removed = tuple(sorted(set(removed) | (gone & set(known))))
+        gone = {rid for rid in dirty if rid not in read}  # deleted in between
         fingerprints = {rid: fp for rid, fp in prints.items() if rid not in gone}
-        statuses = [fp[0] for fp in prints.values()]
-        positions = self._call(queue.queue_positions) if "queued" in statuses else {}
-        return RunsDelta(tuple(changed), removed, positions, fingerprints)
+        positions = self._call(queue.queue_positions) if "queued" in live else {}
+        return RunsDelta(tuple(changed), tuple(sorted(removed | (gone & set(known)))),
+                         positions, fingerprints)
 
     def run_series(self, run_id: int, *, after_step: dict[str, int] | None = None,
                    after_epoch: int | None = None, class_epoch: int | None = None,
@@ -261,16 +264,6 @@ class Services:
             return [], offset
         text = data[: end + 1].decode("utf-8", "replace")
         return text.splitlines(), start + end + 1
-
-    def epoch_series(self, run_id: int) -> dict[str, list[tuple[int, float]]]:
-        from mfm.store import repo
-
-        return self._call(repo.get_epoch_series, run_id)
-
-    def class_accuracy(self, run_id: int) -> list[float] | None:
-        from mfm.store import repo
-
-        return self._call(repo.get_class_accuracy, run_id)
 
     def cancel_run(self, run_id: int) -> str:
         """Queued: cancelled at once. Running: a request the supervisor acts on (SIGTERM)."""
@@ -405,22 +398,6 @@ class Services:
 
         return self._call(repo.get_config, name, version)
 
-    def get_config_by_id(self, config_id: int) -> Any:
-        from sqlalchemy import select
-
-        from mfm.store.models import Config
-
-        with self.db.session_scope(read_only=True) as session:
-            row = session.execute(select(Config.name, Config.version)
-                                  .where(Config.id == config_id)).first()
-        return None if row is None else self.get_config(row[0], row[1])
-
-    def get_dataset_spec_by_id(self, spec_id: int) -> Any:
-        for rec in self.list_dataset_specs():
-            if rec.id == spec_id:
-                return rec
-        return None
-
     def config_use(self, name: str) -> ConfigUse | None:
         """The latest version of a named config and the runs that use any of its versions."""
         from sqlalchemy import select
@@ -518,10 +495,3 @@ def split_config(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     from mfm.specs import split_dataset_spec
 
     return split_dataset_spec(config)
-
-
-def describe() -> list[Any]:
-    """The config schema (mfm.config.describe)."""
-    from mfm.config import describe as _describe
-
-    return _describe()

@@ -111,12 +111,14 @@ def _split_hash(spec: dict, train_idx: np.ndarray, meta_idx: np.ndarray) -> str:
 
 def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_factor: float,
                meta_per_class: int, seed: int, step_mu: float = 0.5,
-               permute_classes: bool = False, dataset: str = "data") -> Split:
+               permute_classes: bool = False, head_count: int = 0,
+               dataset: str = "data") -> Split:
     """The long-tailed split of a balanced (or any) labelled training set.
 
     A pure function of (labels, spec, seed), so every method sees the same indices.
     rng = default_rng(seed); per class in label order its indices are shuffled with rng and
-    the first ``meta_per_class`` go to the meta set; n_max = the smallest remainder; the class
+    the first ``meta_per_class`` go to the meta set; n_max = the smallest remainder, capped at
+    ``head_count`` when that is > 0 (a smaller study of the same shape); the class
     order is rng.permutation(C) when ``permute_classes`` (else identity), drawn after the
     shuffles; the class at rank r keeps the first counts[r] of its remaining shuffled indices.
     ``dataset`` only names the data in error messages.
@@ -147,6 +149,10 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
         meta_parts.append(idx[:meta_per_class])
         pools.append(idx[meta_per_class:])
     n_max = min(p.size for p in pools)
+    if head_count < 0:
+        raise ConfigError("data.head_count", f"must be >= 0 (got {head_count})")
+    if head_count:
+        n_max = min(n_max, head_count)
     order = (rng.permutation(num_classes) if permute_classes
              else np.arange(num_classes))
     counts = class_counts(profile, n_max, num_classes, imbalance_factor, step_mu)
@@ -167,6 +173,8 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
             "seed": int(seed), "permute_classes": bool(permute_classes)}
     if profile == "step":
         spec["step_mu"] = float(step_mu)
+    if head_count:  # absent when 0, so splits made before this option keep their hash
+        spec["head_count"] = int(n_max)
     return Split(train_idx=train_idx, meta_idx=meta_idx,
                  train_counts=tuple(train_counts),
                  meta_counts=tuple([int(meta_per_class)] * num_classes),

@@ -377,7 +377,8 @@ def split_for(cfg: DataConfig, source: Source) -> Split:
     return make_split(source.train_labels, source.num_classes, profile=cfg.profile,
                       imbalance_factor=cfg.imbalance_factor,
                       meta_per_class=cfg.meta_per_class, seed=cfg.seed, step_mu=cfg.step_mu,
-                      permute_classes=cfg.permute_classes, dataset=cfg.name)
+                      permute_classes=cfg.permute_classes, head_count=cfg.head_count,
+                      dataset=cfg.name)
 
 
 def preview_counts(cfg: DataConfig, *, download: bool = False) -> dict[str, Any]:

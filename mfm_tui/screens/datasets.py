@@ -21,10 +21,12 @@ from mfm_tui.widgets.status_bar import StatusBar
 __all__ = ["DatasetsScreen", "SPEC_KEYS", "spec_from_values"]
 
 SPEC_KEYS = ("data.name", "data.root", "data.profile", "data.imbalance_factor",
-             "data.meta_per_class", "data.seed", "data.permute_classes", "data.step_mu",
+             "data.head_count", "data.meta_per_class", "data.seed", "data.permute_classes",
+             "data.step_mu",
              "data.test_per_class")
 LABELS = {"data.name": "source", "data.root": "root", "data.profile": "profile",
-          "data.imbalance_factor": "imbalance factor", "data.meta_per_class": "meta per class",
+          "data.imbalance_factor": "imbalance factor",
+          "data.head_count": "head count (0 = all)", "data.meta_per_class": "meta per class",
           "data.seed": "split seed", "data.permute_classes": "permuted class order",
           "data.step_mu": "step: head fraction", "data.test_per_class": "test per class"}
 PREVIEW_DELAY = 0.3
@@ -52,6 +54,7 @@ class DatasetsScreen(BaseScreen):
         self.preview: dict[str, Any] | None = None
         self._preview_timer: Timer | None = None
         self.previews = 0  # previews applied (tests wait on it)
+        self._validate_pending = False
 
     def compose(self) -> ComposeResult:
         fields = {f.key: f for f in describe()}
@@ -116,6 +119,12 @@ class DatasetsScreen(BaseScreen):
     # -- validation and preview ---------------------------------------------------------------
 
     def on_field_row_changed(self, _: FieldRow.Changed) -> None:
+        if not self._validate_pending:
+            self._validate_pending = True
+            self.call_after_refresh(self._validate_now)
+
+    def _validate_now(self) -> None:
+        self._validate_pending = False
         self.validate()
 
     def on_input_changed(self, event: Input.Changed) -> None:

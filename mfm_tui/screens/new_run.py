@@ -23,6 +23,10 @@ CLONE = "clone"
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class _Form(VerticalScroll, can_focus=False):
+    """The form's scroll area: tab moves between fields, not onto the container."""
+
+
 def parse_overrides(text: str) -> list[str]:
     """``"optim.lr=0.05 train.epochs=2"`` (spaces or commas between) -> ["optim.lr=0.05", ...].
     A value may hold commas when it is a list: ``optim.milestones=0.5,0.75``."""
@@ -55,7 +59,7 @@ class NewRunScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         title = f" New run · cloned from run {self.clone_of.id}" if self.clone_of else " New run"
         yield Static(title, classes="screen-title", markup=False)
-        with VerticalScroll(id="new-form"):
+        with _Form(id="new-form"):
             yield from self._row("name", Input(placeholder="optional; seeds add -s<seed>",
                                                id="nr-name", compact=True,
                                                value=self._clone_name()))

@@ -155,7 +155,7 @@ class RunScreen(BaseScreen):
         acc = run.latest.get("acc", final.get("acc"))
         parts = [f" Run {run.id}" + (f" {run.name}" if run.name else ""),
                  f"{run.method} on {data_text(run.config)}",
-                 f"{status_text(run, {}, now)} {epoch_text(run)}",
+                 f"{status_text(run, None, now)} {epoch_text(run)}",
                  f"acc {pct(acc)}%" + (f" (best {pct(best.get('acc'))}%)" if best else ""),
                  where_text(run, now), duration(run_duration(run, now))]
         self.query_one("#run-title", Static).update(" · ".join(parts))

@@ -49,7 +49,7 @@ class FieldRow(Vertical):
             self.row = row
 
     DEFAULT_CSS = """
-    FieldRow { height: auto; margin-bottom: 0; }
+    FieldRow { height: auto; }
     FieldRow > Horizontal { height: 1; }
     FieldRow .f-label { width: 26; color: $text; }
     FieldRow .f-control { width: 1fr; }
@@ -127,8 +127,9 @@ class FieldRow(Vertical):
         self.post_message(self.Changed(self))
 
 
-class SchemaForm(VerticalScroll):
-    """Rows for a list of schema fields, with section headings."""
+class SchemaForm(VerticalScroll, can_focus=False):
+    """Rows for a list of schema fields, with section headings. Not focusable itself: tab
+    goes from field to field and the form scrolls to the focused one."""
 
     DEFAULT_CSS = """
     SchemaForm { height: 1fr; }
@@ -141,6 +142,8 @@ class SchemaForm(VerticalScroll):
         self.fields = list(fields)
         self.initial = dict(values or {})
         self.labels = dict(labels or {})
+        self._rows: list[FieldRow] | None = None
+        self._by_key: dict[str, FieldRow] | None = None
 
     def compose(self) -> ComposeResult:
         section = None
@@ -152,11 +155,14 @@ class SchemaForm(VerticalScroll):
             yield FieldRow(info, self.initial.get(info.key), label=self.labels.get(info.key))
 
     def rows(self) -> list[FieldRow]:
-        return list(self.query(FieldRow))
+        if not self._rows:  # cached once mounted; rows are never added or removed after
+            self._rows = list(self.query(FieldRow))
+        return self._rows
 
     def row(self, key: str) -> FieldRow | None:
-        found = self.query(f"#{field_id(key)}")
-        return found.first(FieldRow) if found else None  # type: ignore[return-value]
+        if not self._by_key:
+            self._by_key = {r.info.key: r for r in self.rows()}
+        return self._by_key.get(key)
 
     def values(self) -> tuple[dict[str, Any], dict[str, str]]:
         """({key: typed value}, {key: error}) over the rows that parse / do not."""

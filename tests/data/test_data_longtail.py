@@ -200,3 +200,23 @@ def test_uneven_classes_nmax_is_smallest_remainder():
     labels = np.concatenate([np.full(30, 0), np.full(25, 1), np.full(40, 2)])
     s = make_split(labels, 3, profile="exp", imbalance_factor=4, meta_per_class=5, seed=0)
     assert s.train_counts == (20, 10, 5)
+
+
+def test_head_count_caps_n_max_and_keeps_the_meta_draw():
+    labels = np.repeat(np.arange(10), 600)
+    full = make_split(labels, 10, profile="exp", imbalance_factor=100, meta_per_class=10,
+                      seed=3)
+    small = make_split(labels, 10, profile="exp", imbalance_factor=100, meta_per_class=10,
+                       seed=3, head_count=200)
+    assert full.train_counts[0] == 590
+    assert small.train_counts == tuple(class_counts("exp", 200, 10, 100))
+    assert small.train_counts[0] == 200 and small.train_counts[-1] == 2
+    np.testing.assert_array_equal(small.meta_idx, full.meta_idx)
+    assert small.hash != full.hash
+    # a cap above what the source has changes nothing but is recorded
+    big = make_split(labels, 10, profile="exp", imbalance_factor=100, meta_per_class=10,
+                     seed=3, head_count=10_000)
+    assert big.train_counts == full.train_counts
+    with pytest.raises(ConfigError, match="data.head_count"):
+        make_split(labels, 10, profile="exp", imbalance_factor=100, meta_per_class=10,
+                   seed=3, head_count=-1)

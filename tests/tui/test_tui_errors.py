@@ -16,7 +16,7 @@ async def test_a_file_that_is_not_sqlite_gets_a_message_screen(tui_env, make_app
     tui_env["db"].write_text("this is not a database\n")
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 10, "the message")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 20, "the message")
         text = str(app.screen.query_one("#msg-text").render())
         assert "is not a SQLite database" in text and "\n" not in text.strip()
         await pilot.press("q")
@@ -30,7 +30,7 @@ async def test_a_newer_schema_gets_a_message_screen(tui_env, make_app, make_serv
         con.execute("UPDATE schema_info SET version = 999 WHERE id = 1")
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 10, "the message")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 20, "the message")
         text = str(app.screen.query_one("#msg-text").render()).lower()
         assert "999" in text and "newer" in text
 
@@ -41,7 +41,7 @@ async def test_a_missing_directory_gets_a_message_screen(tui_env, until):
 
     app = MfmApp(Services(str(tui_env["tmp"] / "nowhere" / "x.db"), gpu_probe=lambda: []))
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 10, "the message")
+        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 20, "the message")
         assert "does not exist" in str(app.screen.query_one("#msg-text").render())
 
 

@@ -65,6 +65,13 @@ async def test_dataset_spec_inline_errors_preview_and_save(tui_env, make_app, ma
         assert make_services().get_dataset_spec("lt100").spec["data"]["imbalance_factor"] == 100
         await until(pilot, lambda: screen.specs and screen.specs[0].name == "lt100", 5,
                     "the list to show it")
+        # new clears the form; load brings the saved spec back
+        await pilot.press("ctrl+n")
+        assert screen.query_one("#spec-name", Input).value == ""
+        assert row(app, "data.imbalance_factor").control.value == "10"
+        await pilot.press("ctrl+o")
+        assert screen.query_one("#spec-name", Input).value == "lt100"
+        assert row(app, "data.imbalance_factor").control.value == "100"
         # imagefolder without a root: the error names data.root, under that field
         row(app, "data.name").control.value = "imagefolder"
         await pilot.pause(0.1)
@@ -137,6 +144,14 @@ async def test_config_form_from_schema_versions_and_guards(fixed_db, make_app, m
         await until(pilot, lambda: make_services().get_config("tiny-ce-copy") is not None, 5,
                     "the clone to be saved")
         assert make_services().get_config("tiny-ce-copy").config["train"]["epochs"] == 3
+        # an unused config can be deleted
+        await until(pilot, lambda: "tiny-ce-copy" in [c.name for c in screen.configs], 5,
+                    "the clone in the list")
+        screen.query_one("#cfg-list").move_cursor(row=[c.name for c in screen.configs]
+                                                  .index("tiny-ce-copy"))
+        await pilot.press("ctrl+d", "y")
+        await until(pilot, lambda: make_services().get_config("tiny-ce-copy") is None, 5,
+                    "the clone to be deleted")
 
 
 async def test_new_run_form_validates_and_queues_one_run_per_seed(fixed_db, make_app,

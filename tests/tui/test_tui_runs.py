@@ -137,8 +137,13 @@ async def test_cancel_a_queued_run_and_delete_with_confirmation(fixed_db, make_a
         await pilot.press("x")
         await until(pilot, lambda: cells(app, ids["waiting"])[5] == "cancelled", 5,
                     "the queued run to be cancelled")
-        # a running run cannot be deleted: the action is disabled and refused
+        # a running run: cancel is a request its supervisor acts on (marked ✗ meanwhile)
         await select(pilot, until, ids["mfm-live"])
+        await pilot.press("x")
+        await until(pilot, lambda: cells(app, ids["mfm-live"])[5].endswith("✗"), 5,
+                    "the cancel request to show")
+        assert make_app().services.get_run(ids["mfm-live"]).cancel_requested_at is not None
+        # a running run cannot be deleted: the action is disabled and refused
         assert app.screen.check_action("delete", ()) is None
         await pilot.press("D")
         assert not isinstance(app.screen, ConfirmScreen)

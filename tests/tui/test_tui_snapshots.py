@@ -26,7 +26,8 @@ async def settle(pilot, predicate, what: str, timeout: float = 10.0) -> None:
 
 
 def ready(app) -> bool:
-    return app.db_ready and app.status_info is not None and getattr(app.screen, "polls", 1) > 0
+    # two polls: the footer redraws its enabled keys after the first one's refresh_bindings
+    return app.db_ready and app.status_info is not None and getattr(app.screen, "polls", 2) > 1
 
 
 def test_runs_screen(fixed_db, make_app, snap_compare):
@@ -49,7 +50,7 @@ def _run_screen(tab: str | None):
         app = pilot.app
         await settle(pilot, lambda: ready(app), "the runs table")
         app.push_screen(RunScreen(2))
-        await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.polls > 0,
+        await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.polls > 1,
                      "the run screen")
         if tab:
             app.screen.query_one("#tabs").active = tab
@@ -75,7 +76,7 @@ def test_run_screen_failed_run_with_error(fixed_db, make_app, snap_compare):
         app = pilot.app
         await settle(pilot, lambda: ready(app), "the runs table")
         app.push_screen(RunScreen(3))
-        await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.polls > 0,
+        await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.polls > 1,
                      "the run screen")
         app.screen.query_one("#tabs").active = "log"
         await pilot.pause(0.2)

@@ -161,3 +161,39 @@ def test_delete_refuses_running_runs(fixed_db, make_services):
         s.delete_run(fixed_db["ids"]["mfm-live"])
     assert "deleted" in s.delete_run(fixed_db["ids"]["ce-broken"])
     assert s.get_run(fixed_db["ids"]["ce-broken"]) is None
+
+
+def test_status_line_shows_supervisor_slots_gpus_and_counts():
+    from mfm_tui.services import StatusInfo
+    from mfm_tui.widgets.status_bar import status_text
+
+    info = StatusInfo({"pid": 4242, "host": "box"}, 1, 4,
+                      [{"index": 0, "util": 87.0, "mem_used": 10240.0, "mem_total": 81920.0}],
+                      {"running": 1, "queued": 3, "completed": 9})
+    text = status_text(info, "experiments.db")
+    assert "supervisor: pid 4242" in text and "slots 1 busy/3 free" in text
+    assert "GPU0 87% 10.0/80G" in text and "1 running 3 queued" in text
+    assert "completed" not in text
+    none = status_text(StatusInfo(None, 0, 0, [], {}), "x.db")
+    assert "supervisor: none" in none and "GPU" not in none
+
+
+def test_status_reads_the_lock_holder_and_worker_slots(fixed_db, make_services):
+    from mfm.runner.launch import supervisor_lock
+    from mfm.store import Database, queue
+
+    s = make_services()
+    assert s.status().supervisor is None
+    lock = supervisor_lock(str(fixed_db["db"]), fixed_db["runs"])
+    assert lock.acquire({"pid": 1234, "host": "testhost", "slots": ["cpu0", "cpu1"]})
+    try:
+        with Database(str(fixed_db["db"])) as db:
+            queue.upsert_worker(db, host="testhost", pid=1234, proc_start=None,
+                                slots=[{"name": "cpu0", "gpu": None, "run": 2},
+                                       {"name": "cpu1", "gpu": None, "run": None}])
+        info = s.status()
+        assert info.supervisor["pid"] == 1234
+        assert (info.slots_busy, info.slots_total) == (1, 2)
+        assert info.counts["running"] == 1 and info.gpus == []
+    finally:
+        lock.release()

@@ -1,0 +1,1 @@
+"""The screens of mfm-tui, one module each."""

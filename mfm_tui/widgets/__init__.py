@@ -1,0 +1,1 @@
+"""Widgets of mfm-tui: charts, schema-driven form fields, status and key bars."""
