@@ -9,6 +9,13 @@ split), and seconds per epoch — goes into docs/BENCHMARKS.md with the command,
     python bench/longtail.py --profile cpu            # the default study (this machine: long)
     python bench/longtail.py --profile quick          # digits-LT only, minutes
     python bench/longtail.py --profile cifar --data-root ~/data   # GPU protocol (METHOD.md)
+    python bench/longtail.py --profile ablation      # every MFM variant validation accepts
+    python bench/longtail.py --profile transfer      # a trained modulator reused elsewhere
+
+A study is a list of dataset specs × arms × seeds; an arm is a method with its overrides (the
+plain profiles have one arm per method). The ablation and transfer profiles hold out a balanced
+validation split (data.val_per_class) from the training data and report its accuracy, so a
+variant can be chosen without looking at the test split.
 """
 
 from __future__ import annotations
@@ -33,6 +40,17 @@ class Spec:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """One column of a study: a label, its overrides, the specs it runs on (empty = all), and
+    for a transfer arm the (spec, arm label) whose finished run's modulator it loads."""
+
+    label: str
+    overrides: tuple[str, ...]
+    specs: tuple[str, ...] = ()
+    modulator_of: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Profile:
     specs: tuple[Spec, ...]
     model: str
@@ -42,10 +60,18 @@ class Profile:
     common: tuple[str, ...] = ()
     note: str = ""
     extra: dict = field(default_factory=dict)
+    arms: tuple[Arm, ...] = ()  # empty: one arm per method
+
+    def arm_list(self, methods: tuple[str, ...] | None = None) -> tuple[Arm, ...]:
+        if self.arms:
+            return tuple(a for a in self.arms if not methods or a.label in methods)
+        return tuple(Arm(m, (f"method.name={m}",)) for m in (methods or self.methods))
 
 
+# Fashion-MNIST-LT with the head class capped at 500 training images (data.head_count), so the
+# study of every method fits a 2-core CPU; thresholds scaled to match (many > 100, few < 20).
 FMNIST = ("data.name=fashion-mnist", "data.profile=exp", "data.meta_per_class=10",
-          "train.many_threshold=1000", "train.few_threshold=200")
+          "data.head_count=500", "train.many_threshold=100", "train.few_threshold=20")
 DIGITS = ("data.name=digits", "data.profile=exp", "data.meta_per_class=10",
           "train.many_threshold=60", "train.few_threshold=20")
 CIFAR = ("data.meta_per_class=10", "data.profile=exp")
@@ -72,8 +98,71 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def _ablation_arms() -> tuple[Arm, ...]:
+    """Every MFM variant that validation accepts (sites × form × source/inputs × apply), then
+    one-at-a-time changes of the default, and a reference ce / balanced_softmax."""
+    import itertools
+
+    from mfm.config import ConfigError, load_config
+
+    arms = [Arm("ce", ("method.name=ce",)),
+            Arm("balanced_softmax", ("method.name=balanced_softmax",))]
+    sources = (("network", "loss_freq"), ("network", "features"), ("free", None),
+               ("free_per_class", None))
+    for site, form, (src, inputs), apply in itertools.product(
+            ("penultimate", "stage", "bn"), ("scale", "scale_shift"), sources,
+            ("train", "everywhere")):
+        over = ("method.name=mfm", f"mfm.sites={site}", f"mfm.form={form}",
+                f"mfm.modulator={src}", f"mfm.apply={apply}",
+                *((f"mfm.inputs={inputs}",) if inputs else ()))
+        try:
+            load_config(None, list(over))
+        except ConfigError:
+            continue  # the label-shortcut rule (METHOD.md) refuses it
+        label = f"mfm {site} {form} {src}{'/' + inputs if inputs else ''} {apply}"
+        arms.append(Arm(label, over))
+    for label, over in (("mfm default, meta_interval 5", ("mfm.meta_interval=5",)),
+                        ("mfm default, virtual_params last_stage",
+                         ("mfm.virtual_params=last_stage",)),
+                        ("mfm default, virtual_params fc", ("mfm.virtual_params=fc",)),
+                        ("mfm default, meta lr constant",
+                         ("mfm.meta_lr_follows_schedule=false",)),
+                        ("mfm default on balanced_softmax's loss",
+                         ("mfm.base_loss=balanced_softmax",))):
+        arms.append(Arm(label, ("method.name=mfm", *over)))
+    return tuple(arms)
+
+
+FM100 = Spec("fashion-mnist-LT IF100", (*FMNIST, "data.imbalance_factor=100"))
+DIG10 = Spec("digits-LT IF10", (*DIGITS, "data.imbalance_factor=10"))
+VAL = ("data.val_per_class=20",)
+PROFILES["ablation"] = Profile(
+    specs=(Spec(FM100.name, (*FM100.overrides, *VAL)),), model="resnet8", epochs=8, seeds=1,
+    note="ResNet-8, 8 epochs, 1 seed, Fashion-MNIST-LT IF100 (head 500), 20 validation images "
+         "per class held out of the training data", extra={"lazy_arms": _ablation_arms})
+PROFILES["transfer"] = Profile(
+    specs=(Spec(FM100.name, (*FM100.overrides, *VAL)), Spec(DIG10.name, (*DIG10.overrides,
+                                                                          "data.val_per_class=5"))),
+    model="resnet8", epochs=8, seeds=1,
+    note="ResNet-8, 8 epochs, 1 seed; the modulator network (default MFM: penultimate scale "
+         "from loss and class frequency) trained on one dataset, frozen on the other",
+    arms=(Arm("ce", ("method.name=ce",)),
+          Arm("mfm (trained here)", ("method.name=mfm",)),
+          Arm("mfm, modulator from fashion-mnist-LT IF100", ("method.name=mfm",),
+              specs=(DIG10.name,), modulator_of=(FM100.name, "mfm (trained here)")),
+          Arm("mfm, modulator from digits-LT IF10", ("method.name=mfm",),
+              specs=(FM100.name,), modulator_of=(DIG10.name, "mfm (trained here)"))))
+
+
 def job_name(profile: str, spec: Spec, method: str, seed: int) -> str:
     return f"{profile}/{spec.name}/{method}/s{seed}"
+
+
+def profile_arms(prof: Profile, methods: tuple[str, ...] | None) -> tuple[Arm, ...]:
+    if "lazy_arms" in prof.extra:
+        arms = prof.extra["lazy_arms"]()
+        return tuple(a for a in arms if not methods or a.label in methods)
+    return prof.arm_list(methods)
 
 
 def run_study(args: argparse.Namespace) -> list[dict]:
@@ -82,10 +171,11 @@ def run_study(args: argparse.Namespace) -> list[dict]:
     from mfm.config import config_to_dict, load_config
     from mfm.runner.child import LogLines
     from mfm.runner.execute import execute_run
+    from mfm.runner.preflight import method_options
     from mfm.store import Database, repo
 
     prof = PROFILES[args.profile]
-    methods = tuple(args.methods.split(",")) if args.methods else prof.methods
+    methods = tuple(args.methods.split(",")) if args.methods else None
     seeds = args.seeds or prof.seeds
     epochs = args.epochs or prof.epochs
     model = args.model or prof.model
@@ -94,38 +184,55 @@ def run_study(args: argparse.Namespace) -> list[dict]:
     existing = {r.name: r for r in repo.list_runs(db)}
     rows = []
     specs = [s for s in prof.specs if not args.specs or s.name in args.specs.split(",")]
-    for spec in specs:
-        for method in methods:
-            for seed in range(seeds):
-                name = job_name(args.profile, spec, method, seed)
-                overrides = [*spec.overrides, *prof.common, f"model.name={model}",
-                             f"train.epochs={epochs}", f"method.name={method}",
-                             f"seed={seed}", f"data.seed={seed}", f"device={args.device}",
-                             *(["data.root=" + args.data_root] if args.data_root else []),
-                             *args.set]
-                cfg = load_config(None, overrides)
-                rec = existing.get(name)
-                if rec is not None and rec.status == "completed":
-                    rows.append({"spec": spec.name, "method": method, "seed": seed, "run": rec})
-                    continue
-                if rec is None:
-                    run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=epochs,
-                                             name=name)
-                    resume = False
-                else:
-                    run_id, resume = rec.id, True
-                    repo.update_run(db, run_id, status="created")
-                ckpt = runs_dir / str(run_id)
-                repo.update_run(db, run_id, checkpoint_dir=str(ckpt))
-                print(f"== {name} (run {run_id}{', resuming' if resume else ''})", flush=True)
-                out = execute_run(db, run_id, checkpoint_dir=ckpt, resume=resume,
-                                  extra_callbacks=(LogLines(),) if args.verbose else ())
-                if out.status != "completed":
-                    print(out.error or out.status, file=sys.stderr)
-                    raise SystemExit(f"{name} {out.status}; rerun the same command to resume")
-                rows.append({"spec": spec.name, "method": method, "seed": seed,
-                             "run": repo.get_run(db, run_id)})
-                torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    arms = profile_arms(prof, methods)
+    jobs = [(spec, arm, seed) for spec in specs for arm in arms for seed in range(seeds)
+            if not arm.specs or spec.name in arm.specs]
+    # transfer arms go last: they load a modulator another job of this study trains
+    jobs.sort(key=lambda j: j[1].modulator_of is not None)
+    by_name = {s.name: s for s in prof.specs}
+    for spec, arm, seed in jobs:
+        name = job_name(args.profile, spec, arm.label, seed)
+        source = []
+        if arm.modulator_of is not None:
+            src_spec, src_arm = arm.modulator_of
+            src_name = job_name(args.profile, by_name[src_spec], src_arm, seed)
+            src = next((r for r in repo.list_runs(db) if r.name == src_name), None)
+            if src is None or src.status != "completed":
+                raise SystemExit(f"{name}: its source run {src_spec} / {src_arm} is not "
+                                 "completed; run the study without --specs/--methods filters")
+            source = [f"mfm.modulator_from={src.id}"]
+        overrides = [*spec.overrides, *prof.common, f"model.name={model}",
+                     f"train.epochs={epochs}", *arm.overrides, *source,
+                     f"seed={seed}", f"data.seed={seed}", f"device={args.device}",
+                     *(["data.root=" + args.data_root] if args.data_root else []),
+                     *args.set]
+        cfg = load_config(None, overrides)
+        rec = existing.get(name)
+        row = {"spec": spec.name, "method": arm.label, "seed": seed}
+        if rec is not None and rec.status == "completed":
+            rows.append({**row, "run": rec})
+            continue
+        if rec is None:
+            run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=epochs,
+                                     name=name)
+            resume = False
+        else:
+            run_id, resume = rec.id, True
+            repo.update_run(db, run_id, status="created")
+        ckpt = runs_dir / str(run_id)
+        repo.update_run(db, run_id, checkpoint_dir=str(ckpt))
+        print(f"== {name} (run {run_id}{', resuming' if resume else ''})", flush=True)
+        out = execute_run(db, run_id, checkpoint_dir=ckpt, resume=resume,
+                          extra_callbacks=(LogLines(),) if args.verbose else (),
+                          method_options=method_options(db, cfg))
+        if out.status != "completed":
+            print(out.error or out.status, file=sys.stderr)
+            raise SystemExit(f"{name} {out.status}; rerun the same command to resume")
+        rows.append({**row, "run": repo.get_run(db, run_id)})
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    order = {a.label: i for i, a in enumerate(arms)}
+    spec_order = {s.name: i for i, s in enumerate(specs)}
+    rows.sort(key=lambda r: (spec_order[r["spec"]], order[r["method"]], r["seed"]))
     return rows
 
 
@@ -139,8 +246,11 @@ def _ms(values: list[float]) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| dataset | method | final acc | many | medium | few | best-epoch acc† | s/epoch | seeds |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    with_val = any("val_acc" in r["run"].summary["final"] for r in rows)
+    val_head = ("val acc‡ | ", "---:|") if with_val else ("", "")
+    lines = [f"| dataset | method | {val_head[0]}final acc | many | medium | few | "
+             "best-epoch acc† | s/epoch | seeds |",
+             f"|---|---|{val_head[1]}---:|---:|---:|---:|---:|---:|---:|"]
     groups: dict[tuple[str, str], list] = {}
     for r in rows:
         groups.setdefault((r["spec"], r["method"]), []).append(r["run"])
@@ -149,7 +259,8 @@ def table(rows: list[dict]) -> str:
         best = [r.summary["best"]["acc"] for r in runs]
         spe = [r.summary["seconds_per_epoch"] for r in runs if r.summary.get("seconds_per_epoch")]
         sec = f"{statistics.mean(spe):.2f}" if spe else "—"
-        lines.append(f"| {spec} | {method} | {_ms([f['acc'] for f in fin])} | "
+        val = f"{_ms([f.get('val_acc') for f in fin])} | " if with_val else ""
+        lines.append(f"| {spec} | {method} | {val}{_ms([f['acc'] for f in fin])} | "
                      f"{_ms([f.get('many') for f in fin])} | {_ms([f.get('medium') for f in fin])} "
                      f"| {_ms([f.get('few') for f in fin])} | {_ms(best)} | {sec} | {len(runs)} |")
     return "\n".join(lines)
@@ -202,7 +313,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.epochs or prof.epochs}.\n\n{table(rows)}\n\n"
             "Accuracy in % on the balanced test split, mean ± std over seeds; **final epoch** "
             "is the main number. † best-epoch accuracy is picked on the test split and is "
-            "shown only for comparison with papers that report it.\n")
+            "shown only for comparison with papers that report it."
+            + (" ‡ accuracy on the balanced validation split held out of the training data "
+               "(data.val_per_class): the number to choose a variant by." if "‡" in table(rows)
+               else "") + "\n")
     write_section(Path(args.out), f"longtail:{args.profile}", text)
     print(text)
 

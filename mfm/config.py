@@ -71,6 +71,8 @@ class DataConfig:
                              ge=0)
     head_count: int = _f(0, "training images kept by the head class (n_max); 0 = all the source "
                          "has after the meta split", ge=0)
+    val_per_class: int = _f(0, "balanced validation images per class, held out of training "
+                            "after the meta draw (0 = none); runs report val_acc on them", ge=0)
     seed: int = _f(0, "seed of the split (meta draw, subsampling, class permutation)", ge=0)
     step_mu: float = _f(0.5, "step profile: fraction of classes that keep n_max", gt=0.0, le=1.0)
     permute_classes: bool = _f(False, "seeded permutation of which class is the head")

@@ -263,7 +263,8 @@ class LongTailData:
 
     ``train`` yields augmented, shuffled (x, y) batches; ``test`` yields the balanced test set
     in order without augmentation; ``meta_x``/``meta_y`` are the whole balanced meta set
-    (normalised, empty when data.meta_per_class = 0). Counts are lists indexed by class label;
+    (normalised, empty when data.meta_per_class = 0); ``val``, when data.val_per_class > 0,
+    yields the balanced validation set like ``test``. Counts are lists indexed by class label;
     ``class_order[r]`` is the label at rank r (rank 0 = head).
     """
 
@@ -283,6 +284,7 @@ class LongTailData:
     class_order: list[int] = field(default_factory=list)
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    val: DeviceLoader | FolderLoader | None = None  # balanced, held out (data.val_per_class)
 
     def loader_state(self) -> dict[str, Any]:
         """The train loader's generator state (for checkpoints)."""
@@ -336,6 +338,9 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
                             torch.from_numpy(source.test_labels).to(device), eval_batch_size,
                             shuffle=False, mean=mean, std=std)
         meta_u8 = torch.from_numpy(source.train_images[split.meta_idx]).to(device)
+        val = DeviceLoader(torch.from_numpy(source.train_images[split.val_idx]).to(device),
+                           torch.from_numpy(source.train_labels[split.val_idx]).to(device),
+                           eval_batch_size, shuffle=False, mean=mean, std=std)
     else:
         assert source.train_paths is not None and source.test_paths is not None
         workers = cfg.num_workers
@@ -349,6 +354,10 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
                             eval_batch_size, device=device, num_workers=workers, shuffle=False,
                             mean=mean, std=std)
         meta_u8 = _folder_stack(full, split.meta_idx, workers).to(device)
+        val = FolderLoader([source.train_paths[i] for i in split.val_idx],
+                           source.train_labels[split.val_idx], source.image_size,
+                           eval_batch_size, device=device, num_workers=workers, shuffle=False,
+                           mean=mean, std=std)
 
     meta_x = _Normalize(mean, std)(meta_u8)
     meta_y = torch.from_numpy(source.train_labels[split.meta_idx]).to(device, torch.long)
@@ -359,4 +368,5 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
         test_counts=[int(v) for v in test_counts], classes=list(source.classes),
         num_classes=source.num_classes, in_channels=source.in_channels,
         image_size=source.image_size, split_hash=split.hash, num_train=int(split.train_idx.size),
-        class_order=list(split.class_order), mean=mean, std=std)
+        class_order=list(split.class_order), mean=mean, std=std,
+        val=val if split.val_idx.size else None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -97,6 +97,7 @@ class Split:
     meta_counts: tuple[int, ...]
     class_order: tuple[int, ...]
     hash: str
+    val_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def _split_hash(spec: dict, train_idx: np.ndarray, meta_idx: np.ndarray) -> str:
@@ -112,12 +113,14 @@ def _split_hash(spec: dict, train_idx: np.ndarray, meta_idx: np.ndarray) -> str:
 def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_factor: float,
                meta_per_class: int, seed: int, step_mu: float = 0.5,
                permute_classes: bool = False, head_count: int = 0,
-               dataset: str = "data") -> Split:
+               val_per_class: int = 0, dataset: str = "data") -> Split:
     """The long-tailed split of a balanced (or any) labelled training set.
 
     A pure function of (labels, spec, seed), so every method sees the same indices.
     rng = default_rng(seed); per class in label order its indices are shuffled with rng and
-    the first ``meta_per_class`` go to the meta set; n_max = the smallest remainder, capped at
+    the first ``meta_per_class`` go to the meta set and the next ``val_per_class`` to a
+    balanced validation set (held out of training, for model selection without the test
+    split); n_max = the smallest remainder, capped at
     ``head_count`` when that is > 0 (a smaller study of the same shape); the class
     order is rng.permutation(C) when ``permute_classes`` (else identity), drawn after the
     shuffles; the class at rank r keeps the first counts[r] of its remaining shuffled indices.
@@ -139,15 +142,23 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
         raise ConfigError("data.meta_per_class",
                           f"must be <= {smallest - 1} for {dataset} (smallest class has "
                           f"{smallest} images) (got {meta_per_class})")
+    if val_per_class < 0 or meta_per_class + val_per_class >= smallest:
+        raise ConfigError("data.val_per_class",
+                          f"must be in 0..{max(0, smallest - 1 - max(meta_per_class, 0))} for "
+                          f"{dataset} with meta_per_class = {meta_per_class} (smallest class has "
+                          f"{smallest} images) (got {val_per_class})")
 
     rng = np.random.default_rng(seed)
     pools = []
     meta_parts = []
+    val_parts = []
+    held = meta_per_class + val_per_class
     for c in range(num_classes):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(idx.size)]
         meta_parts.append(idx[:meta_per_class])
-        pools.append(idx[meta_per_class:])
+        val_parts.append(idx[meta_per_class:held])
+        pools.append(idx[held:])
     n_max = min(p.size for p in pools)
     if head_count < 0:
         raise ConfigError("data.head_count", f"must be >= 0 (got {head_count})")
@@ -173,10 +184,16 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
             "seed": int(seed), "permute_classes": bool(permute_classes)}
     if profile == "step":
         spec["step_mu"] = float(step_mu)
-    if head_count:  # absent when 0, so splits made before this option keep their hash
+    # absent when 0, so splits made before these options keep their hash
+    if head_count:
         spec["head_count"] = int(n_max)
+    val_idx = np.sort(np.concatenate(val_parts)).astype(np.int64)
+    if val_per_class:
+        spec["val_per_class"] = int(val_per_class)
+    h = _split_hash(spec, train_idx, meta_idx)
+    if val_per_class:
+        h = hashlib.sha256((h + "val").encode() + val_idx.astype("<i8").tobytes()).hexdigest()
     return Split(train_idx=train_idx, meta_idx=meta_idx,
                  train_counts=tuple(train_counts),
                  meta_counts=tuple([int(meta_per_class)] * num_classes),
-                 class_order=tuple(int(c) for c in order),
-                 hash=_split_hash(spec, train_idx, meta_idx))
+                 class_order=tuple(int(c) for c in order), hash=h, val_idx=val_idx)

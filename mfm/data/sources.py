@@ -378,16 +378,17 @@ def split_for(cfg: DataConfig, source: Source) -> Split:
                       imbalance_factor=cfg.imbalance_factor,
                       meta_per_class=cfg.meta_per_class, seed=cfg.seed, step_mu=cfg.step_mu,
                       permute_classes=cfg.permute_classes, head_count=cfg.head_count,
-                      dataset=cfg.name)
+                      val_per_class=cfg.val_per_class, dataset=cfg.name)
 
 
 def preview_counts(cfg: DataConfig, *, download: bool = False) -> dict[str, Any]:
     """Per-class counts of the split ``cfg`` describes, without torch and without decoding
-    images where the format allows (labels only). Keys: classes, train, meta, test (lists
+    images where the format allows (labels only). Keys: classes, train, meta, val, test (lists
     indexed by class label), split_hash. Never downloads unless asked."""
     source = _load(cfg, images=False, download=download)
     split = split_for(cfg, source)
     test = np.bincount(source.test_labels, minlength=source.num_classes)
     return {"classes": list(source.classes), "train": list(split.train_counts),
             "meta": list(split.meta_counts), "test": [int(v) for v in test],
+            "val": [int(cfg.val_per_class)] * source.num_classes,
             "split_hash": split.hash}

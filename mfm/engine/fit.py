@@ -105,7 +105,7 @@ def evaluate(model: torch.nn.Module, method: Method,
 
 
 def _summary_entry(scalars: dict[str, float], epoch: int) -> dict[str, Any]:
-    keep = ("acc", "many", "medium", "few", "test_loss")
+    keep = ("acc", "many", "medium", "few", "test_loss", "val_acc")
     return {"epoch": epoch, **{k: scalars[k] for k in keep if k in scalars}}
 
 
@@ -178,6 +178,9 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
                    "acc": float(ev.confusion.diagonal().sum()) / max(total, 1),
                    "epoch_seconds": train_seconds,
                    **group_accuracy(class_acc, groups)}
+        if getattr(data, "val", None) is not None:
+            vconf = evaluate(model, method, data.val, data.num_classes).confusion
+            scalars["val_acc"] = float(vconf.diagonal().sum()) / max(int(vconf.sum()), 1)
         is_best = best is None or scalars["acc"] > best["acc"]
         if is_best:
             best = _summary_entry(scalars, epoch)

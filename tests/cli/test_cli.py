@@ -29,6 +29,16 @@ def count_runs(db_path) -> int:
         return con.execute("select count(*) from runs").fetchone()[0]
 
 
+def test_validation_split_is_recorded(db_path, cli_env):
+    res = invoke("run", "--headless", "--db", str(db_path), *TINY, "--set",
+                 "data.val_per_class=5", "--set", "train.epochs=1")
+    assert res.exit_code == 0, res.output
+    with Database(str(db_path)) as db:
+        r = repo.list_runs(db)[0]
+        assert 0.0 <= r.summary["final"]["val_acc"] <= 1.0
+        assert [e for e, _ in repo.get_epoch_series(db, r.id)["val_acc"]] == [0]
+
+
 COMMANDS = [[], ["run"], ["runs"], ["show"], ["export"], ["datasets"], ["datasets", "preview"]]
 
 

@@ -220,3 +220,21 @@ def test_head_count_caps_n_max_and_keeps_the_meta_draw():
     with pytest.raises(ConfigError, match="data.head_count"):
         make_split(labels, 10, profile="exp", imbalance_factor=100, meta_per_class=10,
                    seed=3, head_count=-1)
+
+
+def test_val_split_is_balanced_held_out_and_leaves_meta_alone():
+    labels = np.repeat(np.arange(10), 300)
+    base = make_split(labels, 10, profile="exp", imbalance_factor=10, meta_per_class=10,
+                      seed=1)
+    s = make_split(labels, 10, profile="exp", imbalance_factor=10, meta_per_class=10, seed=1,
+                   val_per_class=20)
+    assert base.val_idx.size == 0
+    assert np.bincount(labels[s.val_idx], minlength=10).tolist() == [20] * 10
+    np.testing.assert_array_equal(s.meta_idx, base.meta_idx)
+    for a, b in ((s.val_idx, s.train_idx), (s.val_idx, s.meta_idx)):
+        assert np.intersect1d(a, b).size == 0
+    assert s.train_counts[0] == 270  # n_max = 300 - 10 meta - 20 val
+    assert s.hash != base.hash
+    with pytest.raises(ConfigError, match="data.val_per_class"):
+        make_split(labels, 10, profile="exp", imbalance_factor=10, meta_per_class=10, seed=1,
+                   val_per_class=290)
