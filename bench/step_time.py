@@ -8,6 +8,7 @@ includes the ~0.4 GB of the torch import itself).
 
     python bench/step_time.py                      # ResNet-32, 28x28, batch 100, CPU
     python bench/step_time.py --device cuda --iters 50
+    python bench/step_time.py --phases             # where the exact MFM step spends its time
 """
 
 from __future__ import annotations
@@ -87,6 +88,61 @@ def time_variant(name: str, overrides: list[str], *, model_name: str, size: int,
     return statistics.median(times), peak
 
 
+def phases(*, model_name: str, size: int, channels: int, batch: int, classes: int,
+           iters: int, warmup: int) -> None:
+    """Cumulative timings of the exact step (mfm bn free, virtual_params all) on the CPU: each
+    line adds one phase to the previous line's work, so differences are the phases' costs."""
+    from mfm.meta.bilevel import buffer_copies, virtual_step
+
+    cfg = load_config(None, ["method.name=mfm", f"model.name={model_name}", "mfm.sites=bn",
+                             "mfm.modulator=free", f"train.batch_size={batch}"])
+    counts = [max(1, int(500 * (0.01 ** (c / (classes - 1))))) for c in range(classes)]
+    torch.manual_seed(0)
+    method = create_method(cfg.method, counts, 100, run_config=cfg)
+    model = create_model(model_name, num_classes=classes, in_channels=channels)
+    x, y = torch.randn(batch, channels, size, size), torch.randint(0, classes, (batch,))
+    method.attach(model=model, meta_x=torch.randn(batch, channels, size, size),
+                  meta_y=torch.arange(batch) % classes, device=torch.device("cpu"))
+    model.train()
+    train_loss, meta_loss, _, _ = method.closures(model, x, y, method.meta_x, method.meta_y,
+                                                  epoch=0)
+    params, names = dict(model.named_parameters()), method.virtual_names
+
+    def median(fn) -> float:
+        ts = []
+        for i in range(warmup + iters):
+            t0 = time.perf_counter()
+            fn()
+            if i >= warmup:
+                ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    def ce_step():
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        model.zero_grad(set_to_none=True)
+
+    def virtual():
+        return virtual_step(params, buffer_copies(model), train_loss, 0.1, names)
+
+    def with_meta_forward():
+        return meta_loss(virtual()[0], buffer_copies(model))
+
+    def with_meta_backward():
+        return torch.autograd.grad(with_meta_forward(), method.meta_params)
+
+    ce = median(ce_step)
+    print(f"# {model_name}, {channels}x{size}x{size}, batch {batch}, cpu, "
+          f"{torch.get_num_threads()} threads, median of {iters} after {warmup} warm-up")
+    print("| phases (cumulative) | ms | × ce iteration |")
+    print("|---|---:|---:|")
+    for label, fn in (("ce iteration (forward + backward)", ce_step),
+                      ("virtual forward + backward (graph kept)", virtual),
+                      ("+ meta forward at the virtual weights", with_meta_forward),
+                      ("+ meta backward through the virtual step", with_meta_backward)):
+        t = ce if fn is ce_step else median(fn)
+        print(f"| {label} | {1000 * t:.0f} | {t / ce:.2f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet32")
@@ -99,7 +155,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default=None, help="comma-separated substrings of variant names")
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--phases", action="store_true",
+                    help="time the phases of the exact MFM step instead (CPU)")
     args = ap.parse_args(argv)
+    if args.phases:
+        phases(model_name=args.model, size=args.size, channels=args.channels, batch=args.batch,
+               classes=args.classes, iters=args.iters, warmup=args.warmup)
+        return
     device = torch.device(args.device)
     variants = VARIANTS
     if args.only:

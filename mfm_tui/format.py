@@ -96,6 +96,8 @@ def status_text(r: Any, positions: dict[int, int] | None, now: float) -> str:
 
 
 def where_text(r: Any, now: float) -> str:
+    if r.status == "queued" and getattr(r, "want_slot", None):
+        return f"wants {r.want_slot}"
     where = r.slot or r.device or "—"
     if r.device and r.slot and r.device not in r.slot:
         where = f"{r.slot}:{r.device}"

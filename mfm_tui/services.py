@@ -306,17 +306,29 @@ class Services:
         return compose(dataset_spec=dataset_spec, named_config=named_config,
                        overrides=list(overrides))
 
+    def slot_names(self) -> list[str]:
+        """Slots a queued run can ask for: the serving supervisor's, else the defaults'."""
+        from mfm.runner.launch import default_slot_names, serving_slots
+
+        return serving_slots(self.db, self.db_target, self.runs_root()) or default_slot_names()
+
     def queue_runs(self, configs: Sequence[Any], names: Sequence[str | None],
                    dataset_spec_id: int | None = None,
-                   config_id: int | None = None) -> QueuedRuns:
+                   config_id: int | None = None, slot: str = "") -> QueuedRuns:
         """Queue each validated Config as ``mfm run`` does: preflight checks, enqueue with the
         code version, the checkpoint folder, then make sure a supervisor serves the records.
-        Every config is checked before any is queued."""
+        Every config is checked before any is queued. ``slot``: '' = any."""
         from mfm.config import config_to_dict
-        from mfm.runner.launch import code_version
+        from mfm.runner.launch import (SlotWishError, check_slot_wish, code_version,
+                                       serving_slots)
         from mfm.runner.preflight import PreflightError, check_data, method_options
         from mfm.store import queue, repo
 
+        try:
+            slot = check_slot_wish(slot, serving_slots(self.db, self.db_target,
+                                                       self.runs_root()))
+        except SlotWishError as e:
+            raise ServiceError(str(e)) from None
         for cfg in configs:
             try:
                 check_data(cfg)
@@ -328,7 +340,8 @@ class Services:
         for cfg, name in zip(configs, names, strict=True):
             run_id = self._call(queue.enqueue_run, config=config_to_dict(cfg),
                                 epochs_total=cfg.train.epochs, name=name, code_version=version,
-                                dataset_spec_id=dataset_spec_id, config_id=config_id)
+                                dataset_spec_id=dataset_spec_id, config_id=config_id,
+                                want_slot=slot or None)
             self._call(repo.update_run, run_id,
                        checkpoint_dir=str(self.runs_root() / str(run_id)))
             ids.append(run_id)

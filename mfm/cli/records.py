@@ -33,7 +33,8 @@ def _when(ts: float | None, short: bool = False) -> str:
 
 def _where(r: RunRecord, positions: dict[int, int], now: float) -> str:
     if r.status == "queued":
-        return f"#{positions.get(r.id, '?')} in queue"
+        wish = f", wants {r.want_slot}" if r.want_slot else ""
+        return f"#{positions.get(r.id, '?')} in queue{wish}"
     if r.status in ("starting", "running"):
         beat = "" if r.heartbeat_at is None else f" ♥{now - r.heartbeat_at:.0f}s"
         return f"{r.slot or r.device or '?'}{beat}"

@@ -57,20 +57,25 @@ def compose_named(app: App, dataset_name: str | None, config_name: str | None,
 
 
 def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | None = None,
-            config_id: int | None = None) -> int:
+            config_id: int | None = None, slot: str = "") -> int:
     """Queue ``cfg`` (frozen now, with the code version), make sure a supervisor serves this
     database on this host, and print the run id on stdout."""
-    from mfm.runner.launch import code_version, serving, start_detached_supervisor
+    from mfm.runner.launch import (SlotWishError, check_slot_wish, code_version, serving,
+                                   serving_slots, start_detached_supervisor)
     from mfm.store import queue
 
     db = app.open_db()
     try:
         method_options(db, cfg)
+        slot = check_slot_wish(slot, serving_slots(db, app.db_target, app.runs_root()))
+    except SlotWishError as e:
+        raise UserError("--" + str(e)) from None
     except PreflightError as e:
         raise UserError(str(e)) from None
     run_id = queue.enqueue_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
                                name=name, code_version=code_version(),
-                               dataset_spec_id=dataset_spec_id, config_id=config_id)
+                               dataset_spec_id=dataset_spec_id, config_id=config_id,
+                               want_slot=slot or None)
     repo.update_run(db, run_id, checkpoint_dir=str(app.runs_root() / str(run_id)))
     position = queue.queue_positions(db).get(run_id)
     holder = serving(app.db_target, app.runs_root())
@@ -99,9 +104,12 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
               help="A saved dataset spec (data.* settings; made in mfm-tui).")
 @click.option("--config-name", "config_name", default=None, metavar="NAME[@VERSION]",
               help="A saved method config (latest version unless @VERSION; made in mfm-tui).")
+@click.option("--slot", default="", metavar="SLOT",
+              help="Queue for this slot or GPU only (gpu1, gpu1.0, cpu0; default: any).")
 @pass_app
 def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str, ...],
-        name: str | None, dataset_name: str | None, config_name: str | None) -> None:
+        name: str | None, dataset_name: str | None, config_name: str | None,
+        slot: str) -> None:
     """Queue a run (or, with --headless, train it here) and record it: metrics, per-class
     accuracy, checkpoints.
 
@@ -113,6 +121,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     \b
     Examples:
       mfm run --set method.name=mfm            # queued; prints the id
+      mfm run --slot gpu1 --set method.name=ce # queued for GPU 1 only
       mfm run --headless
       mfm run --headless --set method.name=balanced_softmax --set train.epochs=10
       mfm run --headless --config cifar10_lt.toml --set data.imbalance_factor=200
@@ -127,8 +136,11 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     except PreflightError as e:
         raise UserError(str(e)) from None
     if not headless:
-        enqueue(app, cfg, name, **refs)
+        enqueue(app, cfg, name, **refs, slot=slot)
         return
+    if slot:
+        raise UserError("--slot: only for queued runs; a --headless run trains in this "
+                        "process (choose its device with --set device=cuda:N)")
     from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,7 +13,53 @@ from typing import Any
 
 from mfm.runner.lock import SupervisorLock, lock_path_for
 
-__all__ = ["supervisor_lock", "serving", "start_detached_supervisor", "code_version"]
+__all__ = ["supervisor_lock", "serving", "start_detached_supervisor", "code_version",
+           "SlotWishError", "check_slot_wish", "serving_slots", "default_slot_names"]
+
+SLOT_NAME = re.compile(r"^(cpu|gpu)\d+(\.\d+)?$")
+
+
+class SlotWishError(ValueError):
+    """A slot preference no supervisor here can honour; one line naming the slots."""
+
+
+def serving_slots(db: Any, db_target: str, runs_root: Path) -> list[str] | None:
+    """The slot names of the supervisor serving this database on this host, or None."""
+    if serving(db_target, runs_root) is None:
+        return None
+    from mfm.store import queue
+
+    host = socket.gethostname()
+    for w in queue.list_workers(db):
+        if w.host == host and w.stopped_at is None:
+            return [s["name"] for s in w.slots]
+    return None
+
+
+def default_slot_names() -> list[str]:
+    """The slots a supervisor started with the defaults here would have: one per GPU found
+    (NVML or nvidia-smi, no torch), or one CPU slot."""
+    from mfm.runner.gpus import discover_gpus
+
+    return [f"gpu{g.index}" for g in discover_gpus()] or ["cpu0"]
+
+
+def check_slot_wish(wish: str, slots: list[str] | None) -> str:
+    """``wish`` stripped, if a slot of ``slots`` can take it: the slot's name, or its GPU
+    (``gpu1`` for ``gpu1.0``). ``slots`` are the serving supervisor's, or None when none
+    serves yet: then the slots a supervisor started now would have (all GPUs found, one run
+    each; one CPU slot without GPUs). '' (or 'any') means any slot."""
+    wish = wish.strip()
+    if wish in ("", "any"):
+        return ""
+    if not SLOT_NAME.match(wish):
+        raise SlotWishError(f"slot: must be 'any' or a slot name like gpu0, gpu1.0 or cpu0 "
+                            f"(got {wish!r})")
+    if slots is None:
+        slots = default_slot_names()
+    if not any(s == wish or s.split(".")[0] == wish for s in slots):
+        raise SlotWishError(f"slot: no slot {wish} on this host (slots: {', '.join(slots)})")
+    return wish
 
 
 def supervisor_lock(db_target: str, runs_root: Path) -> SupervisorLock:

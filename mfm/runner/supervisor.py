@@ -218,7 +218,7 @@ class Supervisor:
                 continue
             rec = queue.claim_next(self.db, host=self.host, slot=slot.name)
             if rec is None:
-                return
+                continue  # nothing queued for this slot (runs may ask for another one)
             self.launch(rec.id, slot, attempt=rec.attempt, resume=rec.resume_requested)
 
     def launch(self, run_id: int, slot: Slot, *, attempt: int, resume: bool) -> None:

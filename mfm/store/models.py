@@ -107,6 +107,8 @@ class Run(Base):
     resume_requested: Mapped[int | None] = mapped_column(Integer)
     attempt: Mapped[int | None] = mapped_column(Integer)
     code_version: Mapped[str | None] = mapped_column(String)
+    # v3: the slot a queued run asks for (None = any)
+    want_slot: Mapped[str | None] = mapped_column(String)
 
 
 class StepMetric(Base):

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from mfm.store.db import Database
 from mfm.store.models import Run, Worker
@@ -47,13 +47,16 @@ class WorkerRecord:
 
 def enqueue_run(db: Database, *, config: dict[str, Any], epochs_total: int,
                 name: str | None = None, code_version: str | None = None,
-                dataset_spec_id: int | None = None, config_id: int | None = None) -> int:
-    """A new run in the queue, its resolved config frozen now."""
+                dataset_spec_id: int | None = None, config_id: int | None = None,
+                want_slot: str | None = None) -> int:
+    """A new run in the queue, its resolved config frozen now. ``want_slot``: only a slot of
+    that name (``gpu1``, ``cpu0``) or on that GPU (``gpu1`` takes ``gpu1.0``, ``gpu1.1``)
+    may claim it; None = any slot."""
     now = time.time()
     run = Run(name=name, status="queued", created_at=now, queued_at=now,
               config_json=json.dumps(config), epochs_total=int(epochs_total),
               dataset_spec_id=dataset_spec_id, config_id=config_id, code_version=code_version,
-              attempt=0, resume_requested=0)
+              attempt=0, resume_requested=0, want_slot=want_slot or None)
     with db.session_scope() as session:
         session.add(run)
         session.flush()
@@ -61,12 +64,15 @@ def enqueue_run(db: Database, *, config: dict[str, Any], epochs_total: int,
 
 
 def claim_next(db: Database, *, host: str, slot: str) -> RunRecord | None:
-    """Take the oldest queued run for ``slot`` on ``host`` (queued → starting), or None.
-    One write transaction: two supervisors never claim the same run."""
+    """Take the oldest queued run for ``slot`` on ``host`` (queued → starting), or None:
+    one that asks for no slot, for this slot, or for this slot's GPU (``gpu1`` for
+    ``gpu1.0``). One write transaction: two supervisors never claim the same run."""
+    fits = {slot, slot.split(".")[0]}
     with db.session_scope() as session:
         run_id = session.execute(
-            select(Run.id).where(Run.status == "queued").order_by(Run.queued_at, Run.id)
-            .limit(1)).scalar()
+            select(Run.id).where(Run.status == "queued",
+                                 or_(Run.want_slot.is_(None), Run.want_slot.in_(fits)))
+            .order_by(Run.queued_at, Run.id).limit(1)).scalar()
         if run_id is None:
             return None
         done = session.execute(

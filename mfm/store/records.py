@@ -47,6 +47,7 @@ class RunRecord:
     resume_requested: bool = False
     attempt: int = 0
     code_version: str | None = None
+    want_slot: str | None = None
     latest: dict[str, float] = field(default_factory=dict)
 
     @property

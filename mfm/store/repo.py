@@ -49,7 +49,7 @@ _PLAIN_FIELDS = frozenset({
     "status", "started_at", "finished_at", "host", "pid", "device", "split_hash", "error",
     "checkpoint_dir", "log_path", "epoch", "heartbeat_at", "name",
     "queued_at", "slot", "proc_start", "cancel_requested_at", "resume_requested", "attempt",
-    "code_version",
+    "code_version", "want_slot",
 })
 _JSON_FIELDS = {"summary": "summary_json", "class_counts": "class_counts_json",
                 "confusion": "confusion_json"}
@@ -120,7 +120,7 @@ def _run_record(run: Run, latest: dict[str, float] | None = None) -> RunRecord:
         queued_at=run.queued_at, slot=run.slot, proc_start=run.proc_start,
         cancel_requested_at=run.cancel_requested_at,
         resume_requested=bool(run.resume_requested), attempt=run.attempt or 0,
-        code_version=run.code_version, latest=dict(latest or {}))
+        code_version=run.code_version, want_slot=run.want_slot, latest=dict(latest or {}))
 
 
 # -- runs -----------------------------------------------------------------------------------

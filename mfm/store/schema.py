@@ -21,7 +21,7 @@ from mfm.store.models import Base
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "read_version", "create_fresh", "migrate",
            "user_tables"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -148,7 +148,12 @@ def _v1_to_v2(conn: Connection) -> None:
         conn.exec_driver_sql(sql)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1, _v1_to_v2]
+def _v2_to_v3(conn: Connection) -> None:
+    """Slot preference: the slot (or GPU) a queued run asks for."""
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN want_slot TEXT")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "one migration per schema version"
 
 

@@ -1,5 +1,6 @@
 """The new-run form: a dataset spec and a named config (or a cloned run's), inline overrides,
-how many seeds (one run each), the device; validated as you type, queued through the queue."""
+how many seeds (one run each), the device and the slot; validated as you type, queued through
+the queue."""
 
 from __future__ import annotations
 
@@ -81,8 +82,12 @@ class NewRunScreen(BaseScreen):
             yield from self._row("device", Select(
                 [("as the config says", "")] + [(d, d) for d in DEVICES], id="nr-device",
                 allow_blank=False, compact=True))
-            yield Static("the run's device; the supervisor picks the slot (no per-run slot "
-                         "choice in the queue yet)", classes="hint nr-help")
+            yield Static("the run's device (cpu, or cuda: the slot's GPU)",
+                         classes="hint nr-help")
+            yield from self._row("slot", Select([("any free slot", "")], id="nr-slot",
+                                                allow_blank=False, compact=True))
+            yield Static("only this slot or GPU may take the runs (the supervisor's slots)",
+                         classes="hint nr-help")
             yield Static("", id="nr-plan", classes="nr-plan", markup=False)
             yield Static("", id="nr-error", classes="error-line", markup=False)
         yield StatusBar()
@@ -118,11 +123,19 @@ class NewRunScreen(BaseScreen):
     def when_ready(self) -> None:
         self.call_service("listed", self.load_lists)
 
-    def load_lists(self) -> tuple[list[Any], list[Any]]:  # worker
-        return self.services.list_dataset_specs(), self.services.list_configs()
+    def load_lists(self) -> tuple[list[Any], list[Any], list[str]]:  # worker
+        return (self.services.list_dataset_specs(), self.services.list_configs(),
+                self.services.slot_names())
 
-    def done_listed(self, value: tuple[list[Any], list[Any]]) -> None:
-        specs, configs = value
+    def done_listed(self, value: tuple[list[Any], list[Any], list[str]]) -> None:
+        specs, configs, slots = value
+        slot_sel = self.query_one("#nr-slot", Select)
+        keep_slot = slot_sel.value
+        # a GPU with several slots can be asked for as a whole (gpu1 for gpu1.0, gpu1.1)
+        gpus = sorted({s.split(".")[0] for s in slots if "." in s})
+        slot_sel.set_options([("any free slot", "")] + [(s, s) for s in [*gpus, *slots]])
+        with slot_sel.prevent(Select.Changed):
+            slot_sel.value = keep_slot if keep_slot in ("", *gpus, *slots) else ""
         self.specs = {r.id: r for r in specs}
         self.configs = {r.id: r for r in configs}
         spec_sel = self.query_one("#nr-spec", Select)
@@ -221,7 +234,9 @@ class NewRunScreen(BaseScreen):
         _, _, spec_id, cfg_id = self._sources()
         configs, names = self.plan
         self.busy = True
-        self.call_service("queued", self.services.queue_runs, configs, names, spec_id, cfg_id)
+        slot = self.query_one("#nr-slot", Select).value or ""
+        self.call_service("queued", self.services.queue_runs, configs, names, spec_id, cfg_id,
+                          slot)
 
     def done_queued(self, result: Any) -> None:
         self.busy = False

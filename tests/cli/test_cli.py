@@ -162,3 +162,15 @@ def test_datasets_preview_counts(cli_env):
     assert res.exit_code == 0 and "step profile" in res.output
     res = CliRunner().invoke(cli, ["datasets", "preview", "--set", "data.profile=zigzag"])
     assert res.exit_code == 2 and "data.profile" in res.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--slot", "cpu7"], "--slot: no slot cpu7 on this host"),
+    (["--slot", "fast"], "--slot: must be 'any' or a slot name"),
+    (["--headless", "--slot", "cpu0"], "--slot: only for queued runs"),
+])
+def test_bad_slot_one_line_exit_2_no_row(db_path, cli_env, args, words):
+    res = CliRunner().invoke(cli, ["run", "--db", str(db_path), *TINY, *args])
+    assert res.exit_code == 2, res.output
+    assert words in res.output and len(res.output.strip().splitlines()) == 1
+    assert count_runs(db_path) == 0

@@ -82,7 +82,7 @@ def test_update_run_round_trips_every_updatable_field(db, run_id):
                   confusion=[[1, 0], [0, 1]], checkpoint_dir="/ck", log_path="/log", epoch=2,
                   heartbeat_at=3.5, name="renamed", queued_at=0.5, slot="gpu1",
                   proc_start="boot:123", cancel_requested_at=4.5, resume_requested=True,
-                  attempt=2, code_version="0.1.0+abc")
+                  attempt=2, code_version="0.1.0+abc", want_slot="gpu0")
     assert set(fields) == set(repo.UPDATABLE_RUN_FIELDS)
     repo.update_run(db, run_id, **fields)
     rec = dataclasses.asdict(repo.get_run(db, run_id))

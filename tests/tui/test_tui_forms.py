@@ -180,6 +180,10 @@ async def test_new_run_form_validates_and_queues_one_run_per_seed(fixed_db, make
         await type_into(pilot, screen.query_one("#nr-name", Input), "sweep")
         assert screen.plan is not None and "seeds 7..9" in str(
             screen.query_one("#nr-plan").render())
+        # the slot list holds this host's slots (no supervisor: the default ones)
+        slot_sel = screen.query_one("#nr-slot", Select)
+        wish = make_services().slot_names()[0]
+        slot_sel.value = wish
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), 10, "back to the runs")
     new = [r for r in make_services().list_runs() if r.id not in before]
@@ -188,6 +192,7 @@ async def test_new_run_form_validates_and_queues_one_run_per_seed(fixed_db, make
     assert all(r.status == "queued" and r.config["optim"]["lr"] == 0.05
                and r.config["model"]["name"] == "resnet_tiny" and r.dataset_spec_id == spec.id
                and r.config_id == cfg.id and r.checkpoint_dir for r in new)
+    assert {r.want_slot for r in new} == {wish}
 
 
 async def test_clone_prefills_the_form_with_the_runs_frozen_config(fixed_db, make_app,
