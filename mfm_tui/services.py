@@ -318,45 +318,28 @@ class Services:
         """Queue each validated Config as ``mfm run`` does: preflight checks, enqueue with the
         code version, the checkpoint folder, then make sure a supervisor serves the records.
         Every config is checked before any is queued. ``slot``: '' = any."""
-        from mfm.config import config_to_dict
-        from mfm.runner.launch import (SlotWishError, check_slot_wish, code_version,
-                                       serving_slots)
-        from mfm.runner.preflight import PreflightError, check_data, method_options
-        from mfm.store import queue, repo
+        from mfm.runner.submit import SubmitError, submit_runs
 
         try:
-            slot = check_slot_wish(slot, serving_slots(self.db, self.db_target,
-                                                       self.runs_root()))
-        except SlotWishError as e:
+            ids = self._call(submit_runs, db_target=self.db_target, runs_root=self.runs_root(),
+                             configs=configs, names=names, dataset_spec_id=dataset_spec_id,
+                             config_id=config_id, slot=slot)
+        except SubmitError as e:
             raise ServiceError(str(e)) from None
-        for cfg in configs:
-            try:
-                check_data(cfg)
-                method_options(self.db, cfg)
-            except PreflightError as e:
-                raise ServiceError(str(e)) from None
-        version = code_version()
-        ids = []
-        for cfg, name in zip(configs, names, strict=True):
-            run_id = self._call(queue.enqueue_run, config=config_to_dict(cfg),
-                                epochs_total=cfg.train.epochs, name=name, code_version=version,
-                                dataset_spec_id=dataset_spec_id, config_id=config_id,
-                                want_slot=slot or None)
-            self._call(repo.update_run, run_id,
-                       checkpoint_dir=str(self.runs_root() / str(run_id)))
-            ids.append(run_id)
         return QueuedRuns(tuple(ids), self.ensure_supervisor())
 
     def ensure_supervisor(self) -> str:
         """Start a detached supervisor if none serves this database on this host."""
-        from mfm.runner.launch import serving, start_detached_supervisor
+        from mfm.runner.launch import serving
+        from mfm.runner.submit import ensure_supervisor
 
-        holder = serving(self.db_target, self.runs_root())
-        if holder is not None:
-            return f"supervisor pid {holder.get('pid')} serves it"
         if not self.start_supervisor:
-            return "no supervisor serves this database (start one: mfm worker --detach)"
-        pid = start_detached_supervisor(self.db_target, self.runs_root(), self.supervisor_args)
+            holder = serving(self.db_target, self.runs_root())
+            return (f"supervisor pid {holder.get('pid')} serves it" if holder is not None
+                    else "no supervisor serves this database (start one: mfm worker --detach)")
+        pid, started = ensure_supervisor(self.db_target, self.runs_root(), self.supervisor_args)
+        if not started:
+            return f"supervisor pid {pid} serves it"
         self.started_supervisors.append(pid)
         return f"started a supervisor, pid {pid}"
 

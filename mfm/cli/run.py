@@ -60,30 +60,21 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
             config_id: int | None = None, slot: str = "") -> int:
     """Queue ``cfg`` (frozen now, with the code version), make sure a supervisor serves this
     database on this host, and print the run id on stdout."""
-    from mfm.runner.launch import (SlotWishError, check_slot_wish, code_version, serving,
-                                   serving_slots, start_detached_supervisor)
+    from mfm.runner.submit import SubmitError, ensure_supervisor, submit_runs
     from mfm.store import queue
 
     db = app.open_db()
     try:
-        method_options(db, cfg)
-        slot = check_slot_wish(slot, serving_slots(db, app.db_target, app.runs_root()))
-    except SlotWishError as e:
-        raise UserError("--" + str(e)) from None
-    except PreflightError as e:
-        raise UserError(str(e)) from None
-    run_id = queue.enqueue_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
-                               name=name, code_version=code_version(),
-                               dataset_spec_id=dataset_spec_id, config_id=config_id,
-                               want_slot=slot or None)
-    repo.update_run(db, run_id, checkpoint_dir=str(app.runs_root() / str(run_id)))
+        (run_id,) = submit_runs(db, db_target=app.db_target, runs_root=app.runs_root(),
+                                configs=[cfg], names=[name], dataset_spec_id=dataset_spec_id,
+                                config_id=config_id, slot=slot)
+    except SubmitError as e:
+        msg = str(e)
+        raise UserError("--" + msg if msg.startswith("slot:") else msg) from None
     position = queue.queue_positions(db).get(run_id)
-    holder = serving(app.db_target, app.runs_root())
-    if holder is None:
-        pid = start_detached_supervisor(app.db_target, app.runs_root(), ["--idle-exit", "600"])
-        who = f"started a supervisor (pid {pid}; it exits after 10 idle minutes)"
-    else:
-        who = f"supervisor pid {holder.get('pid')} serves {app.db_target}"
+    pid, started = ensure_supervisor(app.db_target, app.runs_root())
+    who = (f"started a supervisor (pid {pid}; it exits after 10 idle minutes)" if started
+           else f"supervisor pid {pid} serves {app.db_target}")
     click.echo(f"run {run_id} queued (position {position}); {who}. "
                f"Watch: mfm runs, mfm logs {run_id} --follow", err=True)
     click.echo(str(run_id))

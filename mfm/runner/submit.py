@@ -1,0 +1,62 @@
+"""Queueing runs: the one path `mfm run` and mfm-tui both take.
+
+Every config is checked (data present, transfer source resolvable, slot wish possible) before
+any is queued; each run is enqueued with its resolved config and the code version frozen, and
+gets its checkpoint folder. Starting a supervisor is a separate step (:func:`ensure_supervisor`)
+so a caller can queue many runs and start one supervisor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mfm.runner.launch import (SlotWishError, check_slot_wish, code_version, serving,
+                               serving_slots, start_detached_supervisor)
+from mfm.runner.preflight import PreflightError, check_data, method_options
+
+__all__ = ["SubmitError", "submit_runs", "ensure_supervisor", "DEFAULT_SUPERVISOR_ARGS"]
+
+# A supervisor started on demand exits after 10 idle minutes.
+DEFAULT_SUPERVISOR_ARGS = ("--idle-exit", "600")
+
+
+class SubmitError(ValueError):
+    """Nothing was queued; one line naming the field (``slot: ...``, ``data.root: ...``)."""
+
+
+def submit_runs(db: Any, *, db_target: str, runs_root: Path, configs: Sequence[Any],
+                names: Sequence[str | None], dataset_spec_id: int | None = None,
+                config_id: int | None = None, slot: str = "") -> list[int]:
+    """Queue one run per validated Config; all or nothing. Returns the new run ids."""
+    from mfm.config import config_to_dict
+    from mfm.store import queue, repo
+
+    try:
+        wish = check_slot_wish(slot, serving_slots(db, db_target, runs_root))
+        for cfg in configs:
+            check_data(cfg)
+            method_options(db, cfg)
+    except (SlotWishError, PreflightError) as e:
+        raise SubmitError(str(e)) from None
+    version = code_version()
+    ids = []
+    for cfg, name in zip(configs, names, strict=True):
+        run_id = queue.enqueue_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
+                                   name=name, code_version=version,
+                                   dataset_spec_id=dataset_spec_id, config_id=config_id,
+                                   want_slot=wish or None)
+        repo.update_run(db, run_id, checkpoint_dir=str(runs_root / str(run_id)))
+        ids.append(run_id)
+    return ids
+
+
+def ensure_supervisor(db_target: str, runs_root: Path,
+                      args: Sequence[str] = DEFAULT_SUPERVISOR_ARGS) -> tuple[int, bool]:
+    """(pid, started): the supervisor serving this database on this host, started detached
+    with ``args`` if none does."""
+    holder = serving(db_target, runs_root)
+    if holder is not None:
+        return int(holder.get("pid") or 0), False
+    return start_detached_supervisor(db_target, runs_root, list(args)), True
