@@ -132,6 +132,19 @@ class BaseScreen(Screen):
 
     # -- one-off blocking calls ---------------------------------------------------------------
 
+    _validate_pending = False
+
+    def validate_soon(self) -> None:
+        """Call ``self.validate()`` once after this burst of changes (a form fill posts
+        dozens of change events)."""
+        if not self._validate_pending:
+            self._validate_pending = True
+            self.call_after_refresh(self._validate_now)
+
+    def _validate_now(self) -> None:
+        self._validate_pending = False
+        self.validate()  # type: ignore[attr-defined]
+
     def call_service(self, tag: str, fn: Callable[..., Any], *args: Any) -> None:
         self._service_worker(tag, fn, args)
 

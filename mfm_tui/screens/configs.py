@@ -80,7 +80,6 @@ class ConfigsScreen(BaseScreen):
         self.loaded: Any = None  # the ConfigRecord in the form, if any
         self.keep: set[str] = set()
         self.valid = False
-        self._validate_pending = False
 
     def compose(self) -> ComposeResult:
         yield Static(" Method configs · every section but data.*, usable as "
@@ -169,16 +168,6 @@ class ConfigsScreen(BaseScreen):
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "cfg-name":
             self.validate_soon()
-
-    def validate_soon(self) -> None:
-        """Validate once after this burst of changes (a form fill posts dozens)."""
-        if not self._validate_pending:
-            self._validate_pending = True
-            self.call_after_refresh(self._validate_now)
-
-    def _validate_now(self) -> None:
-        self._validate_pending = False
-        self.validate()
 
     def current_config(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
         values, errors = self.form.values()

@@ -54,7 +54,6 @@ class DatasetsScreen(BaseScreen):
         self.preview: dict[str, Any] | None = None
         self._preview_timer: Timer | None = None
         self.previews = 0  # previews applied (tests wait on it)
-        self._validate_pending = False
 
     def compose(self) -> ComposeResult:
         fields = {f.key: f for f in describe()}
@@ -119,13 +118,7 @@ class DatasetsScreen(BaseScreen):
     # -- validation and preview ---------------------------------------------------------------
 
     def on_field_row_changed(self, _: FieldRow.Changed) -> None:
-        if not self._validate_pending:
-            self._validate_pending = True
-            self.call_after_refresh(self._validate_now)
-
-    def _validate_now(self) -> None:
-        self._validate_pending = False
-        self.validate()
+        self.validate_soon()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "spec-name":

@@ -86,10 +86,10 @@ class NewRunScreen(BaseScreen):
                          classes="hint nr-help")
             yield from self._row("slot", Select([("any free slot", "")], id="nr-slot",
                                                 allow_blank=False, compact=True))
-            yield Static("only this slot or GPU may take the runs (the supervisor's slots)",
-                         classes="hint nr-help")
-            yield Static("", id="nr-plan", classes="nr-plan", markup=False)
-            yield Static("", id="nr-error", classes="error-line", markup=False)
+            yield Static("only this slot or GPU may take the runs", classes="hint nr-help")
+        # outside the scroll area: what will be queued, or why not, is always in view
+        yield Static("", id="nr-plan", classes="nr-plan", markup=False)
+        yield Static("", id="nr-error", classes="error-line", markup=False)
         yield StatusBar()
         yield KeysBar()
 
