@@ -132,7 +132,17 @@ def _ablation_arms() -> tuple[Arm, ...]:
                         ("mfm default, meta lr constant",
                          ("mfm.meta_lr_follows_schedule=false",)),
                         ("mfm default on balanced_softmax's loss",
-                         ("mfm.base_loss=balanced_softmax",))):
+                         ("mfm.base_loss=balanced_softmax",)),
+                        # what the label-shortcut rule refuses, measured (METHOD.md)
+                        ("SHORTCUT mfm bn scale_shift free_per_class train",
+                         ("mfm.sites=bn", "mfm.form=scale_shift", "mfm.modulator=free_per_class",
+                          "mfm.allow_label_shortcut=true")),
+                        ("SHORTCUT mfm stage scale free_per_class train",
+                         ("mfm.sites=stage", "mfm.modulator=free_per_class",
+                          "mfm.allow_label_shortcut=true")),
+                        ("SHORTCUT mfm penultimate scale_shift free_per_class train",
+                         ("mfm.form=scale_shift", "mfm.modulator=free_per_class",
+                          "mfm.allow_label_shortcut=true"))):
         arms.append(Arm(label, ("method.name=mfm", *over)))
     return tuple(arms)
 

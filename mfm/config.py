@@ -175,6 +175,9 @@ class MfmConfig:
     modulator_from: str = _f("", "transfer: a run id or modulator.pt path whose trained "
                              "modulator network is loaded (no meta set, no virtual step)")
     freeze_modulator: bool = _f(True, "keep a transferred modulator frozen")
+    allow_label_shortcut: bool = _f(False, "EXPERIMENT ONLY: accept label-dependent "
+                                    "modulation beyond a penultimate scale, to measure the "
+                                    "label shortcut the validation rule guards against")
 
 
 @dataclass(frozen=True)
@@ -419,10 +422,12 @@ def _validate(cfg: Config, explicit: set[str]) -> None:
 SHORTCUT_HELP = (
     "label-dependent modulation (free_per_class, or network with inputs=loss_freq) on "
     "training forwards only hands the network its label: it learns to read the class from the "
-    "modulation and fails at test (measured: 10 % accuracy on Fashion-MNIST-LT). Only a scale "
+    "modulation and fails at test (a reference implementation measured 10 % accuracy on "
+    "Fashion-MNIST-LT; docs/METHOD.md has our own measurement). Only a scale "
     "of the penultimate feature is safe, since it changes the logits' confidence, not which "
     "class wins. Use mfm.sites=penultimate with mfm.form=scale, or a label-free source "
-    "(mfm.modulator=free, or network with mfm.inputs=features)")
+    "(mfm.modulator=free, or network with mfm.inputs=features); mfm.allow_label_shortcut=true "
+    "only to measure the effect")
 
 
 def _validate_meta(cfg: Config, explicit: set[str]) -> None:
@@ -444,7 +449,13 @@ def _validate_meta(cfg: Config, explicit: set[str]) -> None:
         raise ConfigError("mfm.apply", "everywhere needs a modulation that does not depend on the "
                           "label (evaluation has none): use mfm.modulator=free, or network with "
                           "mfm.inputs=features")
-    if label_dependent and not (m.sites == "penultimate" and m.form == "scale"):
+    if m.modulator == "network" and m.inputs == "loss_freq" and m.sites != "penultimate" \
+            and m.allow_label_shortcut:
+        raise ConfigError("mfm.sites", "a loss_freq modulator reads each sample's loss, which "
+                          "exists only at the penultimate feature: use mfm.sites=penultimate "
+                          f"(got {m.sites!r})")
+    if label_dependent and not (m.sites == "penultimate" and m.form == "scale") \
+            and not m.allow_label_shortcut:
         raise ConfigError("mfm.sites" if m.sites != "penultimate" else "mfm.form", SHORTCUT_HELP)
     if m.reuse_virtual_grads and m.virtual_params != "all":
         raise ConfigError("mfm.reuse_virtual_grads", "needs mfm.virtual_params=all (the real step "

@@ -147,3 +147,20 @@ def test_label_shortcut_rule():
         assert "label" in str(e.value)
     load_config(None, ["method.name=mfm", "mfm.modulator=free", "mfm.sites=bn",
                        "mfm.form=scale_shift", "mfm.apply=everywhere"])
+
+
+def test_label_shortcut_can_be_allowed_only_explicitly_for_measuring_it():
+    over = ["method.name=mfm", "mfm.sites=bn", "mfm.form=scale_shift",
+            "mfm.modulator=free_per_class"]
+    with pytest.raises(ConfigError, match="allow_label_shortcut=true only to measure"):
+        load_config(None, over)
+    cfg = load_config(None, [*over, "mfm.allow_label_shortcut=true"])
+    assert cfg.mfm.sites == "bn" and cfg.mfm.allow_label_shortcut
+    # evaluation has no label: apply=everywhere stays impossible whatever the flag says
+    with pytest.raises(ConfigError, match="mfm.apply"):
+        load_config(None, [*over, "mfm.allow_label_shortcut=true", "mfm.apply=everywhere"])
+
+
+def test_loss_freq_needs_the_penultimate_feature_even_when_shortcuts_are_allowed():
+    with pytest.raises(ConfigError, match="mfm.sites: a loss_freq modulator reads each"):
+        load_config(None, ["method.name=mfm", "mfm.sites=stage", "mfm.allow_label_shortcut=true"])
