@@ -57,13 +57,15 @@ def preview(config_path: str | None, overrides: tuple[str, ...], as_json: bool) 
     table = Table(title=f"{d.name}-LT: {d.profile} profile, imbalance factor "
                         f"{d.imbalance_factor:g}, {d.meta_per_class} meta/class, seed {d.seed}  "
                         f"(split {counts['split_hash'][:12]})", title_justify="left")
+    val = counts["val"] if d.val_per_class else None
     for col, just in (("class", "right"), ("name", "left"), ("train", "right"),
-                      ("meta", "right"), ("test", "right"), ("", "left")):
+                      ("meta", "right"), *((("val", "right"),) if val else ()),
+                      ("test", "right"), ("", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for c in order:
         bar = "█" * max(1 if train[c] else 0, int(round(40 * train[c] / top)))
         table.add_row(str(c), str(counts["classes"][c]), str(train[c]), str(counts["meta"][c]),
-                      str(counts["test"][c]), bar)
+                      *((str(val[c]),) if val else ()), str(counts["test"][c]), bar)
     table.caption = (f"train {sum(train)}, meta {sum(counts['meta'])}, "
-                     f"test {sum(counts['test'])}")
+                     + (f"val {sum(val)}, " if val else "") + f"test {sum(counts['test'])}")
     Console().print(table)

@@ -160,6 +160,12 @@ def test_datasets_preview_counts(cli_env):
     assert counts["train"][0] // counts["train"][-1] in (9, 10, 11)
     res = invoke("datasets", "preview", "--set", "data.profile=step")
     assert res.exit_code == 0 and "step profile" in res.output
+    res = invoke("datasets", "preview", "--set", "data.val_per_class=5", "--set",
+                 "data.head_count=40")
+    assert res.exit_code == 0 and "val 50," in res.output
+    counts = json.loads(invoke("datasets", "preview", "--json", "--set", "data.val_per_class=5",
+                               "--set", "data.head_count=40").output)
+    assert counts["val"] == [5] * 10 and counts["train"][0] == 40
     res = CliRunner().invoke(cli, ["datasets", "preview", "--set", "data.profile=zigzag"])
     assert res.exit_code == 2 and "data.profile" in res.output
 
