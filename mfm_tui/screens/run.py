@@ -19,7 +19,7 @@ from mfm_tui.widgets.status_bar import StatusBar
 
 __all__ = ["RunScreen", "config_text", "mod_rows"]
 
-ACC_KEYS = ("acc", "many", "medium", "few")
+ACC_KEYS = ("acc", "many", "medium", "few", "val_acc")  # val_acc: with data.val_per_class
 TABS = ("curves", "classes", "modulation", "config", "log")
 MOD_STATS = ("gamma_mean", "gamma_std", "beta_mean", "beta_std")
 
@@ -122,7 +122,8 @@ class RunScreen(BaseScreen):
         for key in ACC_KEYS:
             points = data.epochs.get(key)
             if points:
-                acc.add_points(key, [(e + 1, v) for e, v in points])
+                acc.add_points("val" if key == "val_acc" else key,
+                               [(e + 1, v) for e, v in points])
         last = [pts[-1][0] for pts in data.epochs.values() if pts]
         if last:
             self.after_epoch = max(last + [self.after_epoch or 0])
