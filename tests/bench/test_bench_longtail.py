@@ -68,3 +68,26 @@ def test_cifar_profile_smoke_and_resume(tmp_path, cli_env):
         runs = repo.list_runs(db)
         assert len(runs) == n_before and all(r.status == "completed" for r in runs)
     assert out.read_text().count("<!-- longtail:cifar:begin -->") == 1
+
+
+def test_every_profile_arm_is_a_valid_config_on_its_specs():
+    """A study must not fail half-way on a config that validation refuses: every arm of every
+    profile (the ablation's generated ones included) loads on each dataset spec it runs on."""
+    from mfm.config import load_config
+
+    bench = load_bench()
+    checked = 0
+    for name, prof in bench.PROFILES.items():
+        for arm in bench.profile_arms(prof, None):
+            for spec in prof.specs:
+                if arm.specs and spec.name not in arm.specs:
+                    continue
+                overrides = [*spec.overrides, *prof.common, *arm.overrides,
+                             f"model.name={prof.model}", f"train.epochs={prof.epochs}"]
+                cfg = load_config(None, overrides)
+                assert cfg.method.name in bench.ALL_METHODS, (name, arm.label)
+                checked += 1
+    ablation = bench.profile_arms(bench.PROFILES["ablation"], None)
+    # 26 accepted combinations + 5 one-at-a-time changes + 3 shortcut probes + 2 references
+    assert len(ablation) == 36
+    assert checked > 60
