@@ -1,5 +1,5 @@
 """Named long-tailed dataset specs: define, validate as you type, preview the per-class
-train / meta / test counts (no torch), save, load, delete."""
+train / meta / val / test counts (no torch), save, load, delete."""
 
 from __future__ import annotations
 
@@ -21,12 +21,14 @@ from mfm_tui.widgets.status_bar import StatusBar
 __all__ = ["DatasetsScreen", "SPEC_KEYS", "spec_from_values"]
 
 SPEC_KEYS = ("data.name", "data.root", "data.profile", "data.imbalance_factor",
-             "data.head_count", "data.meta_per_class", "data.seed", "data.permute_classes",
+             "data.head_count", "data.meta_per_class", "data.val_per_class", "data.seed",
+             "data.permute_classes",
              "data.step_mu",
              "data.test_per_class")
 LABELS = {"data.name": "source", "data.root": "root", "data.profile": "profile",
           "data.imbalance_factor": "imbalance factor",
           "data.head_count": "head count (0 = all)", "data.meta_per_class": "meta per class",
+          "data.val_per_class": "val per class (held out)",
           "data.seed": "split seed", "data.permute_classes": "permuted class order",
           "data.step_mu": "step: head fraction", "data.test_per_class": "test per class"}
 PREVIEW_DELAY = 0.3
@@ -173,8 +175,9 @@ class DatasetsScreen(BaseScreen):
         n = len(counts["train"])
         self.query_one("#spec-summary", Static).update(
             f"{n} classes · train {sum(counts['train']):,} (max {max(counts['train'])}, min "
-            f"{min(counts['train'])}) · meta {sum(counts['meta']):,} · test "
-            f"{sum(counts['test']):,} · split {counts['split_hash'][:10]}")
+            f"{min(counts['train'])}) · meta {sum(counts['meta']):,}"
+            + (f" · val {sum(counts['val']):,}" if sum(counts.get("val", ())) else "")
+            + f" · test {sum(counts['test']):,} · split {counts['split_hash'][:10]}")
 
     def failed_previewed(self, error: str) -> None:
         self.previews += 1

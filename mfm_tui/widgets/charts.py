@@ -183,7 +183,7 @@ class DiffChart(Chart):
 
 
 class CountsChart(Chart):
-    """Train / meta / test images per class of a dataset spec (class index order)."""
+    """Train / meta / (val) / test images per class of a dataset spec (class index order)."""
 
     def __init__(self, title: str, *, id: str | None = None, classes: str | None = None):
         super().__init__(title, id=id, classes=classes)
@@ -201,12 +201,15 @@ class CountsChart(Chart):
         train = self.counts["train"]
         n = len(train)
         xs = list(range(n))
+        series = [("meta", self.counts.get("meta") or [0] * n)]
+        if any(self.counts.get("val") or ()):  # data.val_per_class > 0
+            series.append(("val", self.counts["val"]))
+        series.append(("test", self.counts.get("test") or [0] * n))
         if n <= 12:
-            plt.multiple_bar(xs, [train, self.counts.get("meta", [0] * n),
-                                  self.counts.get("test", [0] * n)],
-                             labels=["train", "meta", "test"])
+            plt.multiple_bar(xs, [train, *(v for _, v in series)],
+                             labels=["train", *(k for k, _ in series)])
         else:
             plt.bar(xs, train, label="train", width=1.0)
-            plt.plot(xs, self.counts.get("meta", [0] * n), label="meta", marker="braille")
-            plt.plot(xs, self.counts.get("test", [0] * n), label="test", marker="braille")
+            for key, values in series:
+                plt.plot(xs, values, label=key, marker="braille")
         plt.xlabel("class")

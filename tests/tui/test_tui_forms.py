@@ -59,10 +59,18 @@ async def test_dataset_spec_inline_errors_preview_and_save(tui_env, make_app, ma
                     "the preview of IF 100")
         train = screen.preview["train"]
         assert round(max(train) / min(train)) in (99, 100, 101) or max(train) / min(train) > 50
+        # a held-out validation split joins the preview, the chart and the summary
+        before = screen.previews
+        await type_into(pilot, row(app, "data.val_per_class").control, "3")
+        await until(pilot, lambda: screen.previews > before and screen.preview is not None
+                    and screen.preview["val"] == [3] * 10, 10, "the preview with val")
+        assert screen.query_one("#spec-chart").counts["val"] == [3] * 10
+        assert "val 30" in str(screen.query_one("#spec-summary").render())
         await pilot.press("ctrl+s")
         await until(pilot, lambda: make_services().get_dataset_spec("lt100") is not None, 5,
                     "the spec to be saved")
-        assert make_services().get_dataset_spec("lt100").spec["data"]["imbalance_factor"] == 100
+        saved = make_services().get_dataset_spec("lt100").spec["data"]
+        assert saved["imbalance_factor"] == 100 and saved["val_per_class"] == 3
         await until(pilot, lambda: screen.specs and screen.specs[0].name == "lt100", 5,
                     "the list to show it")
         # new clears the form; load brings the saved spec back
