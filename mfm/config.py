@@ -155,7 +155,8 @@ class MfmConfig:
     bound: float = _f(1.0, "bound of the modulation (see form)" + _OURS, gt=0.0)
     reg: float = _f(0.0, "L2 penalty on u, v in the meta objective" + _OURS, ge=0.0)
     hidden: int = _f(100, "hidden width of the modulator network's MLPs", ge=1)
-    base_loss: str = _f("ce", "training loss the modulation acts through",
+    base_loss: str = _f("balanced_softmax", "training loss the modulation acts through "
+                        "(default chosen on a validation split, docs/METHOD.md)" + _OURS,
                         choices=("ce", "balanced_softmax"))
     meta_optimizer: str = _f("adam", "optimiser of the modulation parameters",
                              choices=("adam", "sgd"))

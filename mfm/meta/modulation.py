@@ -99,7 +99,7 @@ class Modulator(nn.Module):
     def describe(self) -> dict:
         """What a transferred modulator must match."""
         return {"sites": self.site_channels, "form": self.form, "source": self.source,
-                "inputs": self.inputs, "bound": self.bound}
+                "inputs": self.inputs, "bound": self.bound, "base_loss": self.loss_fn}
 
     # -- φ -> (u, v) ----------------------------------------------------------------------------
     def _raw(self, site: str, x: torch.Tensor, ctx: ModContext, head: nn.Module) -> torch.Tensor:

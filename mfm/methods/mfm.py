@@ -52,7 +52,8 @@ def load_modulator_file(path: str | Path) -> dict[str, Any]:
 def expected_describe(model_sites: dict[str, tuple[str, int]], opts) -> dict[str, Any]:
     """What a modulator for this model and these options looks like (Modulator.describe)."""
     return {"sites": site_selection(model_sites, opts.sites), "form": opts.form,
-            "source": opts.modulator, "inputs": opts.inputs, "bound": opts.bound}
+            "source": opts.modulator, "inputs": opts.inputs, "bound": opts.bound,
+            "base_loss": opts.base_loss}
 
 
 def check_transfer(state: dict[str, Any], want: dict[str, Any]) -> None:
@@ -63,6 +64,15 @@ def check_transfer(state: dict[str, Any], want: dict[str, Any]) -> None:
             raise ModulatorFileError(f"mfm.modulator_from: the saved modulator has mfm."
                                      f"{'modulator' if k == 'source' else k}={saved[k]!r}, "
                                      f"this run asks for {want[k]!r}")
+    # A loss/frequency network reads each sample's loss under the run's base loss; files written
+    # before the key was recorded were trained when ce was the only default.
+    saved_loss = saved.get("base_loss", "ce")
+    if (want["source"] == "network" and want["inputs"] == "loss_freq"
+            and saved_loss != want["base_loss"]):
+        raise ModulatorFileError(
+            f"mfm.modulator_from: the saved modulator reads the loss of mfm.base_loss="
+            f"{saved_loss}, this run asks for {want['base_loss']} "
+            f"(set mfm.base_loss={saved_loss})")
     shapes = lambda d: ", ".join(f"{n}:{c}" for n, c in d.items())  # noqa: E731
     same_names = list(saved["sites"]) == list(want["sites"])
     if not same_names or (want["inputs"] == "features" and saved["sites"] != want["sites"]):

@@ -55,9 +55,10 @@ CASES = [
     ("mfm", ["mfm.modulator=free", "mfm.sites=bn", "mfm.reg=0.1", "mfm.virtual_params=last_stage",
              "mfm.virtual_weight_decay=true"]),
     ("mfm", ["mfm.modulator=free_per_class"]),
-    ("mfm", []),  # network, loss_freq, penultimate scale: the default
+    ("mfm", []),  # network, loss_freq, penultimate scale on balanced softmax: the default
+    ("mfm", ["mfm.base_loss=ce"]),
     ("mfm", ["mfm.inputs=features", "mfm.form=scale_shift"]),
-    ("mfm", ["mfm.inputs=features", "mfm.virtual_params=fc", "mfm.base_loss=balanced_softmax"]),
+    ("mfm", ["mfm.inputs=features", "mfm.virtual_params=fc", "mfm.base_loss=ce"]),
     ("mwnet", []),
 ]
 
@@ -99,9 +100,11 @@ def test_hypergradient_matches_finite_differences(name, overrides):
     assert rel < 1e-5, f"relative error {rel:.2e}"
 
 
-@pytest.mark.parametrize("overrides", [[], ["mfm.modulator=free", "mfm.sites=bn",
-                                            "mfm.form=scale_shift"]])
-def test_mfm_before_meta_start_equals_ce_exactly(overrides):
+@pytest.mark.parametrize("base, overrides", [
+    ("ce", []), ("ce", ["mfm.modulator=free", "mfm.sites=bn", "mfm.form=scale_shift"]),
+    ("balanced_softmax", []),
+])
+def test_mfm_before_meta_start_equals_its_base_loss_exactly(base, overrides):
     def run(name, extra):
         cfg = load_config(None, [f"method.name={name}", "model.name=resnet_tiny", *extra])
         torch.manual_seed(0)
@@ -120,8 +123,9 @@ def test_mfm_before_meta_start_equals_ce_exactly(overrides):
             losses.append(method.training_step(model, opt, x, y, epoch=0, step=step)["loss"])
         return model, losses
 
-    ce_model, ce_losses = run("ce", [])
-    mfm_model, mfm_losses = run("mfm", ["mfm.meta_start_epoch=2", *overrides])
+    ce_model, ce_losses = run(base, [])
+    mfm_model, mfm_losses = run("mfm", ["mfm.meta_start_epoch=2", f"mfm.base_loss={base}",
+                                        *overrides])
     assert [float(a) for a in ce_losses] == [float(b) for b in mfm_losses]
     for (n, a), (_, b) in zip(ce_model.state_dict().items(), mfm_model.state_dict().items()):
         assert torch.equal(a, b), n

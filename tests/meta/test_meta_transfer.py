@@ -77,3 +77,24 @@ def test_features_site_channel_mismatch_names_both_shapes():
     # loss_freq modulators fit any backbone
     lf = load_config(None, ["method.name=mfm"]).mfm
     check_transfer({"describe": expected_describe(tiny, lf)}, expected_describe(r20, lf))
+
+
+def test_a_loss_freq_modulator_must_read_the_same_base_loss():
+    """A loss/frequency network was trained on losses under one base loss; reading losses under
+    another is refused with the key to set (a features network does not read the loss)."""
+    tiny = create_model("resnet_tiny", num_classes=10, in_channels=1).sites()
+    bs = load_config(None, ["method.name=mfm"]).mfm  # the default: balanced_softmax
+    ce = load_config(None, ["method.name=mfm", "mfm.base_loss=ce"]).mfm
+    saved = {"describe": expected_describe(tiny, bs)}
+    with pytest.raises(ModulatorFileError, match="set mfm.base_loss=balanced_softmax"):
+        check_transfer(saved, expected_describe(tiny, ce))
+    check_transfer(saved, expected_describe(tiny, bs))
+    # a file written before the key was recorded was trained on ce's loss
+    old = {"describe": {k: v for k, v in expected_describe(tiny, ce).items() if k != "base_loss"}}
+    check_transfer(old, expected_describe(tiny, ce))
+    with pytest.raises(ModulatorFileError, match="mfm.base_loss=ce"):
+        check_transfer(old, expected_describe(tiny, bs))
+    feats = [load_config(None, ["method.name=mfm", "mfm.inputs=features", f"mfm.base_loss={b}"]
+                         ).mfm for b in ("ce", "balanced_softmax")]
+    check_transfer({"describe": expected_describe(tiny, feats[0])},
+                   expected_describe(tiny, feats[1]))

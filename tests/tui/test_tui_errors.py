@@ -12,12 +12,21 @@ from mfm_tui.screens.message import MessageScreen, TooSmallScreen
 from mfm_tui.screens.runs import RunsScreen
 
 
+def message_text(app) -> str:
+    """The message screen's text once it is on screen and composed, else "" (the screen can
+    be pushed a frame before its children are mounted)."""
+    if not isinstance(app.screen, MessageScreen):
+        return ""
+    found = app.screen.query("#msg-text")
+    return str(found.first().render()) if found else ""
+
+
 async def test_a_file_that_is_not_sqlite_gets_a_message_screen(tui_env, make_app, until):
     tui_env["db"].write_text("this is not a database\n")
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 20, "the message")
-        text = str(app.screen.query_one("#msg-text").render())
+        await until(pilot, lambda: message_text(app), 20, "the message")
+        text = message_text(app)
         assert "is not a SQLite database" in text and "\n" not in text.strip()
         await pilot.press("q")
     assert app.return_code == 0
@@ -30,8 +39,8 @@ async def test_a_newer_schema_gets_a_message_screen(tui_env, make_app, make_serv
         con.execute("UPDATE schema_info SET version = 999 WHERE id = 1")
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 20, "the message")
-        text = str(app.screen.query_one("#msg-text").render()).lower()
+        await until(pilot, lambda: message_text(app), 20, "the message")
+        text = message_text(app).lower()
         assert "999" in text and "newer" in text
 
 
@@ -41,15 +50,16 @@ async def test_a_missing_directory_gets_a_message_screen(tui_env, until):
 
     app = MfmApp(Services(str(tui_env["tmp"] / "nowhere" / "x.db"), gpu_probe=lambda: []))
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, MessageScreen), 20, "the message")
-        assert "does not exist" in str(app.screen.query_one("#msg-text").render())
+        await until(pilot, lambda: message_text(app), 20, "the message")
+        assert "does not exist" in message_text(app)
 
 
 async def test_small_terminal_shows_a_notice_until_it_is_large_enough(fixed_db, make_app,
                                                                       until):
     app = make_app()
     async with app.run_test(size=(70, 20)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen), 5, "the notice")
+        await until(pilot, lambda: isinstance(app.screen, TooSmallScreen)
+                    and app.screen.query("#too-small"), 5, "the notice")
         assert "70×20" in str(app.screen.query_one("#too-small").render())
         await pilot.resize_terminal(79, 30)
         await pilot.pause(0.1)

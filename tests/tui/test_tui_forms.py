@@ -212,7 +212,8 @@ async def test_clone_prefills_the_form_with_the_runs_frozen_config(fixed_db, mak
                     "the runs table")
         app.screen.query_one("#runs").move_cursor(row=app.screen.order.index(ids["mfm-live"]))
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, NewRunScreen), 5, "the form")
+        await until(pilot, lambda: isinstance(app.screen, NewRunScreen)
+                    and app.screen.query("#nr-config"), 5, "the form")
         screen = app.screen
         assert screen.query_one("#nr-name", Input).value == "mfm-live-clone"
         assert screen.query_one("#nr-spec", Select).value == "clone"
