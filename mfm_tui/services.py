@@ -205,7 +205,8 @@ class Services:
         dirty = [rid for rid, fp in prints.items() if known.get(rid) != fp]
         if not known or len(dirty) > 50:
             wanted = set(dirty)
-            changed: list[Any] = [r for r in self._call(repo.list_runs) if r.id in wanted]
+            changed: list[Any] = [r for r in self._call(repo.list_runs, confusion=False)
+                                  if r.id in wanted]
         else:
             changed = [r for r in (self._call(repo.get_run, rid) for rid in sorted(dirty))
                        if r is not None]

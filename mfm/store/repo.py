@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from mfm.store.db import Database, StoreError
 from mfm.store.models import (
@@ -107,13 +107,15 @@ def _latest_by_run(session: Session, run_ids: Any) -> dict[int, dict[str, float]
     return out
 
 
-def _run_record(run: Run, latest: dict[str, float] | None = None) -> RunRecord:
+def _run_record(run: Run, latest: dict[str, float] | None = None, *,
+                confusion: bool = True) -> RunRecord:
     return RunRecord(
         id=run.id, name=run.name, status=run.status, created_at=run.created_at,
         started_at=run.started_at, finished_at=run.finished_at, host=run.host, pid=run.pid,
         device=run.device, config=json.loads(run.config_json), split_hash=run.split_hash,
         error=run.error, summary=_loads(run.summary_json),
-        class_counts=_loads(run.class_counts_json), confusion=_loads(run.confusion_json),
+        class_counts=_loads(run.class_counts_json),
+        confusion=_loads(run.confusion_json) if confusion else None,
         epochs_total=run.epochs_total, epoch=run.epoch, checkpoint_dir=run.checkpoint_dir,
         log_path=run.log_path, heartbeat_at=run.heartbeat_at,
         dataset_spec_id=run.dataset_spec_id, config_id=run.config_id,
@@ -188,9 +190,11 @@ def get_run(db: Database, run_id: int) -> RunRecord | None:
         return _run_record(run, _latest_by_run(session, [run_id]).get(run_id))
 
 
-def list_runs(db: Database, *, status: str | None = None,
-              limit: int | None = None) -> list[RunRecord]:
-    """Runs newest first, each with ``latest`` filled: two queries, whatever the count."""
+def list_runs(db: Database, *, status: str | None = None, limit: int | None = None,
+              confusion: bool = True) -> list[RunRecord]:
+    """Runs newest first, each with ``latest`` filled: two queries, whatever the count.
+    ``confusion=False`` leaves the final confusion matrices unread (``None``): the largest
+    column by far (C² numbers per run), which a table of runs never shows."""
     if status is not None:
         check_status(status)
     if limit is not None and limit < 0:
@@ -201,12 +205,13 @@ def list_runs(db: Database, *, status: str | None = None,
     if limit is not None:
         query = query.limit(limit)
     with db.session_scope(read_only=True) as session:
-        runs = session.scalars(query).all()
+        loaded = query if confusion else query.options(defer(Run.confusion_json))
+        runs = session.scalars(loaded).all()
         if not runs:
             return []
         # The same filtered, limited query as a subquery: no parameter-count limit on IN.
         latest = _latest_by_run(session, query.with_only_columns(Run.id))
-        return [_run_record(r, latest.get(r.id)) for r in runs]
+        return [_run_record(r, latest.get(r.id), confusion=confusion) for r in runs]
 
 
 def delete_run(db: Database, run_id: int) -> None:

@@ -157,6 +157,29 @@ def test_list_runs_uses_two_queries_whatever_the_count(db):
     assert len(selects) == 2
 
 
+def test_list_runs_can_leave_the_confusion_matrices_unread(db):
+    """A table of runs never shows them; confusion=False neither selects the column nor goes
+    back for it row by row (still two queries)."""
+    for _ in range(3):
+        rid = repo.create_run(db, config={}, epochs_total=1)
+        repo.update_run(db, rid, confusion=[[3, 1], [0, 4]], summary={"final": {"acc": 0.875}})
+    selects = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        light = repo.list_runs(db, confusion=False)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(light) == 3 and all(r.confusion is None for r in light)
+    assert all(r.summary == {"final": {"acc": 0.875}} for r in light)
+    assert len(selects) == 2 and "confusion_json" not in selects[0]
+    assert all(r.confusion == [[3, 1], [0, 4]] for r in repo.list_runs(db))
+
+
 def test_statuses_constant():
     assert STATUSES == ("created", "queued", "starting", "running", "completed", "failed",
                         "cancelled", "lost")
