@@ -297,8 +297,8 @@ per completed run; {N_RUNNING} running, {N_QUEUED} queued). "First rendered fram
 runs screen's title on a {100}×{30} pseudo-terminal: SQLAlchemy and the records load in a
 thread after it. A tick's fetch runs in a thread worker (ids and statuses from the status index,
 the live columns of unfinished runs, then only the changed runs in full); apply updates only
-the table cells that changed. The first load reads every run in full (configs, summaries and
-confusion matrices as JSON), once, in the worker.""")
+the table cells that changed. The first load reads every run (configs and summaries as JSON;
+not the confusion matrices, which the table never shows), once, in the worker.""")
 
 
 if __name__ == "__main__":
