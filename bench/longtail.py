@@ -202,6 +202,24 @@ PROFILES["transfer"] = Profile(
           Arm("mfm, modulator from digits-LT IF10", ("method.name=mfm", CE_LOSS),
               specs=(FM100.name,), modulator_of=(DIG10.name, "mfm (trained here)"))))
 
+# Why does a modulator from digits-LT hurt on Fashion-MNIST-LT IF100? Our hypothesis: its
+# log-frequency input saw only IF 10's range. A modulator from Fashion-MNIST-LT IF10 (same
+# images, same range as digits) separates range from domain; 3 seeds.
+FM10 = Spec("fashion-mnist-LT IF10", (*FMNIST, "data.imbalance_factor=10"))
+PROFILES["transfer-range"] = Profile(
+    specs=(Spec(FM100.name, (*FM100.overrides, *VAL)), Spec(FM10.name, (*FM10.overrides, *VAL)),
+           Spec(DIG10.name, (*DIG10.overrides, "data.val_per_class=5"))),
+    model="resnet8", epochs=8, seeds=3,
+    note="ResNet-8, 8 epochs, 3 seeds; modulator networks (penultimate scale from loss and class "
+         "frequency, on ce's loss) trained on Fashion-MNIST-LT IF10 or digits-LT IF10 and frozen "
+         "on Fashion-MNIST-LT IF100, against ce and MFM trained there",
+    arms=(Arm("ce", ("method.name=ce",), specs=(FM100.name,)),
+          Arm("mfm (trained here)", ("method.name=mfm", CE_LOSS)),
+          Arm("mfm, modulator from fashion-mnist-LT IF10", ("method.name=mfm", CE_LOSS),
+              specs=(FM100.name,), modulator_of=(FM10.name, "mfm (trained here)")),
+          Arm("mfm, modulator from digits-LT IF10", ("method.name=mfm", CE_LOSS),
+              specs=(FM100.name,), modulator_of=(DIG10.name, "mfm (trained here)"))))
+
 
 def job_name(profile: str, spec: Spec, method: str, seed: int) -> str:
     return f"{profile}/{spec.name}/{method}/s{seed}"
