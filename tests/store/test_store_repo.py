@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import sqlite3
@@ -33,6 +34,22 @@ def db(db_path):
 @pytest.fixture
 def run_id(db):
     return repo.create_run(db, config=CONFIG, epochs_total=3, name="first")
+
+
+@contextlib.contextmanager
+def selects_on(db):
+    """Collect the SELECT statements the engine sends while the block runs."""
+    selects: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield selects
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
 
 
 def _count(db_path, table, run_id):
@@ -142,17 +159,8 @@ def test_list_runs_uses_two_queries_whatever_the_count(db):
     for _ in range(6):
         rid = repo.create_run(db, config={}, epochs_total=1)
         repo.log_step_metrics(db, rid, [("loss", 0, 0, 1.0), ("lr", 0, 0, 0.1)])
-    selects = []
-
-    def count(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("SELECT"):
-            selects.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with selects_on(db) as selects:
         runs = repo.list_runs(db)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
     assert len(runs) == 6 and all(r.latest == {"loss": 1.0, "lr": 0.1} for r in runs)
     assert len(selects) == 2
 
@@ -163,17 +171,8 @@ def test_list_runs_can_leave_the_confusion_matrices_unread(db):
     for _ in range(3):
         rid = repo.create_run(db, config={}, epochs_total=1)
         repo.update_run(db, rid, confusion=[[3, 1], [0, 4]], summary={"final": {"acc": 0.875}})
-    selects = []
-
-    def count(conn, cursor, statement, *args):
-        if statement.lstrip().upper().startswith("SELECT"):
-            selects.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with selects_on(db) as selects:
         light = repo.list_runs(db, confusion=False)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
     assert len(light) == 3 and all(r.confusion is None for r in light)
     assert all(r.summary == {"final": {"acc": 0.875}} for r in light)
     assert len(selects) == 2 and "confusion_json" not in selects[0]
