@@ -123,17 +123,18 @@ def test_define_queue_watch_and_open_a_run_in_tmux(tui_env, kill_supervisors):
         t.wait_for("Runs (1)", 15, "the queued run in the table")
 
         # 4. watch it complete
-        screen = t.wait_for("completed", 120, "the run to complete")
+        screen = t.wait_for(("completed", "1/1"), 120, "the run to complete")
         row = next(line for line in screen.splitlines() if " e2e " in f" {line} ")
-        assert "digits/IF20" in row and "1/1" in row
+        assert "digits/IF20" in row and "completed" in row
 
         # 5. open its charts
         t.keys("Enter")
         t.wait_for(("Run 1 e2e", "train loss per step", "test accuracy % per epoch"), 15,
                    "the run screen")
         t.keys("]")
-        screen = t.wait_for("per-class test accuracy, head to tail", 10, "the per-class chart")
-        assert "training images" in screen
+        # the title is drawn a frame before the chart's axis labels: wait for both
+        t.wait_for(("per-class test accuracy, head to tail", "training images"), 10,
+                   "the per-class chart with its training counts")
         t.keys("C-q")
         deadline = time.monotonic() + 10
         while t.alive() and time.monotonic() < deadline:
