@@ -20,6 +20,22 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def refill_list(table: Any, rows: list[tuple[str, tuple[str, ...]]],
+                follow: str | None = None) -> None:
+    """Replace a list table's rows (key, cells). The cursor goes to the row keyed ``follow``,
+    else stays on the key it was on, so a refresh never leaves it on another record."""
+    current = None
+    if table.row_count and 0 <= table.cursor_row < table.row_count:
+        current = table.ordered_rows[table.cursor_row].key.value
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+    keys = [key for key, _ in rows]
+    want = follow if follow in keys else current
+    if want in keys:
+        table.move_cursor(row=keys.index(want))
+
+
 class PollResult(Message):
     def __init__(self, value: Any = None, error: str | None = None):
         super().__init__()

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
 from mfm.config import ConfigError, FieldInfo, describe
-from mfm_tui.screens.base import BaseScreen
+from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.form import FieldRow, SchemaForm
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
@@ -116,13 +116,12 @@ class ConfigsScreen(BaseScreen):
 
     # -- list ---------------------------------------------------------------------------------
 
-    def done_listed(self, configs: list[Any]) -> None:
+    def done_listed(self, configs: list[Any], follow: str | None = None) -> None:
         self.configs = configs
-        table = self.query_one("#cfg-list", DataTable)
-        table.clear()
-        for rec in configs:
-            table.add_row(rec.name, str(rec.version),
-                          str(rec.config.get("method", {}).get("name", "ce")), key=rec.name)
+        refill_list(self.query_one("#cfg-list", DataTable),
+                    [(rec.name, (rec.name, str(rec.version),
+                                 str(rec.config.get("method", {}).get("name", "ce"))))
+                     for rec in configs], follow)
 
     def selected(self) -> Any:
         table = self.query_one("#cfg-list", DataTable)
@@ -221,7 +220,7 @@ class ConfigsScreen(BaseScreen):
 
     def done_saved(self, value: tuple[Any, str, list[Any], Any]) -> None:
         rec, message, configs, use = value
-        self.done_listed(configs)
+        self.done_listed(configs, follow=rec.name)
         self.loaded = rec
         self.keep = set(flatten(rec.config))
         self.done_used(use)

@@ -12,7 +12,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Static
 
 from mfm.config import ConfigError, describe
-from mfm_tui.screens.base import BaseScreen
+from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.charts import CountsChart
 from mfm_tui.widgets.form import FieldRow, SchemaForm
 from mfm_tui.widgets.keys_bar import KeysBar
@@ -86,14 +86,15 @@ class DatasetsScreen(BaseScreen):
 
     # -- list ---------------------------------------------------------------------------------
 
-    def done_listed(self, specs: list[Any]) -> None:
+    def done_listed(self, specs: list[Any], follow: str | None = None) -> None:
         self.specs = specs
-        table = self.query_one("#spec-list", DataTable)
-        table.clear()
-        for rec in specs:
+
+        def cells(rec: Any) -> tuple[str, ...]:
             data = rec.spec.get("data", {})
-            table.add_row(rec.name, str(data.get("name", "digits")),
-                          f"{data.get('imbalance_factor', 10):g}", key=rec.name)
+            return (rec.name, str(data.get("name", "digits")),
+                    f"{data.get('imbalance_factor', 10):g}")
+        refill_list(self.query_one("#spec-list", DataTable),
+                    [(rec.name, cells(rec)) for rec in specs], follow)
 
     def selected(self) -> Any:
         table = self.query_one("#spec-list", DataTable)
@@ -201,7 +202,7 @@ class DatasetsScreen(BaseScreen):
 
     def done_saved(self, value: tuple[str, list[Any]]) -> None:
         name, specs = value
-        self.done_listed(specs)
+        self.done_listed(specs, follow=name)
         self.notify(f"dataset spec {name!r} saved (mfm run --dataset {name})", timeout=4)
 
     def action_new(self) -> None:

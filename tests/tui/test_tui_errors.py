@@ -62,8 +62,8 @@ async def test_small_terminal_shows_a_notice_until_it_is_large_enough(fixed_db, 
                     and app.screen.query("#too-small"), 5, "the notice")
         assert "70×20" in str(app.screen.query_one("#too-small").render())
         await pilot.resize_terminal(79, 30)
-        await pilot.pause(0.1)
-        assert "79×30" in str(app.screen.query_one("#too-small").render())
+        await until(pilot, lambda: "79×30" in str(app.screen.query_one("#too-small").render()), 5,
+                    "the notice to follow the size")
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "the runs screen")
         await until(pilot, lambda: app.screen.polls >= 1, 10, "the table")

@@ -17,8 +17,13 @@ SIZE = (100, 30)
 async def open_mode(pilot, until, key: str, cls: type) -> None:
     await until(pilot, lambda: pilot.app.db_ready, 10, "the records to open")
     await pilot.press(key)
-    await until(pilot, lambda: isinstance(pilot.app.screen, cls), 5, f"{cls.__name__}")
-    await pilot.pause(0.1)
+    await until(pilot, lambda: isinstance(pilot.app.screen, cls)
+                and pilot.app.screen.query("FieldRow"), 5, f"{cls.__name__} and its fields")
+
+
+def notified(app, text: str) -> bool:
+    """Whether the app has shown a notification containing ``text``."""
+    return any(text in str(n.message) for n in app._notifications)
 
 
 def row(app, key: str):
@@ -46,7 +51,8 @@ async def test_dataset_spec_inline_errors_preview_and_save(tui_env, make_app, ma
         await type_into(pilot, imb.control, "0.5")
         assert imb.has_class("-invalid") and ">= 1" in str(imb.query_one(".f-error").render())
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: notified(app, "fix the fields marked in red first"), 5,
+                    "the refusal")
         assert make_services().list_dataset_specs() == []
         # text that is not a number
         await type_into(pilot, imb.control, "ten")
@@ -82,10 +88,9 @@ async def test_dataset_spec_inline_errors_preview_and_save(tui_env, make_app, ma
         assert row(app, "data.imbalance_factor").control.value == "100"
         # imagefolder without a root: the error names data.root, under that field
         row(app, "data.name").control.value = "imagefolder"
-        await pilot.pause(0.1)
         root = row(app, "data.root")
-        assert root.has_class("-invalid") and "imagefolder needs data.root" in str(
-            root.query_one(".f-error").render())
+        await until(pilot, lambda: root.has_class("-invalid") and "imagefolder needs data.root"
+                    in str(root.query_one(".f-error").render()), 5, "the data.root error")
         # delete (confirm)
         await pilot.press("ctrl+d")
         await pilot.press("y")
@@ -102,8 +107,8 @@ async def test_config_form_from_schema_versions_and_guards(fixed_db, make_app, m
         assert not row(app, "mfm.bound").display  # method ce: no mfm section
         assert not row(app, "method.focal_gamma").display
         row(app, "method.name").control.value = "mfm"
-        await pilot.pause(0.1)
-        assert row(app, "mfm.bound").display and row(app, "mfm.meta_lr").display
+        await until(pilot, lambda: row(app, "mfm.bound").display
+                    and row(app, "mfm.meta_lr").display, 5, "the mfm section")
         assert "(default 1)" in str(row(app, "mfm.bound").query_one(".f-help").render())
         await type_into(pilot, screen.query_one("#cfg-name", Input), "mfm-a")
         bound = row(app, "mfm.bound")
@@ -111,16 +116,16 @@ async def test_config_form_from_schema_versions_and_guards(fixed_db, make_app, m
         assert bound.has_class("-invalid") and "> 0" in str(
             bound.query_one(".f-error").render())
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: notified(app, "fix the fields marked in red first"), 5,
+                    "the refusal")
         assert make_services().get_config("mfm-a") is None
         # a rule across fields: label-dependent modulation must stay a penultimate scale
         await type_into(pilot, bound.control, "2")
         row(app, "mfm.sites").control.value = "stage"
-        await pilot.pause(0.1)
-        assert row(app, "mfm.sites").has_class("-invalid")
+        await until(pilot, lambda: row(app, "mfm.sites").has_class("-invalid"), 5,
+                    "the cross-field error")
         row(app, "mfm.sites").control.value = "penultimate"
-        await pilot.pause(0.1)
-        assert screen.valid
+        await until(pilot, lambda: screen.valid, 5, "the form to be valid again")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: make_services().get_config("mfm-a") is not None, 5, "save")
         saved = make_services().get_config("mfm-a")
@@ -130,8 +135,8 @@ async def test_config_form_from_schema_versions_and_guards(fixed_db, make_app, m
         screen.query_one("#cfg-list").move_cursor(row=[c.name for c in screen.configs]
                                                   .index("tiny-ce"))
         await pilot.press("ctrl+o")
-        await pilot.pause(0.2)
-        assert screen.query_one("#cfg-name", Input).value == "tiny-ce"
+        await until(pilot, lambda: screen.query_one("#cfg-name", Input).value == "tiny-ce", 5,
+                    "the loaded config")
         assert row(app, "model.name").control.value == "resnet_tiny"
         await until(pilot, lambda: "used by run(s) 5" in str(
             screen.query_one("#cfg-info").render()), 5, "the usage line")
@@ -140,14 +145,18 @@ async def test_config_form_from_schema_versions_and_guards(fixed_db, make_app, m
         await until(pilot, lambda: make_services().get_config("tiny-ce").version == 2, 5,
                     "version 2")
         assert make_services().get_config("tiny-ce", 1).config["train"]["epochs"] == 1
-        # delete is refused while runs use it
+        # the list's cursor follows the saved config; delete is refused while runs use it
+        await until(pilot, lambda: screen.selected() is not None
+                    and screen.selected().name == "tiny-ce"
+                    and screen.selected().version == 2, 5, "the cursor on the saved config")
         await pilot.press("ctrl+d", "y")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: notified(app, "it is kept so they keep their record"), 5,
+                    "the refusal")
         assert make_services().get_config("tiny-ce") is not None
         # clone: same values, new name
         await pilot.press("ctrl+l")
-        await pilot.pause(0.1)
-        assert screen.query_one("#cfg-name", Input).value == "tiny-ce-copy"
+        await until(pilot, lambda: screen.query_one("#cfg-name", Input).value == "tiny-ce-copy",
+                    5, "the clone's name")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: make_services().get_config("tiny-ce-copy") is not None, 5,
                     "the clone to be saved")
@@ -181,7 +190,7 @@ async def test_new_run_form_validates_and_queues_one_run_per_seed(fixed_db, make
         assert screen.plan is None
         assert "optim.lr: expected float" in str(screen.query_one("#nr-error").render())
         await pilot.press("ctrl+s")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: notified(app, "nothing was queued"), 5, "the refusal")
         assert {r.id for r in make_services().list_runs()} == before  # never reached the queue
         await type_into(pilot, screen.query_one("#nr-set", Input), "optim.lr=0.05 seed=7")
         await type_into(pilot, screen.query_one("#nr-seeds", Input), "3")

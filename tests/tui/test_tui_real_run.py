@@ -29,8 +29,8 @@ async def test_queue_a_tiny_run_from_the_form_and_watch_it_complete(tui_env, mak
                     5, "the form")
         form = app.screen
         form.query_one("#nr-config", Select).value = services.get_config("tiny").id
-        await pilot.pause(0.1)
-        assert "resnet_tiny" in str(form.query_one("#nr-plan").render())
+        await until(pilot, lambda: "resnet_tiny" in str(form.query_one("#nr-plan").render()), 5,
+                    "the plan")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), 20, "the queueing")
         assert app.services.started_supervisors, "a supervisor should have been started"

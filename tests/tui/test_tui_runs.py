@@ -151,8 +151,9 @@ async def test_cancel_a_queued_run_and_delete_with_confirmation(fixed_db, make_a
         await pilot.press("D")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")  # no: nothing happens
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "the answer")
         assert str(ids["ce-base"]) in column(app, "id")
+        assert make_app().services.get_run(ids["ce-base"]) is not None
         await pilot.press("delete")
         await pilot.press("y")
         await until(pilot, lambda: str(ids["ce-base"]) not in column(app, "id"), 5,
@@ -198,10 +199,19 @@ async def test_command_palette_lists_the_screen_actions(fixed_db, make_app, unti
             assert title in titles
         # disabled for a completed run with nothing marked, or hidden
         assert not {"Compare", "Cancel", "Resume", "Cursor up"} & set(titles)
+        from textual.command import CommandList, CommandPalette
+
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), 5, "the palette")
         await pilot.press(*"Datasets")
-        await pilot.pause(0.5)
+
+        def datasets_first() -> bool:
+            found = app.screen.query(CommandList)
+            if not found or found.first().highlighted is None:
+                return False
+            hit = found.first().get_option_at_index(found.first().highlighted)
+            return "Datasets" in str(hit.prompt)
+        await until(pilot, datasets_first, 10, "Datasets among the palette's results")
         await pilot.press("enter")
         from mfm_tui.screens.datasets import DatasetsScreen
         await until(pilot, lambda: isinstance(app.screen, DatasetsScreen), 5,
