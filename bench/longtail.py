@@ -183,11 +183,14 @@ PROFILES["select"] = Profile(
           Arm("mfm bn scale_shift free on balanced_softmax's loss",
               ("method.name=mfm", *BN_FREE, BS_LOSS))))
 # The cpu study's MFM arm again, with the defaults the select study chose (base_loss
-# balanced_softmax); the cpu table's mfm row was measured on ce's loss, the default then.
+# balanced_softmax); the cpu table's mfm row was measured on ce's loss, the default then. ce and
+# balanced_softmax again beside it, so one database holds the per-class picture's three runs.
 PROFILES["cpu-mfm"] = Profile(
     specs=PROFILES["cpu"].specs, model="resnet8", epochs=15, seeds=3,
-    note=PROFILES["cpu"].note + "; MFM with today's defaults next to the cpu table's rows",
-    arms=(Arm("mfm (defaults: on balanced_softmax's loss)", ("method.name=mfm",)),))
+    note=PROFILES["cpu"].note + "; MFM with today's defaults beside ce and balanced_softmax",
+    arms=(Arm("ce", ("method.name=ce",)),
+          Arm("balanced_softmax", ("method.name=balanced_softmax",)),
+          Arm("mfm (defaults: on balanced_softmax's loss)", ("method.name=mfm",))))
 PROFILES["transfer"] = Profile(
     specs=(Spec(FM100.name, (*FM100.overrides, *VAL)), Spec(DIG10.name, (*DIG10.overrides,
                                                                           "data.val_per_class=5"))),
