@@ -47,7 +47,15 @@ class Callbacks:
     def on_step(self, epoch: int, step: int, values: dict[str, float] | None) -> None:
         """Called after every optimiser step; ``values`` only on logging steps."""
 
+    def on_train_end(self, epoch: int) -> None:
+        """The epoch's optimiser steps are done; evaluation and its checkpoint come next."""
+
     def on_epoch(self, result: EpochResult) -> None: ...
+
+    def on_epoch_restored(self, result: EpochResult) -> None:
+        """On resume: the result of the epoch the checkpoint holds, announced again. A process
+        killed after the checkpoint was written but before ``on_epoch`` reached its store
+        catches up here; stores that already have it can write it again (idempotent)."""
 
     def on_end(self, summary: dict[str, Any], confusion: list[list[int]]) -> None: ...
 
@@ -74,9 +82,17 @@ class Tee(Callbacks):
         for t in self.targets:
             t.on_step(epoch, step, values)
 
+    def on_train_end(self, epoch: int) -> None:
+        for t in self.targets:
+            t.on_train_end(epoch)
+
     def on_epoch(self, result: EpochResult) -> None:
         for t in self.targets:
             t.on_epoch(result)
+
+    def on_epoch_restored(self, result: EpochResult) -> None:
+        for t in self.targets:
+            t.on_epoch_restored(result)
 
     def on_end(self, summary: dict[str, Any], confusion: list[list[int]]) -> None:
         for t in self.targets:
@@ -93,6 +109,7 @@ class Recorder(Callbacks):
     info: StartInfo | None = None
     steps: list[tuple[int, int, dict[str, float]]] = field(default_factory=list)
     epochs: list[EpochResult] = field(default_factory=list)
+    restored: list[EpochResult] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     confusion: list[list[int]] | None = None
 
@@ -105,6 +122,9 @@ class Recorder(Callbacks):
 
     def on_epoch(self, result: EpochResult) -> None:
         self.epochs.append(result)
+
+    def on_epoch_restored(self, result: EpochResult) -> None:
+        self.restored.append(result)
 
     def on_end(self, summary: dict[str, Any], confusion: Sequence[Sequence[int]]) -> None:
         self.summary = summary

@@ -135,6 +135,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     groups = shot_groups(data.train_counts, cfg.train.many_threshold, cfg.train.few_threshold)
 
     start_epoch, global_step, best = 0, 0, None
+    restored: EpochResult | None = None
     seconds: list[float] = []
     last_path = checkpoint_dir / LAST if checkpoint_dir is not None else None
     if resume and last_path is not None and last_path.exists():
@@ -148,12 +149,16 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         start_epoch, global_step = state["epoch"] + 1, state["global_step"]
         best = state["best"]
         seconds = list(state.get("seconds", []))
+        if state.get("result") is not None:  # checkpoints before 0.1 lack it
+            restored = EpochResult(epoch=state["epoch"], **state["result"])
 
     cb.on_start(StartInfo(
         device=str(device), split_hash=data.split_hash, classes=list(data.classes),
         train_counts=list(data.train_counts), meta_counts=list(data.meta_counts),
         test_counts=list(data.test_counts), epochs=epochs, start_epoch=start_epoch,
         steps_per_epoch=len(data.train), num_parameters=sum(p.numel() for p in model.parameters())))
+    if restored is not None:
+        cb.on_epoch_restored(restored)
 
     final_eval: Evaluation | None = None
     final_scalars: dict[str, float] = {}
@@ -164,6 +169,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         train_loss, global_step = train_one_epoch(
             model, method, optimizer, data.train, epoch=epoch, global_step=global_step,
             log_every=cfg.train.log_every, callbacks=cb)
+        cb.on_train_end(epoch)
         scheduler.step()
         if hasattr(method, "on_epoch_end"):
             method.on_epoch_end(epoch)
@@ -185,17 +191,20 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         if is_best:
             best = _summary_entry(scalars, epoch)
         final_eval, final_scalars = ev, scalars
+        result = EpochResult(epoch=epoch, scalars=scalars, class_acc=class_acc, is_best=is_best)
         if checkpoint_dir is not None and cfg.train.checkpoint:
+            # the checkpoint carries the epoch's result: a kill between this write and the
+            # store's record below is mended on resume (on_epoch_restored)
             save_atomic({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "method": method.state_dict(),
                 "loader": data.loader_state(), "rng": capture_rng(), "epoch": epoch,
                 "global_step": global_step, "best": best, "seconds": seconds,
+                "result": {"scalars": scalars, "class_acc": class_acc, "is_best": is_best},
             }, checkpoint_dir / LAST)
             if is_best:
                 save_atomic({"model": model.state_dict(), "epoch": epoch}, checkpoint_dir / BEST)
-        cb.on_epoch(EpochResult(epoch=epoch, scalars=scalars, class_acc=class_acc,
-                                is_best=is_best))
+        cb.on_epoch(result)
 
     if final_eval is None:  # resumed a run whose every epoch was already done
         final_eval = evaluate(model, method, data.test, data.num_classes)

@@ -33,11 +33,18 @@ class LogLines(Callbacks):
               f"{info.epochs}", flush=True)
 
     def on_epoch(self, result: EpochResult) -> None:
-        s = result.scalars
-        groups = " ".join(f"{k} {100 * s[k]:.1f}" for k in ("many", "medium", "few") if k in s)
-        print(f"epoch {result.epoch + 1}: train_loss {s['train_loss']:.4f} test_loss "
-              f"{s['test_loss']:.4f} acc {100 * s['acc']:.2f} ({groups}) "
-              f"{s['epoch_seconds']:.1f}s{' best' if result.is_best else ''}", flush=True)
+        print(f"epoch {result.epoch + 1}: {_epoch_text(result)}", flush=True)
+
+    def on_epoch_restored(self, result: EpochResult) -> None:
+        print(f"checkpoint holds epoch {result.epoch + 1}: {_epoch_text(result)}", flush=True)
+
+
+def _epoch_text(result: EpochResult) -> str:
+    s = result.scalars
+    groups = " ".join(f"{k} {100 * s[k]:.1f}" for k in ("many", "medium", "few") if k in s)
+    return (f"train_loss {s['train_loss']:.4f} test_loss {s['test_loss']:.4f} "
+            f"acc {100 * s['acc']:.2f} ({groups}) "
+            f"{s['epoch_seconds']:.1f}s{' best' if result.is_best else ''}")
 
 
 def main(argv: list[str] | None = None) -> int:

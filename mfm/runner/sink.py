@@ -42,8 +42,14 @@ class StoreSink(Callbacks):
         repo.update_run(self.db, self.run_id, heartbeat_at=time.time())
         self.last_flush = self.clock()
 
+    def on_train_end(self, epoch: int) -> None:
+        self.flush()  # before the checkpoint: its steps are not run again on resume
+
     def on_epoch(self, result: EpochResult) -> None:
         self.flush()
+        repo.log_epoch(self.db, self.run_id, result.epoch, result.scalars, result.class_acc)
+
+    def on_epoch_restored(self, result: EpochResult) -> None:
         repo.log_epoch(self.db, self.run_id, result.epoch, result.scalars, result.class_acc)
 
     def on_end(self, summary: dict[str, Any], confusion: list[list[int]]) -> None:

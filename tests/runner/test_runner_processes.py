@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import signal
 import subprocess
 import time
@@ -11,6 +12,7 @@ import time
 from proc_helpers import TINY, mfm_exe, wait_for
 
 from mfm.runner.procs import is_alive
+from mfm.store import Database, repo
 
 # digits with a tiny ResNet and batch 16: about 30 steps and well under a second per epoch
 SLOW = ["--set", "train.batch_size=16"]
@@ -48,7 +50,14 @@ def test_kill_9_of_a_run_is_lost_then_resume_completes(env):
     final = env.run(run_id)
     assert final.attempt == 1 and final.epoch == 59
     log = env.mfm("logs", str(run_id), check=True).stdout
-    assert "attempt 1 (resume)" in log and f"epochs {done_before + 2}..60" in log
+    assert "attempt 1 (resume)" in log
+    # the kill can land after an epoch's checkpoint and before its record: then the
+    # checkpoint is one epoch ahead, and the resumed run records that epoch from it
+    held = int(re.search(r"checkpoint holds epoch (\d+):", log).group(1))
+    assert held in (done_before + 1, done_before + 2)
+    assert f"epochs {held + 1}..60" in log
+    with Database(str(env.db_path)) as db:
+        assert [e for e, _ in repo.get_epoch_series(db, run_id)["acc"]] == list(range(60))
 
 
 def test_kill_9_of_the_supervisor_leaves_runs_running_and_a_new_one_readopts(env):
