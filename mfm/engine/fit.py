@@ -149,7 +149,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         start_epoch, global_step = state["epoch"] + 1, state["global_step"]
         best = state["best"]
         seconds = list(state.get("seconds", []))
-        if state.get("result") is not None:  # checkpoints before 0.1 lack it
+        if state.get("result") is not None:  # checkpoints written before this key existed lack it
             restored = EpochResult(epoch=state["epoch"], **state["result"])
 
     cb.on_start(StartInfo(
