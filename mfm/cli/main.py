@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mfm import __version__
+from mfm.crashlog import guard
 from mfm.cli.datasets import datasets
 from mfm.cli.queue import cancel, logs, resume
 from mfm.cli.worker import worker
@@ -43,7 +44,7 @@ cli.add_command(worker)
 
 
 def main() -> None:
-    cli(prog_name="mfm")
+    guard("mfm", lambda: cli(prog_name="mfm"))
 
 
 if __name__ == "__main__":
