@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfm.text import one_line, visible
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -39,15 +41,25 @@ MODEL_NAMES = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resne
 METHOD_NAMES = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax", "mwnet", "mfm")
 META_METHODS = ("mwnet", "mfm")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+# numpy's seeds are 32-bit; every other int is capped where SQLite and the UI stay sane.
+SEED_MAX = 2**32 - 1
+INT_MAX = 2**31 - 1
+# A config error is one line; the unknown-key message lists every key, so the cap is wide.
+_MESSAGE_MAX = 2000
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A user's value inside a message: its repr, control characters visible, cut."""
+    return visible(repr(value), limit=limit)
 
 
 class ConfigError(ValueError):
     """A bad configuration value. ``str(err)`` is one line naming the key."""
 
     def __init__(self, key: str, message: str):
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}" if key else message)
+        self.key = visible(key, limit=80)
+        self.message = one_line(message, limit=_MESSAGE_MAX)
+        super().__init__(f"{self.key}: {self.message}" if key else self.message)
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
@@ -73,7 +85,8 @@ class DataConfig:
                          "has after the meta split", ge=0)
     val_per_class: int = _f(0, "balanced validation images per class, held out of training "
                             "after the meta draw (0 = none); runs report val_acc on them", ge=0)
-    seed: int = _f(0, "seed of the split (meta draw, subsampling, class permutation)", ge=0)
+    seed: int = _f(0, "seed of the split (meta draw, subsampling, class permutation)", ge=0,
+                   le=SEED_MAX)
     step_mu: float = _f(0.5, "step profile: fraction of classes that keep n_max", gt=0.0, le=1.0)
     permute_classes: bool = _f(False, "seeded permutation of which class is the head")
     test_per_class: int = _f(50, "digits only: images per class in the seeded balanced test split",
@@ -125,8 +138,9 @@ class OptimConfig:
     momentum: float = _f(0.9, "SGD momentum", ge=0.0, lt=1.0)
     nesterov: bool = _f(True, "Nesterov momentum")
     weight_decay: float = _f(5e-4, "L2 weight decay", ge=0.0)
-    milestones: tuple[float, ...] = _f((0.8, 0.9), "lr decay points as fractions of the epochs "
-                                       "(0.8, 0.9 of 100 epochs = epochs 80 and 90)")
+    milestones: tuple[float, ...] = _f((0.8, 0.9), "lr decay points as fractions of the epochs, "
+                                       "strictly increasing in (0, 1) (0.8, 0.9 of 100 epochs = "
+                                       "epochs 80 and 90)")
     lr_decay: float = _f(0.1, "multiplier applied to lr at each milestone", gt=0.0, le=1.0)
     warmup_epochs: int = _f(0, "linear lr warm-up epochs", ge=0)
 
@@ -212,7 +226,7 @@ class Config:
     mfm: MfmConfig = field(default_factory=MfmConfig)
     mwnet: MwnetConfig = field(default_factory=MwnetConfig)
     seed: int = _f(0, "seed for python, numpy and torch (training order, init, augmentation)",
-                   ge=0)
+                   ge=0, le=SEED_MAX)
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
 
 
@@ -286,7 +300,15 @@ def describe() -> list[FieldInfo]:
 
 
 def _unknown(key: str) -> ConfigError:
-    return ConfigError(key, "unknown key; valid keys: " + ", ".join(_FIELDS))
+    import difflib
+
+    close = difflib.get_close_matches(key, list(_FIELDS), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    section = key.partition(".")[0]
+    same = [k for k in _FIELDS if "." in k and k.partition(".")[0] == section]
+    if same:  # a typo inside a known section: that section's keys are the useful list
+        return ConfigError(key, f"unknown key; {hint}valid keys in [{section}]: " + ", ".join(same))
+    return ConfigError(key, f"unknown key; {hint}valid keys: " + ", ".join(_FIELDS))
 
 
 def _coerce(key: str, value: Any, t: Any) -> Any:
@@ -300,6 +322,8 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
             return value
     elif t is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(key, f"must be a finite number (got {_show(value)})")
             return float(value)
     elif t is str:
         if isinstance(value, str):
@@ -307,8 +331,10 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
     elif typing.get_origin(t) is tuple:
         if isinstance(value, (list, tuple)) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            if not all(math.isfinite(v) for v in value):
+                raise ConfigError(key, f"must be finite numbers (got {_show(list(value))})")
             return tuple(float(v) for v in value)
-    raise ConfigError(key, f"expected {name}, got {value!r}")
+    raise ConfigError(key, f"expected {name}, got {_show(value)}")
 
 
 def _parse_text(key: str, text: str, t: Any) -> Any:
@@ -328,16 +354,19 @@ def _parse_text(key: str, text: str, t: Any) -> Any:
         if t is float:
             v = float(s)
             if not math.isfinite(v):
-                raise ValueError
+                raise ConfigError(key, f"must be a finite number (got {_show(text)})")
             return v
         if t is str:
             return s
         if typing.get_origin(t) is tuple:
             s = s.strip("[]()")
-            return tuple(float(p) for p in s.split(",") if p.strip())
+            vals = tuple(float(p) for p in s.split(",") if p.strip())
+            if not all(math.isfinite(v) for v in vals):
+                raise ConfigError(key, f"must be finite numbers (got {_show(text)})")
+            return vals
     except ValueError:
         pass
-    raise ConfigError(key, f"expected {name}, got {text!r}")
+    raise ConfigError(key, f"expected {name}, got {_show(text)}")
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -364,31 +393,33 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
 def _range_text(m: typing.Mapping[str, Any]) -> str:
-    parts = []
-    if m.get("ge") is not None:
-        parts.append(f">= {m['ge']:g}")
-    if m.get("gt") is not None:
-        parts.append(f"> {m['gt']:g}")
-    if m.get("le") is not None:
-        parts.append(f"<= {m['le']:g}")
-    if m.get("lt") is not None:
-        parts.append(f"< {m['lt']:g}")
+    parts = [f"{op} {_num(m[k])}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="),
+                                                   ("lt", "<")) if m.get(k) is not None]
     return " and ".join(parts)
 
 
 def _check_field(key: str, value: Any, m: typing.Mapping[str, Any]) -> None:
     choices = m.get("choices")
     if choices is not None and value not in choices:
-        raise ConfigError(key, f"must be one of {' | '.join(choices)} (got {value!r})")
+        raise ConfigError(key, f"must be one of {' | '.join(choices)} (got {_show(value)})")
     vals = value if isinstance(value, tuple) else (value,)
     for v in vals:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
+        if isinstance(v, float) and not math.isfinite(v):
+            # NaN compares false with every bound: without this it would pass them all
+            raise ConfigError(key, f"must be a finite number (got {_show(value)})")
+        if isinstance(v, int) and m.get("le") is None and v > INT_MAX:
+            raise ConfigError(key, f"must be <= {INT_MAX} (got {_show(value)})")
         bad = ((m.get("ge") is not None and v < m["ge"]) or (m.get("gt") is not None and v <= m["gt"])
                or (m.get("le") is not None and v > m["le"]) or (m.get("lt") is not None and v >= m["lt"]))
         if bad:
-            raise ConfigError(key, f"must be {_range_text(m)} (got {value!r})")
+            raise ConfigError(key, f"must be {_range_text(m)} (got {_show(value)})")
 
 
 def _validate(cfg: Config, explicit: set[str]) -> None:
@@ -401,11 +432,11 @@ def _validate(cfg: Config, explicit: set[str]) -> None:
             raise ConfigError(key, f"applies only to method.name in {' | '.join(methods)} "
                                    f"(method.name is {cfg.method.name!r})")
     if not _DEVICE_RE.match(cfg.device):
-        raise ConfigError("device", f"must be auto | cpu | cuda | cuda:N (got {cfg.device!r})")
+        raise ConfigError("device", f"must be auto | cpu | cuda | cuda:N (got {_show(cfg.device)})")
     ms = cfg.optim.milestones
-    if any(not (0.0 < m <= 1.0) for m in ms) or list(ms) != sorted(ms):
-        raise ConfigError("optim.milestones",
-                          f"must be increasing fractions in (0, 1] (got {list(ms)})")
+    if any(not (0.0 < m < 1.0) for m in ms) or any(a >= b for a, b in zip(ms, ms[1:])):
+        raise ConfigError("optim.milestones", "must be strictly increasing fractions in (0, 1) "
+                          f"(got {_show(list(ms))})")
     if cfg.optim.warmup_epochs >= cfg.train.epochs and cfg.optim.warmup_epochs > 0:
         raise ConfigError("optim.warmup_epochs",
                           f"must be < train.epochs = {cfg.train.epochs} "

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from mfm.cli import jsonout
 from mfm.cli.errors import UserError
 from mfm.cli.run import load_config_or_fail
 from mfm.config import ConfigError
@@ -48,7 +48,7 @@ def preview(config_path: str | None, overrides: tuple[str, ...], as_json: bool) 
     except ConfigError as e:
         raise UserError(str(e)) from None
     if as_json:
-        click.echo(json.dumps(counts, indent=2))
+        click.echo(jsonout.dumps(counts, indent=2))
         return
     d = cfg.data
     train = counts["train"]

@@ -6,6 +6,11 @@ from typing import IO, Any
 
 import click
 
+from mfm.text import one_line
+
+# Wide enough for the list of valid config keys; a pasted 10,000-element list is cut.
+MESSAGE_LIMIT = 2000
+
 __all__ = ["UserError"]
 
 
@@ -15,4 +20,5 @@ class UserError(click.ClickException):
     exit_code = 2
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True, file=file)
+        click.echo(f"error: {one_line(self.format_message(), limit=MESSAGE_LIMIT)}", err=True,
+                   file=file)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from mfm import __version__
 from mfm.crashlog import guard
+from mfm.text import one_line
 from mfm.cli.datasets import datasets
 from mfm.cli.queue import cancel, logs, resume
 from mfm.cli.worker import worker
@@ -43,8 +46,27 @@ cli.add_command(logs)
 cli.add_command(worker)
 
 
-def main() -> None:
-    guard("mfm", lambda: cli(prog_name="mfm"))
+def _invoke(argv: list[str] | None) -> None:
+    """click without its standalone error printing: every usage error is one line (click's
+    own is three: usage, hint, error)."""
+    try:
+        code = cli.main(args=argv, prog_name="mfm", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.UsageError as e:
+        command = e.ctx.command_path if e.ctx is not None else "mfm"
+        click.echo(f"error: {one_line(e.format_message())} (see {command} --help)", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    guard("mfm", lambda: _invoke(argv))
 
 
 if __name__ == "__main__":

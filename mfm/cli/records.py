@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,13 +13,20 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.cli.progress import summary_table
 from mfm.store import Database, RunRecord, repo
+from mfm.text import visible
 
 __all__ = ["runs", "show", "export", "run_document"]
+
+
+# Characters of a run's name shown in the table (the full name: mfm show ID).
+NAME_COLUMN = 60
 
 
 def _pct(v: Any) -> str:
@@ -56,7 +63,8 @@ def _record_dict(rec: RunRecord) -> dict[str, Any]:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.option("--status", default=None, help="Only runs with this status.")
-@click.option("--limit", type=int, default=None, help="At most this many runs (newest first).")
+@click.option("--limit", type=click.IntRange(min=0), default=None,
+              help="At most this many runs (newest first).")
 @pass_app
 def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None:
     """List runs, newest first.
@@ -67,22 +75,24 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
       mfm runs --status completed --json | jq '.[].summary.final.acc'
     """
     db = app.open_db()
-    try:
-        records = repo.list_runs(db, status=status, limit=limit)
-    except ValueError as e:
-        raise UserError(f"--status: {e}") from None
+    from mfm.store import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise UserError(f"--status: must be one of {' | '.join(STATUSES)} "
+                        f"(got {visible(repr(status), limit=60)})")
+    records = repo.list_runs(db, status=status, limit=limit)
     from mfm.store import queue
 
     if as_json:
         positions = queue.queue_positions(db)
-        click.echo(json.dumps([{**_record_dict(r), "queue_position": positions.get(r.id)}
+        click.echo(jsonout.dumps([{**_record_dict(r), "queue_position": positions.get(r.id)}
                                for r in records], indent=2))
         return
 
     positions = queue.queue_positions(db)
     now = time.time()
-    table = Table(title=f"runs in {app.db_target} (data = dataset/imbalance factor; where = "
-                        "queue position, or slot and heartbeat age)", title_justify="left")
+    table = Table(title=Text(f"runs in {visible(app.db_target)} (data = dataset/imbalance factor; where = "
+                        "queue position, or slot and heartbeat age)"), title_justify="left")
     for col, just in (("id", "right"), ("name", "left"), ("status", "left"), ("data", "left"),
                       ("method", "left"), ("epoch", "right"), ("acc %", "right"),
                       ("best %", "right"), ("where", "left"), ("created", "left")):
@@ -91,11 +101,13 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
         done = 0 if r.epoch is None else r.epoch + 1
         best = (r.summary or {}).get("best") or {}
         data = r.config.get("data", {})
-        table.add_row(str(r.id), r.name or "", r.status,
-                      f"{data.get('name', '?')}/{data.get('imbalance_factor', 0):g}",
-                      r.method, f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
-                      _pct(best.get("acc")), _where(r, positions, now),
-                      _when(r.created_at, short=True))
+        cells = (str(r.id), visible(r.name or "", limit=NAME_COLUMN), r.status,
+                 f"{data.get('name', '?')}/{data.get('imbalance_factor', 0):g}",
+                 r.method, f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
+                 _pct(best.get("acc")), _where(r, positions, now),
+                 _when(r.created_at, short=True))
+        # Text, never markup: a name such as "[/]" or "[bold]x" is shown as typed
+        table.add_row(*(Text(visible(c)) for c in cells))
     con = Console()
     if not con.is_terminal:  # a pipe or a log: no terminal width to respect
         con = Console(width=200)
@@ -183,25 +195,32 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
         click.echo(per_class_plot(series, width, 22))
         return
     if as_json:
-        click.echo(json.dumps({"run": _record_dict(rec),
+        click.echo(jsonout.dumps({"run": _record_dict(rec),
                                "classes": class_rows(rec, class_acc)}, indent=2))
         return
     con = Console()
     cfg = rec.config
     data = cfg.get("data", {})
-    con.print(f"[bold]run {rec.id}[/bold] {rec.name or ''}  status [bold]{rec.status}[/bold]  "
-              f"{rec.method} on {data.get('name')}-LT (IF {data.get('imbalance_factor', 0):g}, "
-              f"{data.get('profile')}), {cfg.get('model', {}).get('name')}")
-    con.print(f"created {_when(rec.created_at)}  started {_when(rec.started_at)}  "
-              f"finished {_when(rec.finished_at)}  host {rec.host or '—'}  "
-              f"device {rec.device or '—'}  split {(rec.split_hash or '—')[:12]}")
+    head = Text()
+    head.append(f"run {rec.id}", style="bold")
+    head.append(f" {visible(rec.name or '')}  status ")
+    head.append(rec.status, style="bold")
+    head.append(visible(f"  {rec.method} on {data.get('name')}-LT (IF "
+                        f"{data.get('imbalance_factor', 0):g}, {data.get('profile')}), "
+                        f"{cfg.get('model', {}).get('name')}"))
+    con.print(head)
+    con.print(Text(visible(f"created {_when(rec.created_at)}  started {_when(rec.started_at)}  "
+                           f"finished {_when(rec.finished_at)}  host {rec.host or '—'}  "
+                           f"device {rec.device or '—'}  split {(rec.split_hash or '—')[:12]}")))
     done = 0 if rec.epoch is None else rec.epoch + 1
-    con.print(f"epochs {done}/{rec.epochs_total}  checkpoints {rec.checkpoint_dir or '—'}")
+    con.print(Text(visible(f"epochs {done}/{rec.epochs_total}  checkpoints "
+                           f"{rec.checkpoint_dir or '—'}")))
     if rec.summary:
         con.print(summary_table(rec.id, rec.summary))
     if rec.error:
         con.print("[bold red]error[/bold red]:")
-        con.print(rec.error.rstrip(), markup=False, highlight=False)
+        for line in rec.error.rstrip().splitlines():  # a traceback keeps its lines
+            con.print(Text(visible(line)), highlight=False)
     rows = class_rows(rec, class_acc)
     if rows:
         label = "final epoch" if rec.status == "completed" else "latest epoch"
@@ -213,8 +232,9 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
         for r in rows:
             acc = r["acc"]
             bar = "" if acc is None else "█" * int(round(acc * 20))
-            table.add_row(str(r["class"]), str(r["name"]), str(r["train"]), str(r["meta"]),
-                          str(r["test"]), _pct(acc), bar)
+            table.add_row(*(Text(visible(c)) for c in (
+                str(r["class"]), str(r["name"]), str(r["train"]), str(r["meta"]),
+                str(r["test"]), _pct(acc), bar)))
         con.print(table)
 
 
@@ -235,7 +255,7 @@ def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
     db = app.open_db()
     rec = _get_run(db, run_id, app.db_target)
     if fmt == "json":
-        text = json.dumps(run_document(db, rec), indent=2)
+        text = jsonout.dumps(run_document(db, rec), indent=2)
     else:
         series = repo.get_epoch_series(db, run_id)
         per_class = repo.get_all_class_accuracy(db, run_id)
@@ -254,6 +274,26 @@ def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
                         *["" if v is None else v for v in vec]])
         text = buf.getvalue()
     if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        _write_output(Path(output), text if text.endswith("\n") else text + "\n")
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+def _write_output(path: Path, text: str) -> None:
+    """``-o FILE``: refuse a folder or a missing parent folder with one line; the file is
+    replaced whole (temp file + rename), so a write that fails half-way (a full disk) leaves
+    the old file, or none, never a partial one."""
+    shown = visible(str(path))
+    if path.is_dir():
+        raise UserError(f"--output: {shown} is a directory; give a file path")
+    if not path.parent.is_dir():
+        raise UserError(f"--output: folder {visible(str(path.parent))} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        from mfm.crashlog import describe_os_error
+
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"--output: {describe_os_error(e)}") from None

@@ -14,6 +14,7 @@ from mfm.cli.errors import UserError
 from mfm.config import Config, ConfigError, config_to_dict, load_config
 from mfm.runner.preflight import PreflightError, check_data, method_options
 from mfm.store import repo
+from mfm.text import check_name, visible
 
 __all__ = ["run", "load_config_or_fail"]
 
@@ -37,16 +38,19 @@ def compose_named(app: App, dataset_name: str | None, config_name: str | None,
         rec = repo.get_dataset_spec(db, dataset_name)
         if rec is None:
             names = ", ".join(r.name for r in repo.list_dataset_specs(db)) or "none saved"
-            raise UserError(f"--dataset: no dataset spec {dataset_name!r} (have: {names})")
+            raise UserError(f"--dataset: no dataset spec {visible(repr(dataset_name), 80)} "
+                            f"(have: {visible(names, 300)})")
         spec, refs["dataset_spec_id"] = rec.spec, rec.id
     if config_name:
         base, _, version = config_name.partition("@")
         if version and not version.isdigit():
-            raise UserError(f"--config-name: expected NAME or NAME@VERSION (got {config_name!r})")
+            raise UserError("--config-name: expected NAME or NAME@VERSION "
+                            f"(got {visible(repr(config_name), 80)})")
         crec = repo.get_config(db, base, int(version) if version else None)
         if crec is None:
             names = ", ".join(r.name for r in repo.list_configs(db)) or "none saved"
-            raise UserError(f"--config-name: no config {config_name!r} (have: {names})")
+            raise UserError(f"--config-name: no config {visible(repr(config_name), 80)} "
+                            f"(have: {visible(names, 300)})")
         named, refs["config_id"] = crec.config, crec.id
     try:
         cfg = compose(dataset_spec=spec, named_config=named, config_file=config_path,
@@ -117,6 +121,8 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
       mfm run --headless --set method.name=balanced_softmax --set train.epochs=10
       mfm run --headless --config cifar10_lt.toml --set data.imbalance_factor=200
     """
+    if name is not None and (why := check_name("--name", name)):
+        raise UserError(why)
     refs: dict[str, int] = {}
     if dataset_name or config_name:
         cfg, refs = compose_named(app, dataset_name, config_name, config_path, overrides)

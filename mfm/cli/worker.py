@@ -142,9 +142,9 @@ def status(app: App) -> None:
     con = Console()
     if holder is None:
         con.print(f"no supervisor serves {app.db_target} on {socket.gethostname()} "
-                  "(mfm worker --detach starts one; mfm run starts one when needed)")
+                  "(mfm worker --detach starts one; mfm run starts one when needed)", markup=False)
     else:
-        con.print(f"supervisor: {_holder_text(holder)}")
+        con.print(f"supervisor: {_holder_text(holder)}", markup=False)
     now = time.time()
     workers = queue.list_workers(db)
     if workers:
