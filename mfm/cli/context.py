@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,30 @@ import click
 
 from mfm.cli.errors import UserError
 from mfm.store import Database, StoreError, resolve_db_target
+from mfm.store.db import BUSY_TIMEOUT_MAX_MS, BUSY_TIMEOUT_MS
 from mfm.store.fsinfo import warn_if_network_fs
+from mfm.text import visible
 
-__all__ = ["App", "runs_root", "pass_app"]
+__all__ = ["App", "runs_root", "pass_app", "busy_timeout_ms"]
+
+BUSY_TIMEOUT_ENV = "MFM_BUSY_TIMEOUT_MS"
+
+
+def busy_timeout_ms(env: Mapping[str, str]) -> int:
+    """``MFM_BUSY_TIMEOUT_MS`` (a positive whole number of milliseconds), else the default:
+    how long a command waits for another process's write lock before saying it is busy."""
+    raw = env.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return BUSY_TIMEOUT_MS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 0 < value <= BUSY_TIMEOUT_MAX_MS:
+        raise UserError(f"{BUSY_TIMEOUT_ENV}: expected a positive whole number of "
+                        f"milliseconds (at most {BUSY_TIMEOUT_MAX_MS}), "
+                        f"got {visible(repr(raw), 40)}")
+    return value
 
 
 def runs_root(db_target: str) -> Path:
@@ -36,9 +57,11 @@ class App:
     db_target: str
 
     def open_db(self) -> Database:
-        """Open the records (once per command); warns once if they sit on NFS & co."""
+        """Open the records (once per command); warns once if they sit on NFS & co.
+        ``MFM_BUSY_TIMEOUT_MS`` sets how long a write waits for another process's lock."""
+        timeout = busy_timeout_ms(os.environ)
         try:
-            db = Database(self.db_target)
+            db = Database(self.db_target, busy_timeout_ms=timeout)
         except StoreError as e:
             raise UserError(str(e)) from None
         warn_if_network_fs(self.db_target)

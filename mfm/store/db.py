@@ -4,23 +4,27 @@ way to get a session (``session_scope``). Nothing here is module-level state."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mfm.store import schema
+from mfm.text import visible
 
 __all__ = ["Database", "StoreError", "resolve_db_target", "DEFAULT_DB", "SQLITE_HEADER",
-           "BUSY_TIMEOUT_MS"]
+           "BUSY_TIMEOUT_MS", "BUSY_TIMEOUT_MAX_MS"]
 
 DEFAULT_DB = "experiments.db"
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MAX_MS = 2 ** 31 - 1  # SQLite keeps it in a C int
 # Marks the engine variant whose transactions only read (plain deferred BEGIN).
 _READ_ONLY_OPTION = "mfm_read_only"
 
@@ -79,17 +83,46 @@ def _check_file(path: Path, shown: str) -> None:
         raise StoreError(f"--db: directory '{path.parent}' does not exist (for '{shown}')")
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # SQLAlchemy's recipe for pysqlite: stop the driver from issuing its own (late, DML-only)
-    # BEGIN; _on_begin below issues ours.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
+def _on_read_only_fs(folder: Path) -> bool:
+    """Is ``folder`` on a file system mounted read-only (a snapshot, a ``ro`` mount)?"""
     try:
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False
+
+
+def _writable(path: Path) -> bool:
+    # access() also says no for a read-only file system and an immutable (chattr +i) inode,
+    # even to root, who passes every permission bit.
+    return os.access(path, os.W_OK)
+
+
+def _immutable_creator(path: Path, timeout: float) -> Callable[[], sqlite3.Connection]:
+    """Connections to a file on a read-only file system. A WAL reader needs the -wal and -shm
+    files beside the database, which cannot be created there; ``immutable=1`` tells SQLite
+    that nothing can change the file, which holds while the file system is read-only."""
+    uri = f"file:{quote(str(path))}?mode=ro&immutable=1"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+
+    return connect
+
+
+def _sqlite_connect_listener(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy's recipe for pysqlite: stop the driver from issuing its own (late,
+        # DML-only) BEGIN; _on_begin below issues ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    return on_connect
 
 
 def _on_begin(conn: Any) -> None:
@@ -112,23 +145,49 @@ class Database:
     >>> with Database(str(tmp_path / "experiments.db")) as db:   # doctest: +SKIP
     ...     with db.session_scope() as session:
     ...         ...
+
+    ``busy_timeout_ms``: how long a writer waits for another process's write lock before it
+    gives up with a ``StoreError`` saying the database is busy.
+
+    Faults of the file itself (damaged, not a database, read-only, locked for too long) come
+    out as one-line ``StoreError``s naming the file, and nothing is written to it. A database
+    on a read-only file system opens for reading (writes are refused with such an error).
     """
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+        if (isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int)
+                or not 0 < busy_timeout_ms <= BUSY_TIMEOUT_MAX_MS):
+            raise ValueError(f"busy_timeout_ms must be a positive integer up to "
+                             f"{BUSY_TIMEOUT_MAX_MS}, not {busy_timeout_ms!r}")
+        self.busy_timeout_ms = busy_timeout_ms
         self.target = target
         url, self.path, self.display = _parse_target(target)
         if self.path is not None:
             _check_file(self.path, self.display)
         self.is_sqlite = url.get_backend_name() == "sqlite"
+        # Read-only media: open immutable, unless a -wal file is there (its commits would be
+        # skipped; with the -shm beside it SQLite reads such a database as it is).
+        self.read_only_media = (self.path is not None and self.path.is_file()
+                                and _on_read_only_fs(self.path.parent)
+                                and not Path(f"{self.path}-wal").exists())
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000}
+            kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
+            if self.read_only_media:
+                assert self.path is not None
+                kwargs["creator"] = _immutable_creator(self.path, busy_timeout_ms / 1000)
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except (exc.ArgumentError, ImportError) as e:
             raise StoreError(f"--db: cannot open {self.display!r}: {e}") from None
+        # Errors of the driver itself, as raw connections (PRAGMA journal_mode) raise them.
+        dbapi = getattr(self.engine.dialect, "loaded_dbapi", None)
+        driver_error = getattr(dbapi, "Error", None)
+        self._driver_errors: tuple[type[BaseException], ...] = (
+            (exc.DBAPIError, driver_error) if isinstance(driver_error, type)
+            else (exc.DBAPIError,))
         if self.is_sqlite:
-            event.listen(self.engine, "connect", _on_sqlite_connect)
+            event.listen(self.engine, "connect", _sqlite_connect_listener(busy_timeout_ms))
             event.listen(self.engine, "begin", _on_begin)
         self._read_engine = self.engine.execution_options(**{_READ_ONLY_OPTION: True})
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
@@ -170,9 +229,70 @@ class Database:
             self._pid = os.getpid()
 
     def _error(self, e: BaseException) -> StoreError:
+        """One line for a database error: what is wrong with which file, and what to do."""
         orig = getattr(e, "orig", None) or e
         first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        return StoreError(f"database error in {self.display}: {first}")
+        said = first.lower()
+        shown = self.display
+        if not self.is_sqlite:  # the mapping below reads SQLite's own messages
+            return StoreError(f"database error in {shown}: {first}")
+        if "not a database" in said or "malformed" in said:
+            return StoreError(f"--db: '{shown}' is damaged ({first}); restore it from a backup "
+                              "or point --db at another file")
+        if "database is locked" in said:
+            seconds = f"{self.busy_timeout_ms / 1000:g}"
+            where = str(self.path) if self.path is not None else shown
+            return StoreError(f"--db: '{shown}' is busy: another process has held its write "
+                              f"lock for longer than {seconds} s; retry later, or find that "
+                              f"process with `fuser {where}`")
+        if self.path is not None:
+            if "readonly" in said or "read-only" in said:
+                return StoreError(self._read_only_message(first))
+            if "unable to open" in said:
+                return StoreError(self._cannot_open_message(first))
+            if "disk i/o error" in said:
+                return StoreError(f"--db: cannot read or write '{shown}' ({first}); check the "
+                                  "disk, and that the file and its folder are writable")
+        if "disk is full" in said:
+            return StoreError(f"--db: no space left for '{shown}' ({first}); free some space "
+                              "and retry")
+        return StoreError(f"database error in {shown}: {first}")
+
+    def _read_only_message(self, first: str) -> str:
+        assert self.path is not None
+        shown, folder = self.display, self.path.parent
+        if self.read_only_media or _on_read_only_fs(folder):
+            return (f"--db: '{shown}' is on a read-only file system, so it can only be read "
+                    f"({first}); copy it to a writable folder and point --db at the copy")
+        if self.path.exists() and not _writable(self.path):
+            return (f"--db: '{shown}' is read-only ({first}); make it writable "
+                    "(chmod u+w), or copy it and point --db at the copy")
+        if not _writable(folder):
+            return self._read_only_folder_message(first)
+        return (f"--db: '{shown}' cannot be written ({first}); check that it and its folder "
+                "are writable")
+
+    def _read_only_folder_message(self, first: str) -> str:
+        assert self.path is not None
+        name = self.path.name
+        return (f"--db: the folder of '{self.display}' is read-only, and SQLite needs to create "
+                f"{name}-wal and {name}-shm beside it ({first}); make the folder writable, "
+                "or copy the database to a writable folder and point --db at the copy")
+
+    def _cannot_open_message(self, first: str) -> str:
+        assert self.path is not None
+        shown, folder = self.display, self.path.parent
+        if not self.path.exists():
+            if not _writable(folder):
+                return (f"--db: cannot create '{shown}': its folder is read-only ({first}); "
+                        "make the folder writable or point --db at another folder")
+        elif not os.access(self.path, os.R_OK):
+            return (f"--db: cannot read '{shown}' ({first}); make it readable (chmod u+r) "
+                    "or point --db at another file")
+        elif not _writable(folder):
+            return self._read_only_folder_message(first)
+        return (f"--db: cannot open '{shown}' ({first}); check that it and its folder are "
+                "readable and writable")
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -189,7 +309,7 @@ class Database:
         try:
             yield session
             session.commit()
-        except exc.DBAPIError as e:
+        except self._driver_errors as e:
             self._rollback_quietly(session)
             raise self._error(e) from e
         except BaseException:
@@ -208,47 +328,86 @@ class Database:
     # -- schema ------------------------------------------------------------------------------
 
     def schema_version(self) -> int | None:
-        with self._read_engine.connect() as conn:
+        """The stored schema version (None: no mfm schema yet); a ``StoreError`` for a
+        damaged file or a version that is not a whole number."""
+        try:
+            with self._read_engine.connect() as conn:
+                return self._read_version(conn)
+        except self._driver_errors as e:
+            raise self._error(e) from e
+
+    def _read_version(self, conn: Any) -> int | None:
+        try:
             return schema.read_version(conn)
+        except schema.SchemaVersionError as e:
+            raise StoreError(f"--db: '{self.display}' is damaged or not mfm records ({e}); "
+                             "restore it from a backup or point --db at another file") from None
 
     def ensure_schema(self) -> None:
-        """Create the schema in a new database, or migrate an older one; refuse a newer one."""
+        """Create the schema in a new database, or migrate an older one; refuse a newer one.
+
+        Nothing is written to a file before its contents are known to be mfm records (or
+        nothing at all): a damaged or foreign file is refused as it is."""
         self._after_fork()
         try:
-            if self.is_sqlite and self.path is not None:
-                self._ensure_wal()
             version = self.schema_version()
+            self._check_not_newer(version)
+            if version is None:
+                with self._read_engine.connect() as conn:
+                    self._check_no_foreign_tables(conn)
+            if self.is_sqlite and self.path is not None and not self.read_only_media:
+                self._ensure_wal(has_records=version is not None)
             if version == schema.SCHEMA_VERSION:
                 return
-            self._check_not_newer(version)
             with self.engine.begin() as conn:  # BEGIN IMMEDIATE: one process creates/migrates
-                version = schema.read_version(conn)
+                version = self._read_version(conn)
                 self._check_not_newer(version)
                 if version is None:
-                    if schema.user_tables(conn):
-                        raise StoreError(f"--db: '{self.display}' holds tables that are not "
-                                         "mfm records")
+                    self._check_no_foreign_tables(conn)
                     schema.create_fresh(conn)
                 elif version < schema.SCHEMA_VERSION:
                     schema.migrate(conn, version)
-        except exc.DBAPIError as e:
+        except self._driver_errors as e:
             raise self._error(e) from e
+
+    def _check_no_foreign_tables(self, conn: Any) -> None:
+        if schema.user_tables(conn):
+            raise StoreError(f"--db: '{self.display}' holds tables that are not mfm records")
 
     def _check_not_newer(self, version: int | None) -> None:
         if version is not None and version > schema.SCHEMA_VERSION:
             raise StoreError(f"database schema version {version} is newer than this mfm "
                              f"({schema.SCHEMA_VERSION}); upgrade mfm")
 
-    def _ensure_wal(self) -> None:
-        """WAL lets readers (the TUI) read while a run writes; it persists in the file."""
+    def _ensure_wal(self, *, has_records: bool) -> None:
+        """WAL lets readers (the TUI) read while a run writes; it persists in the file.
+
+        Switching rewrites the file's header, so an existing file is checked first (once: the
+        mode stays). A file that cannot be written keeps its mode and can still be read."""
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
             try:
                 cursor.execute("PRAGMA journal_mode")
                 mode = str(cursor.fetchone()[0]).lower()
-                if mode != "wal":
+                if mode == "wal":
+                    return
+                if has_records:
+                    cursor.execute("PRAGMA quick_check(1)")
+                    found = str(cursor.fetchone()[0])
+                    if found != "ok":
+                        said = [line for line in found.splitlines()
+                                if line.strip() and not line.startswith("***")]
+                        raise StoreError(
+                            f"--db: '{self.display}' is damaged (quick_check: "
+                            f"{visible((said or [found])[0], 80)}); "
+                            "restore it from a backup or point --db at another file")
+                try:
                     cursor.execute("PRAGMA journal_mode=WAL")
+                except self._driver_errors as e:
+                    said = str(e).lower()
+                    if not has_records or "readonly" not in said:
+                        raise
             finally:
                 cursor.close()
         finally:

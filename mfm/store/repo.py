@@ -3,6 +3,10 @@
 Each function takes the ``Database`` first, runs in one ``session_scope`` (one transaction)
 and returns plain frozen dataclasses, dicts or lists; no session or ORM row leaves. Metric
 values that SQLite stored as NULL (it turns a float NaN into NULL) come back as NaN.
+
+An id beyond SQLite's 64-bit integers names no record: reads find nothing, writes say
+"no run N" as for any other missing id (the driver would raise OverflowError). Names are
+checked with :func:`mfm.text.check_name` before anything is written.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from mfm.store.records import (
     RunRecord,
     check_status,
 )
+from mfm.text import check_name
 
 __all__ = [
     "STATUSES", "TERMINAL_STATUSES", "UPDATABLE_RUN_FIELDS",
@@ -57,6 +62,26 @@ UPDATABLE_RUN_FIELDS = tuple(sorted(_PLAIN_FIELDS | _JSON_FIELDS.keys()))
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _fits(n: Any) -> bool:
+    """Can SQLite hold this integer? (Non-ints are left to the driver to judge.)"""
+    return not isinstance(n, int) or INT64_MIN <= n <= INT64_MAX
+
+
+def _storable(what: str, n: Any) -> Any:
+    if not _fits(n):
+        raise ValueError(f"{what} {n} is out of range (at most {INT64_MAX})")
+    return n
+
+
+def _check_name(name: str) -> None:
+    reason = check_name("name", name)
+    if reason is not None:
+        raise ValueError(reason)
+
 
 def _dumps(value: Any) -> str:
     return json.dumps(value)
@@ -132,6 +157,13 @@ def create_run(db: Database, *, config: dict[str, Any], epochs_total: int,
                dataset_spec_id: int | None = None, config_id: int | None = None) -> int:
     """Record a new run with its resolved config (frozen from now on); returns its id."""
     check_status(status)
+    if name is not None:
+        _check_name(name)
+    if not _fits(dataset_spec_id):
+        raise StoreError(f"no dataset spec {dataset_spec_id}")
+    if not _fits(config_id):
+        raise StoreError(f"no config {config_id}")
+    _storable("epochs_total", int(epochs_total))
     run = Run(name=name, status=status, created_at=time.time(), config_json=_dumps(config),
               epochs_total=int(epochs_total), dataset_spec_id=dataset_spec_id,
               config_id=config_id)
@@ -150,6 +182,10 @@ def update_run(db: Database, run_id: int, **fields: Any) -> None:
                          f"(updatable: {', '.join(UPDATABLE_RUN_FIELDS)})")
     if "status" in fields:
         check_status(fields["status"])
+    if fields.get("name") is not None:
+        _check_name(fields["name"])
+    if not _fits(run_id):
+        raise StoreError(f"no run {run_id}")
     values = {_JSON_FIELDS.get(k, k): (_dumps(v) if k in _JSON_FIELDS and v is not None else v)
               for k, v in fields.items()}
     with db.session_scope() as session:
@@ -183,6 +219,8 @@ def mark_finished(db: Database, run_id: int, status: str, *, error: str | None =
 
 
 def get_run(db: Database, run_id: int) -> RunRecord | None:
+    if not _fits(run_id):
+        return None
     with db.session_scope(read_only=True) as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -194,11 +232,14 @@ def list_runs(db: Database, *, status: str | None = None, limit: int | None = No
               confusion: bool = True) -> list[RunRecord]:
     """Runs newest first, each with ``latest`` filled: two queries, whatever the count.
     ``confusion=False`` leaves the final confusion matrices unread (``None``): the largest
-    column by far (C² numbers per run), which a table of runs never shows."""
+    column by far (C² numbers per run), which a table of runs never shows. A ``limit``
+    beyond SQLite's integers means no limit."""
     if status is not None:
         check_status(status)
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, not {limit}")
+    if limit is not None and not _fits(limit):
+        limit = None
     query = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
     if status is not None:
         query = query.where(Run.status == status)
@@ -216,6 +257,8 @@ def list_runs(db: Database, *, status: str | None = None, limit: int | None = No
 
 def delete_run(db: Database, run_id: int) -> None:
     """Delete a run and (by ON DELETE CASCADE) all its metrics."""
+    if not _fits(run_id):
+        raise StoreError(f"no run {run_id}")
     with db.session_scope() as session:
         result = session.execute(delete(Run).where(Run.id == run_id)
                                  .execution_options(synchronize_session=False))
@@ -235,6 +278,12 @@ def log_step_metrics(db: Database, run_id: int,
              "value": float(v), "at": now} for k, s, e, v in points]
     if not rows:
         return
+    if not _fits(run_id):
+        raise StoreError(f"no run {run_id}")
+    for r in rows:
+        if not (_fits(r["step"]) and _fits(r["epoch"])):
+            _storable("step", r["step"])
+            _storable("epoch", r["epoch"])
     latest = {r["key"]: (r["value"], r["step"], r["epoch"]) for r in rows}
     with db.session_scope() as session:
         _require_run(session, run_id)
@@ -246,7 +295,9 @@ def log_epoch(db: Database, run_id: int, epoch: int, scalars: dict[str, float],
               class_acc: Sequence[float] | None) -> None:
     """An epoch's results in one transaction: its scalars (epoch_metrics and latest_metrics),
     its per-class accuracy vector, and ``runs.epoch``. Logging an epoch again replaces it."""
-    epoch = int(epoch)
+    epoch = _storable("epoch", int(epoch))
+    if not _fits(run_id):
+        raise StoreError(f"no run {run_id}")
     now = time.time()
     values = {str(k): float(v) for k, v in scalars.items()}
     with db.session_scope() as session:
@@ -269,6 +320,10 @@ def log_epoch(db: Database, run_id: int, epoch: int, scalars: dict[str, float],
 def get_step_series(db: Database, run_id: int, key: str, *,
                     after_step: int | None = None) -> list[MetricPoint]:
     """A step metric's points ordered by step; with ``after_step``, only later ones."""
+    if not _fits(run_id) or (after_step is not None and after_step > INT64_MAX):
+        return []
+    if after_step is not None and after_step < INT64_MIN:
+        after_step = None
     query = (select(StepMetric.step, StepMetric.epoch, StepMetric.value)
              .where(StepMetric.run_id == run_id, StepMetric.key == key)
              .order_by(StepMetric.step))
@@ -282,6 +337,10 @@ def get_step_series(db: Database, run_id: int, key: str, *,
 def get_epoch_series(db: Database, run_id: int, *,
                      after_epoch: int | None = None) -> dict[str, list[tuple[int, float]]]:
     """{key: [(epoch, value), ...]} ordered by epoch; with ``after_epoch``, only later ones."""
+    if not _fits(run_id) or (after_epoch is not None and after_epoch > INT64_MAX):
+        return {}
+    if after_epoch is not None and after_epoch < INT64_MIN:
+        after_epoch = None
     query = (select(EpochMetric.key, EpochMetric.epoch, EpochMetric.value)
              .where(EpochMetric.run_id == run_id)
              .order_by(EpochMetric.key, EpochMetric.epoch))
@@ -297,6 +356,8 @@ def get_epoch_series(db: Database, run_id: int, *,
 def get_class_accuracy(db: Database, run_id: int, epoch: int | None = None,
                        kind: str = "acc") -> list[float] | None:
     """The per-class vector of ``epoch`` (None: the latest epoch that has one)."""
+    if not (_fits(run_id) and _fits(epoch)):
+        return None
     query = select(ClassMetric.values_json).where(ClassMetric.run_id == run_id,
                                                   ClassMetric.kind == kind)
     if epoch is None:
@@ -311,6 +372,8 @@ def get_class_accuracy(db: Database, run_id: int, epoch: int | None = None,
 def get_all_class_accuracy(db: Database, run_id: int,
                            kind: str = "acc") -> dict[int, list[float]]:
     """{epoch: per-class vector}, in epoch order."""
+    if not _fits(run_id):
+        return {}
     query = (select(ClassMetric.epoch, ClassMetric.values_json)
              .where(ClassMetric.run_id == run_id, ClassMetric.kind == kind)
              .order_by(ClassMetric.epoch))
@@ -319,12 +382,16 @@ def get_all_class_accuracy(db: Database, run_id: int,
 
 
 def latest_metrics(db: Database, run_id: int) -> dict[str, float]:
+    if not _fits(run_id):
+        return {}
     with db.session_scope(read_only=True) as session:
         return _latest_by_run(session, [run_id]).get(run_id, {})
 
 
 def metric_keys(db: Database, run_id: int) -> list[str]:
     """The distinct step-metric keys of a run, sorted."""
+    if not _fits(run_id):
+        return []
     query = (select(StepMetric.key).where(StepMetric.run_id == run_id).distinct()
              .order_by(StepMetric.key))
     with db.session_scope(read_only=True) as session:
@@ -342,6 +409,7 @@ def save_dataset_spec(db: Database, name: str, spec: dict[str, Any]) -> int:
     """Save a named dataset spec, replacing the spec of an existing name (its id is kept)."""
     if not name:
         raise ValueError("a dataset spec needs a name")
+    _check_name(name)
     with db.session_scope() as session:
         row = session.scalars(select(DatasetSpec).where(DatasetSpec.name == name)).first()
         if row is None:
@@ -388,6 +456,7 @@ def save_config(db: Database, name: str, config: dict[str, Any]) -> ConfigRecord
     anything else becomes version latest + 1 (version 1 for a new name)."""
     if not name:
         raise ValueError("a config needs a name")
+    _check_name(name)
     text = _dumps(config)
     content = json.loads(text)
     with db.session_scope() as session:
@@ -404,6 +473,8 @@ def save_config(db: Database, name: str, config: dict[str, Any]) -> ConfigRecord
 
 def get_config(db: Database, name: str, version: int | None = None) -> ConfigRecord | None:
     """A named config at ``version`` (None: the latest)."""
+    if not _fits(version):
+        return None
     query = select(Config).where(Config.name == name)
     if version is None:
         query = query.order_by(Config.version.desc()).limit(1)

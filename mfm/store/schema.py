@@ -17,9 +17,10 @@ from collections.abc import Callable
 from sqlalchemy import Connection, inspect, text
 
 from mfm.store.models import Base
+from mfm.text import visible
 
-__all__ = ["SCHEMA_VERSION", "MIGRATIONS", "read_version", "create_fresh", "migrate",
-           "user_tables"]
+__all__ = ["SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "read_version", "create_fresh",
+           "migrate", "user_tables"]
 
 SCHEMA_VERSION = 3
 
@@ -162,12 +163,30 @@ def user_tables(conn: Connection) -> list[str]:
     return [t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_")]
 
 
+class SchemaVersionError(ValueError):
+    """``schema_info`` exists but holds no usable version: the file is damaged or was not
+    written by mfm. The message says what was found (the caller names the file)."""
+
+
 def read_version(conn: Connection) -> int | None:
-    """The stored schema version; None for a database without ``schema_info``."""
+    """The stored schema version; None for a database without ``schema_info``.
+
+    Raises ``SchemaVersionError`` when the table is there without a version row, or the
+    version is not a whole number >= 1 (text, a fraction, NULL): migrating from a guess could
+    damage the records.
+    """
     if not inspect(conn).has_table("schema_info"):
         return None
-    version = conn.execute(text("SELECT version FROM schema_info WHERE id = 1")).scalar()
-    return None if version is None else int(version)
+    row = conn.execute(text("SELECT version FROM schema_info WHERE id = 1")).first()
+    if row is None:
+        raise SchemaVersionError("its schema_info table has no version row")
+    version = row[0]
+    # SQLite hands back an int for a whole number in an INTEGER column; anything else (text,
+    # a REAL such as 1.5, NULL) was not written by mfm.
+    if type(version) is not int or version < 1:
+        raise SchemaVersionError(f"its schema version is {visible(repr(version), 40)}, "
+                                 "not a whole number >= 1")
+    return version
 
 
 def _write_version(conn: Connection, version: int) -> None:
