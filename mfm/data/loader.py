@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mfm.config import DataConfig
-from mfm.data.sources import Source, load_source, split_for
+from mfm.data.sources import DataError, Source, load_source, split_for
+from mfm.text import one_line
 
 __all__ = ["DeviceLoader", "FolderLoader", "LongTailData", "augmentation_for", "build_data",
            "channel_stats", "crop_batch", "augment_batch"]
@@ -206,11 +207,22 @@ class _FolderDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         from PIL import Image
 
-        with Image.open(self.paths[i]) as im:
-            im = im.convert("RGB")
-            if im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+        try:
+            with Image.open(self.paths[i]) as im:
+                im = im.convert("RGB")
+                if im.size != (self.size, self.size):
+                    im = im.resize((self.size, self.size), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            # A truncated or non-image file: name it (PIL's own text often does not).
+            if isinstance(e, Image.UnidentifiedImageError):
+                why = "not an image file PIL can read"
+            elif isinstance(e, OSError) and e.strerror:
+                why = e.strerror
+            else:
+                why = f"{type(e).__name__}: {e}"
+            raise DataError(one_line(f"imagefolder: cannot decode {self.paths[i]!r}: "
+                                     f"{why}")) from None
         return torch.from_numpy(arr), int(self.labels[i])
 
 

@@ -15,13 +15,24 @@ Sources (``data.name``):
                  paths, decoded by the loader at data.image_size.
 Missing files are fetched with torchvision's downloader (into data.root, or ~/.cache/mfm/<name>
 when data.root is ''); if that fails the error says what was looked for where and how to get it.
+
+Files that are there but wrong (a truncated IDX file, a bad magic number, a CIFAR file that is
+not a pickle or lacks the expected keys, labels out of range) raise :class:`DataError`, one line
+naming the file and what was expected. CIFAR pickles are read by :class:`CifarUnpickler`, which
+builds only what the real batches contain (dicts, lists, str/bytes, ints, numpy arrays): a
+pickle that asks for anything else (``os.system``) is refused before it can run.
+Labels-only reads (:func:`preview_counts`, the pre-run check) still check every image file's
+header and length, so a run is not recorded only to fail on its first load.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import os
 import pickle
 import socket
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +41,11 @@ import numpy as np
 
 from mfm.config import ConfigError, DataConfig
 from mfm.data.longtail import Split, make_split
+from mfm.text import visible
 
-__all__ = ["IMAGE_EXTENSIONS", "Source", "balanced_holdout", "load_source", "preview_counts",
-           "read_idx", "split_for"]
+__all__ = ["IMAGE_EXTENSIONS", "CifarUnpickler", "DataError", "Source", "balanced_holdout",
+           "idx_info", "load_source", "preview_counts", "read_cifar_pickle", "read_idx",
+           "split_for"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -45,6 +58,27 @@ IDX_FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-l
 # Where torchvision's downloaders put the raw files under their root.
 TORCHVISION_RAW = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw"}
 CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+
+class DataError(ConfigError):
+    """A data file that is there but unusable; one line naming the file (key ``data.root``).
+
+    A ConfigError, so every caller that turns those into one-line errors handles it."""
+
+    def __init__(self, message: str, key: str = "data.root"):
+        if message.startswith("Caught DataError") and "\nOriginal Traceback" in message:
+            # torch's DataLoader re-raising a worker's DataError (imagefolder decoding) with
+            # the worker's traceback as the message: keep the worker's own last line.
+            last = message.rstrip().splitlines()[-1]
+            message = last.partition("DataError: ")[2].removeprefix(f"{key}: ") or last
+        super().__init__(key, message)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across processes
+        return (type(self), (self.message, self.key))
+
+
+def _shown_path(path: str | Path) -> str:
+    return repr(str(path))
 
 
 @dataclass(frozen=True)
@@ -169,30 +203,114 @@ _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
+def _idx_open(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _idx_header(path: Path, head: bytes, f: Any) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, shape, number of data bytes expected) from an IDX file's first bytes; ``f`` is
+    positioned after the 4 magic bytes and is read up to the end of the header."""
+    if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+        raise DataError(f"{_shown_path(path)} is not an IDX file (bad magic number "
+                        f"{head[:4].hex() or 'empty'}; expected 0000 then a type byte 08-0e "
+                        "and the number of dimensions)")
+    dtype, ndim = _IDX_DTYPES[head[2]], head[3]
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise DataError(f"{_shown_path(path)} is a truncated IDX file (header: {ndim} "
+                        f"dimensions need {4 + 4 * ndim} bytes, found {4 + len(dims)})")
+    shape = tuple(int(x) for x in np.frombuffer(dims, dtype=">u4", count=ndim))
+    n = 1
+    for d in shape:
+        n *= d
+    return dtype, shape, n * dtype.itemsize
+
+
+def _idx_length_error(path: Path, shape: tuple[int, ...], want: int, found: int) -> DataError:
+    what = "truncated" if found < want else "too long"
+    return DataError(f"{_shown_path(path)} is a corrupt IDX file ({what}): header says shape "
+                     f"{shape}, which needs {want} data bytes; found {found}")
+
+
+def _idx_read_error(path: Path, e: BaseException) -> DataError:
+    why = "truncated gzip data" if isinstance(e, EOFError) else _one_line(e)
+    return DataError(f"cannot read IDX file {_shown_path(path)}: {why}")
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse an IDX file (gzipped when the name ends in .gz) into a numpy array."""
     path = Path(path)
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as f:
+        with _idx_open(path) as f:
             data = f.read()
-    except (OSError, EOFError) as e:
-        raise ConfigError("data.root", f"cannot read IDX file {str(path)!r}: "
-                                       f"{_one_line(e)}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ConfigError("data.root", f"{str(path)!r} is not an IDX file (bad magic number "
-                                       f"{data[:4].hex() or 'empty'})")
-    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ConfigError("data.root", f"{str(path)!r} is a truncated IDX file (header)")
-    shape = tuple(int(x) for x in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if len(data) - header != n * dtype.itemsize:
-        raise ConfigError("data.root", f"{str(path)!r} is a corrupt IDX file: header says "
-                                       f"shape {shape}, found {len(data) - header} data bytes")
+    except (OSError, EOFError, zlib.error) as e:
+        raise _idx_read_error(path, e) from None
+    f = io.BytesIO(data)
+    dtype, shape, want = _idx_header(path, f.read(4), f)
+    header = f.tell()
+    if len(data) - header != want:
+        raise _idx_length_error(path, shape, want, len(data) - header)
+    n = want // dtype.itemsize
     arr = np.frombuffer(data, dtype=dtype, count=n, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+# idx_info results by (path, mtime, size): a preview redrawn in the TUI does not decompress
+# the same 26 MB again. Bounded; a changed file has another key.
+_IDX_INFO_CACHE: dict[tuple[str, int, int], tuple[np.dtype, tuple[int, ...]]] = {}
+
+
+def idx_info(path: str | Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """(dtype, shape) of an IDX file whose header and length have been checked, without
+    keeping its data in memory (a gzipped file is decompressed in chunks)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError as e:
+        raise _idx_read_error(path, e) from None
+    if key not in _IDX_INFO_CACHE:
+        if len(_IDX_INFO_CACHE) >= 16:
+            _IDX_INFO_CACHE.clear()
+        _IDX_INFO_CACHE[key] = _idx_info(path)
+    return _IDX_INFO_CACHE[key]
+
+
+def _idx_info(path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    try:
+        with _idx_open(path) as f:
+            dtype, shape, want = _idx_header(path, f.read(4), f)
+            if path.suffix == ".gz":
+                found = 0
+                while chunk := f.read(1 << 20):
+                    found += len(chunk)
+            else:
+                found = os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, EOFError, zlib.error) as e:
+        raise _idx_read_error(path, e) from None
+    if found != want:
+        raise _idx_length_error(path, shape, want, found)
+    return dtype, shape
+
+
+def _check_labels(path: Path, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``labels`` as int64 after checking they are a 1-D list of class ids < num_classes."""
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or labels.size == 0):
+        raise DataError(f"{_shown_path(path)}: expected a 1-D list of integer labels, got "
+                        f"{labels.dtype} {labels.shape}")
+    if labels.size == 0:
+        raise DataError(f"{_shown_path(path)}: no labels (expected at least one image)")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise DataError(f"{_shown_path(path)}: labels must be 0..{num_classes - 1}, found "
+                        f"{lo}..{hi}")
+    return labels.astype(np.int64)
+
+
+def _check_idx_images(path: Path, dtype: np.dtype, shape: tuple[int, ...], n: int) -> None:
+    if dtype != np.uint8 or len(shape) != 3 or shape[0] != n:
+        raise DataError(f"{_shown_path(path)}: expected uint8 images (N, H, W) with N = {n} "
+                        f"(the number of labels), got {dtype} {shape}")
 
 
 def _find_idx(folder: Path, name: str) -> dict[str, Path] | None:
@@ -230,20 +348,22 @@ def _idx_source(cfg: DataConfig, name: str, images: bool, download: bool) -> Sou
                    "torchvision's download")
             raise _missing(name, "IDX files (train-images-idx3-ubyte[.gz], "
                                  "train-labels-idx1-ubyte[.gz], t10k-...)", folders, why, how)
-    train_labels = read_idx(files["train_labels"]).astype(np.int64)
-    test_labels = read_idx(files["test_labels"]).astype(np.int64)
-    train_images = test_images = None
-    if images:
-        arrays = []
-        for key, labels in (("train_images", train_labels), ("test_images", test_labels)):
-            x = read_idx(files[key])
-            if x.dtype != np.uint8 or x.ndim != 3 or x.shape[0] != labels.size:
-                raise ConfigError("data.root", f"{str(files[key])!r}: expected uint8 images "
-                                               f"(N, H, W) with N = {labels.size}, got "
-                                               f"{x.dtype} {x.shape}")
-            arrays.append(x[:, None, :, :])
-        train_images, test_images = arrays
     classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(c) for c in range(10))
+    train_labels = _check_labels(files["train_labels"], read_idx(files["train_labels"]),
+                                 len(classes))
+    test_labels = _check_labels(files["test_labels"], read_idx(files["test_labels"]),
+                                len(classes))
+    train_images = test_images = None
+    arrays = []
+    for key, labels in (("train_images", train_labels), ("test_images", test_labels)):
+        if images:
+            x = read_idx(files[key])
+            _check_idx_images(files[key], x.dtype, x.shape, labels.size)
+            arrays.append(x[:, None, :, :])
+        else:  # labels only: still check the image file's header and length
+            _check_idx_images(files[key], *idx_info(files[key]), labels.size)
+    if images:
+        train_images, test_images = arrays
     return Source(name=name, classes=classes, train_labels=train_labels,
                   test_labels=test_labels, in_channels=1, image_size=28,
                   train_images=train_images, test_images=test_images)
@@ -251,13 +371,121 @@ def _idx_source(cfg: DataConfig, name: str, images: bool, download: bool) -> Sou
 
 # ---------------------------------------------------------------- CIFAR
 
-def _unpickle(path: Path) -> dict[str, Any]:
+class _Refused(pickle.UnpicklingError):
+    def __init__(self, module: str, name: str):
+        super().__init__(f"{module}.{name}")
+        self.module, self.name = module, name
+
+
+def _latin1_encode(text: str, encoding: str) -> bytes:
+    # How pickle protocols 0-2 write a bytes object: _codecs.encode(text, 'latin1').
+    if encoding != "latin1" or not isinstance(text, str):
+        raise _Refused("_codecs", f"encode(..., {encoding!r})")
+    return text.encode("latin1")
+
+
+def _cifar_globals() -> dict[tuple[str, str], Any]:
+    # What the real batches reference (numpy.core.multiarray._reconstruct, numpy.ndarray,
+    # numpy.dtype; Python 2 str for keys, names and array bytes), plus what numpy 2 and newer
+    # pickle protocols write for the same dicts, each mapped to this numpy's objects:
+    # numpy._core (numpy 2's module name), multiarray.scalar (a label list of numpy ints),
+    # numeric._frombuffer (an array at protocol 5, Python 3.14's default) and _codecs.encode
+    # (bytes at protocol 2, latin1 only). None of these runs anything but a numpy constructor.
+    reconstruct = np.array(0).__reduce__()[0]
+    scalar = np.int64(0).__reduce__()[0]
+    frombuffer = np.arange(2).__reduce_ex__(5)[0]
+    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray,
+                                           ("numpy", "dtype"): np.dtype,
+                                           ("_codecs", "encode"): _latin1_encode}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler for the CIFAR python batches: dicts, lists, str/bytes, ints and numpy
+    arrays. ``find_class`` hands out numpy's array/dtype/scalar reconstructors and nothing
+    else, so a pickle that asks for any other global (``os.system``, ``builtins.eval``) is
+    refused before anything in it runs."""
+
+    _allowed: dict[tuple[str, str], Any] | None = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        if CifarUnpickler._allowed is None:
+            CifarUnpickler._allowed = _cifar_globals()
+        found = CifarUnpickler._allowed.get((module, name))
+        if found is None:
+            raise _Refused(module, name)
+        return found
+
+
+def read_cifar_pickle(path: str | Path, *, encoding: str = "latin1") -> Any:
+    """Unpickle one CIFAR file with :class:`CifarUnpickler`. ``encoding`` decodes Python 2
+    str objects (the real files' keys and names): 'latin1' gives str keys, 'bytes' gives
+    bytes keys; numpy arrays load either way. Errors are one-line :class:`DataError`."""
+    path = Path(path)
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError("data.root", f"cannot read CIFAR file {str(path)!r}: "
-                                       f"{_one_line(e)}") from None
+            return CifarUnpickler(f, encoding=encoding).load()
+    except _Refused as e:
+        module = "os" if e.module in ("posix", "nt") else e.module  # os.system's home
+        asked = visible(f"{module}.{e.name}", limit=120)
+        raise DataError(f"{_shown_path(path)} is not a CIFAR batch (it asks to load {asked}); "
+                        "refusing to unpickle it") from None
+    except OSError as e:
+        raise DataError(f"cannot read CIFAR file {_shown_path(path)}: {_one_line(e)}") from None
+    except (EOFError, pickle.UnpicklingError) as e:
+        if not isinstance(e, EOFError) and "truncated" not in str(e):
+            raise DataError(f"{_shown_path(path)} is not a CIFAR python batch (a pickle): "
+                            f"{_one_line(e)}") from None
+        raise DataError(f"{_shown_path(path)} is a truncated CIFAR file (the pickle ends early; "
+                        "extract the archive again)") from None
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise DataError(f"{_shown_path(path)} is not a CIFAR python batch (a pickle): "
+                        f"{_one_line(e)}") from None
+
+
+def _str_keys(path: Path, obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A CIFAR pickle's dict with str keys (the real files have Python 2 str keys, which
+    load as bytes under encoding='bytes'); the ``keys`` must be there."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{_shown_path(path)}: expected a CIFAR dict with keys "
+                        f"{', '.join(keys)}; found a {type(obj).__name__}")
+    out = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+    missing = [k for k in keys if k not in out]
+    if missing:
+        found = sorted(str(k) for k in out)[:8]
+        raise DataError(f"{_shown_path(path)}: not a CIFAR file for this dataset: no "
+                        f"{', '.join(missing)} key (found: {visible(', '.join(found), 120)})")
+    return out
+
+
+def _names(path: Path, value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not value or \
+            not all(isinstance(v, (str, bytes)) for v in value):
+        raise DataError(f"{_shown_path(path)}: {key} must be a non-empty list of class names")
+    return tuple(v.decode("latin1") if isinstance(v, bytes) else v for v in value)
+
+
+def _cifar_batch(path: Path, label_key: str, num_classes: int,
+                 images: bool) -> tuple[np.ndarray | None, np.ndarray]:
+    """(images (N, 3, 32, 32) uint8 or None, labels int64) from one checked CIFAR batch."""
+    batch = _str_keys(path, read_cifar_pickle(path), ("data", label_key))
+    try:
+        labels = np.asarray(batch[label_key])
+    except Exception:  # noqa: BLE001 - ragged or odd content
+        labels = np.asarray([], dtype=object)
+    labels = _check_labels(path, labels, num_classes)
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape != (labels.size, 3072):
+        got = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray)
+               else type(data).__name__)
+        raise DataError(f"{_shown_path(path)}: expected data as uint8 ({labels.size}, 3072) "
+                        f"(one 32x32 RGB image per label), got {got}")
+    return (data.reshape(-1, 3, 32, 32) if images else None), labels
 
 
 def _cifar_files(folder: Path, name: str) -> dict[str, list[Path]] | None:
@@ -285,16 +513,18 @@ def _cifar_source(cfg: DataConfig, name: str, images: bool, download: bool) -> S
                            f"extract {url} into data.root, or allow network access for "
                            "torchvision's download")
     label_key = "labels" if name == "cifar10" else "fine_labels"
-    meta = _unpickle(files["meta"][0])
-    classes = tuple(meta["label_names" if name == "cifar10" else "fine_label_names"])
+    names_key = "label_names" if name == "cifar10" else "fine_label_names"
+    meta_path = files["meta"][0]
+    meta = _str_keys(meta_path, read_cifar_pickle(meta_path), (names_key,))
+    classes = _names(meta_path, meta[names_key], names_key)
 
     def read(paths: list[Path]) -> tuple[np.ndarray | None, np.ndarray]:
         xs, ys = [], []
         for p in paths:
-            batch = _unpickle(p)
-            ys.append(np.asarray(batch[label_key], dtype=np.int64))
-            if images:
-                xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            x, y = _cifar_batch(p, label_key, len(classes), images)
+            ys.append(y)
+            if x is not None:
+                xs.append(x)
         return (np.concatenate(xs) if images else None), np.concatenate(ys)
 
     train_images, train_labels = read(files["train"])
@@ -313,6 +543,15 @@ def _list_images(folder: Path) -> list[Path]:
 
 
 def _imagefolder(cfg: DataConfig) -> Source:
+    try:
+        return _imagefolder_listing(cfg)
+    except OSError as e:  # an unreadable folder (permissions, a vanished mount)
+        where = f" {_shown_path(e.filename)}" if e.filename else ""
+        raise DataError(f"imagefolder: cannot list{where}: "
+                        f"{e.strerror or _one_line(e)}") from None
+
+
+def _imagefolder_listing(cfg: DataConfig) -> Source:
     root = _user_root(cfg)
     if root is None:
         raise ConfigError("data.root", "imagefolder needs data.root: a folder with train/ and "
@@ -332,7 +571,8 @@ def _imagefolder(cfg: DataConfig) -> Source:
         missing = sorted(set(classes) - set(test_classes))
         extra = sorted(set(test_classes) - set(classes))
         raise ConfigError("data.root", f"imagefolder: test/ classes differ from train/ "
-                                       f"(missing in test: {missing}, extra in test: {extra})")
+                                       f"(missing in test: {visible(missing, 100)}, extra in "
+                                       f"test: {visible(extra, 100)})")
     out = {}
     for split, d in (("train", train_dir), ("test", test_dir)):
         paths, labels = [], []

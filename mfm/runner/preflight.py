@@ -7,9 +7,15 @@ import os
 from typing import Any
 
 from mfm.config import Config, ConfigError, config_from_dict
+from mfm.crashlog import describe_os_error
 from mfm.store import Database, repo
+from mfm.text import one_line
 
 __all__ = ["PreflightError", "check_data", "resolve_modulator", "method_options"]
+
+
+# Data errors say what was looked for where and how to get it: longer than most one-liners.
+DATA_MESSAGE_MAX = 1000
 
 
 class PreflightError(ValueError):
@@ -17,13 +23,22 @@ class PreflightError(ValueError):
 
 
 def check_data(cfg: Config) -> None:
-    """The data root holds the data and the split is possible (labels only, no torch)."""
+    """The data root holds the data and the split is possible (labels only, no torch).
+
+    Every file the run will load is opened and checked (IDX headers and lengths, CIFAR
+    pickles through the restricted unpickler, the imagefolder layout), so a bad data root
+    is one line here and nothing is recorded. Image contents (imagefolder decoding) are
+    checked only when the run loads them."""
     from mfm.data import preview_counts
 
     try:
         preview_counts(cfg.data)
     except ConfigError as e:
-        raise PreflightError(str(e)) from None
+        raise PreflightError(one_line(e, limit=DATA_MESSAGE_MAX)) from None
+    except OSError as e:  # what the sources did not name themselves (a vanished mount)
+        raise PreflightError(one_line(f"data.root: {cfg.data.root or '(default)'}: "
+                                      f"{describe_os_error(e)}",
+                                      limit=DATA_MESSAGE_MAX)) from None
 
 
 def resolve_modulator(db: Database, cfg: Config) -> str:
