@@ -14,6 +14,7 @@ from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.runner.procs import is_alive, signal_group
 from mfm.store import queue, repo
+from mfm.text import one_line
 
 __all__ = ["cancel", "resume", "logs"]
 
@@ -69,15 +70,42 @@ def resume(app: App, run_id: int) -> None:
     from mfm.runner.launch import serving, start_detached_supervisor
 
     db = app.open_db()
+    before = repo.get_run(db, run_id)
+    if before is not None and before.status in queue.RESUMABLE and before.epoch is not None:
+        _check_checkpoint(run_id, before.checkpoint_dir, before.epoch)
     try:
         rec = queue.request_resume(db, run_id)
     except queue.QueueError as e:
         raise UserError(str(e)) from None
     done = 0 if rec.epoch is None else rec.epoch + 1
+    start_over = rec.epoch is None and not _has_checkpoint(rec.checkpoint_dir)
     if serving(app.db_target, app.runs_root()) is None:
         start_detached_supervisor(app.db_target, app.runs_root(), ["--idle-exit", "600"])
-    click.echo(f"run {run_id}: queued to resume after epoch {done}/{rec.epochs_total} "
-               f"(attempt {rec.attempt})")
+    if start_over:
+        click.echo(f"run {run_id}: queued to start again from epoch 1/{rec.epochs_total} (it "
+                   f"recorded no epoch and has no checkpoint; attempt {rec.attempt})")
+    else:
+        click.echo(f"run {run_id}: queued to resume after epoch {done}/{rec.epochs_total} "
+                   f"(attempt {rec.attempt})")
+
+
+#: the checkpoint a resume continues from (mfm.engine.fit.LAST; the CLI does not load torch)
+LAST_CHECKPOINT = "last.pt"
+
+
+def _has_checkpoint(checkpoint_dir: str | None) -> bool:
+    return bool(checkpoint_dir) and (Path(checkpoint_dir) / LAST_CHECKPOINT).is_file()
+
+
+def _check_checkpoint(run_id: int, checkpoint_dir: str | None, epoch: int) -> None:
+    """Refuse a resume that would train from scratch over recorded epochs."""
+    if _has_checkpoint(checkpoint_dir):
+        return
+    where = (Path(checkpoint_dir) / LAST_CHECKPOINT) if checkpoint_dir else "no checkpoint folder"
+    raise UserError(one_line(
+        f"ID: run {run_id} cannot resume: its checkpoint ({where}) is missing, and training "
+        f"from scratch would overwrite its {epoch + 1} recorded epoch(s); start a new run "
+        f"instead"))
 
 
 def _log_path(app: App, run_id: int) -> Path:

@@ -152,6 +152,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
 
     from mfm.cli.progress import RichProgress, summary_table
     from mfm.runner.execute import execute_run
+    from mfm.text import one_line
 
     run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
                              name=name, status="created", **refs)
@@ -170,14 +171,24 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     finally:
         progress.stop()
         signal.signal(signal.SIGTERM, previous)
+    if outcome.unrecorded is not None:  # the records could not take the run's end
+        if outcome.status == "completed":
+            Console().print(summary_table(run_id, outcome.summary or {}))
+        what = f"failed: {outcome.reason}" if outcome.status == "failed" else outcome.status
+        click.echo(one_line(f"error: run {run_id} {what}; its end could not be recorded "
+                            f"({outcome.unrecorded}): the records may show it running until "
+                            f"an `mfm worker` serving {app.db_target} on this host marks it "
+                            f"lost", limit=800), err=True)
+        sys.exit(1)
     if outcome.status == "cancelled":
         err.print(f"run {run_id} cancelled; the last completed epoch is checkpointed in "
                   f"{ckpt_dir} (mfm resume {run_id})")
         sys.exit(130)
     if outcome.status == "failed":
-        last = (outcome.error or "").strip().splitlines()[-1:] or ["?"]
-        click.echo(f"error: run {run_id} failed: {last[0]} (traceback stored: "
-                   f"mfm show {run_id})", err=True)
+        reason = outcome.reason or one_line(outcome.error or "?")
+        stored = ("traceback: " if "\n" in (outcome.error or "").strip() else "") + \
+            f"mfm show {run_id}"
+        click.echo(f"error: run {run_id} failed: {reason} ({stored})", err=True)
         sys.exit(1)
     Console().print(summary_table(run_id, outcome.summary or {}))
     Console().print(f"per-class accuracy: mfm show {run_id}")

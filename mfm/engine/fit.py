@@ -19,12 +19,14 @@ import torch.nn.functional as F
 from mfm.config import Config
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
 from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_atomic
+from mfm.engine.divergence import Diverged, LossWatch, check_weights
 from mfm.engine.metrics import confusion_matrix, group_accuracy, per_class_accuracy, shot_groups
 from mfm.engine.schedule import make_scheduler
 from mfm.methods import Method, create_method
 from mfm.models import create_model
 
-__all__ = ["RunStopped", "FitResult", "build_model", "fit", "train_one_epoch", "evaluate"]
+__all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "build_model", "fit",
+           "train_one_epoch", "evaluate"]
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -37,6 +39,16 @@ class RunStopped(Exception):
     def __init__(self, epoch: int):
         super().__init__(f"stopped during epoch {epoch}")
         self.epoch = epoch
+
+
+class CheckpointMissing(FileNotFoundError):
+    """``fit(resume=True)`` found no ``last.pt``: training from scratch would write over the
+    records of the epochs the lost checkpoint held. One line, naming the file."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"cannot resume: checkpoint {path} does not exist (training from "
+                         f"scratch would overwrite the recorded epochs)")
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -62,13 +74,20 @@ def build_model(cfg: Config, method: Method, *, num_classes: int, in_channels: i
 def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                     batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, epoch: int,
                     global_step: int, log_every: int, callbacks: Callbacks) -> tuple[float, int]:
-    """One pass over the training batches. Returns (mean training loss, new global step)."""
+    """One pass over the training batches. Returns (mean training loss, new global step).
+
+    Raises :class:`Diverged` if a step's loss is not finite: checked after every step on the
+    CPU, on logging steps and at the end of the epoch elsewhere (no extra device sync per
+    step); the steps up to the check are reported to ``callbacks`` first.
+    """
     model.train()
     total = None
     n = 0
+    watch = LossWatch(first_step=global_step + 1)
     for x, y in batches:
         out = method.training_step(model, optimizer, x, y, epoch=epoch, step=global_step)
         loss = out["loss"]
+        watch.observe(loss)
         total = loss if total is None else total + loss
         n += 1
         global_step += 1
@@ -77,8 +96,11 @@ def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.opt
             # .item() syncs with the device: only on logging steps.
             values = {k: float(v) for k, v in out.items()}
         callbacks.on_step(epoch, global_step, values)
+        if values is not None or watch.check_is_free:
+            watch.check(epoch=epoch)
         if callbacks.should_stop():
             raise RunStopped(epoch)
+    watch.check(epoch=epoch)
     return (float(total) / n if n else float("nan")), global_step
 
 
@@ -118,6 +140,15 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     the last completed epoch with the optimiser, scheduler, method, data-order and RNG state
     it had, so the remaining epochs are the ones an uninterrupted run would have produced.
     ``method_options`` go to a meta method's ``attach`` (e.g. ``modulator_path``).
+
+    ``resume=True`` requires ``checkpoint_dir/last.pt``: without it :class:`CheckpointMissing`
+    is raised rather than training from scratch (which would write new epochs over the
+    records of the old ones). A caller whose run has no recorded epoch and no checkpoint
+    passes ``resume=False`` to start again (``mfm.runner.execute.execute_run`` does).
+
+    A non-finite training loss or weight raises :class:`Diverged` (``diverged at epoch E,
+    step S: loss nan``, E 1-based) before that epoch's checkpoint is written, so ``last.pt``
+    and ``best.pt`` keep the last good epoch.
     """
     cb = callbacks or Callbacks()
     epochs = cfg.train.epochs
@@ -138,7 +169,9 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     restored: EpochResult | None = None
     seconds: list[float] = []
     last_path = checkpoint_dir / LAST if checkpoint_dir is not None else None
-    if resume and last_path is not None and last_path.exists():
+    if resume:
+        if last_path is None or not last_path.exists():
+            raise CheckpointMissing(last_path if last_path is not None else Path(LAST))
         state = load_checkpoint(last_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -169,6 +202,8 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         train_loss, global_step = train_one_epoch(
             model, method, optimizer, data.train, epoch=epoch, global_step=global_step,
             log_every=cfg.train.log_every, callbacks=cb)
+        # never evaluate, checkpoint or record non-finite weights (a last step that overflowed)
+        check_weights(model, epoch=epoch, step=global_step)
         cb.on_train_end(epoch)
         scheduler.step()
         if hasattr(method, "on_epoch_end"):

@@ -77,9 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     outcome = execute_run(db, args.run_id, checkpoint_dir=Path(args.checkpoint_dir),
                           resume=rec.resume_requested, extra_callbacks=(LogLines(),), stop=stop,
                           method_options=options)
-    print(f"{time.strftime('%H:%M:%S')} run {args.run_id}: {outcome.status}", flush=True)
-    if outcome.error:
-        print(outcome.error, file=sys.stderr, flush=True)
+    print(f"{time.strftime('%H:%M:%S')} run {args.run_id}: {outcome.status}"
+          f"{': ' + outcome.reason if outcome.reason else ''}", flush=True)
+    if outcome.error and outcome.error.strip() != (outcome.reason or ""):
+        print(outcome.error, file=sys.stderr, flush=True)  # the traceback
+    if outcome.unrecorded is not None:
+        print(f"run {args.run_id}: its end could not be recorded ({outcome.unrecorded}); the "
+              f"supervisor marks it lost once its heartbeat is stale", file=sys.stderr,
+              flush=True)
+        return 1
     return {"completed": 0, "cancelled": 0}.get(outcome.status, 1)
 
 

@@ -9,22 +9,31 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mfm.config import Config, ConfigError, config_from_dict
 from mfm.engine.callbacks import Callbacks, Tee
+from mfm.crashlog import describe_os_error
 from mfm.runner.procs import process_start_time
-from mfm.store import Database, queue, repo
+from mfm.store import Database, StoreError, queue, repo
+from mfm.text import one_line
 
 __all__ = ["Outcome", "StopFlag", "Heartbeat", "execute_run"]
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """How the run ended in this process. ``error`` is the text recorded with the run (one
+    line for faults a user can act on, a traceback otherwise); ``reason`` is one line for a
+    terminal. ``unrecorded`` is None when the final state reached the records, else one line
+    saying why it could not be written (the records may still show the run active)."""
+
     status: str  # completed | failed | cancelled
     summary: dict | None
     error: str | None
+    reason: str | None = None
+    unrecorded: str | None = None
 
 
 class StopFlag(Callbacks):
@@ -66,17 +75,32 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
                 extra_callbacks: tuple[Callbacks, ...] = (), stop: threading.Event | None = None,
                 method_options: dict | None = None,
                 on_started: Callable[[Config, str], None] | None = None) -> Outcome:
-    """Train the recorded run ``run_id`` and record its final state."""
+    """Train the recorded run ``run_id`` and record its final state.
+
+    Never raises for a fault of the run or of the records once the record was read: a
+    diverged run, a full disk, a failed database write all end as ``failed`` with one line
+    saying what happened. If even that final state cannot be written, the returned
+    ``Outcome.unrecorded`` says why (a supervisor serving this database marks the run lost
+    once its heartbeat is stale).
+
+    ``resume``: continue from ``checkpoint_dir/last.pt``. A run with no recorded epoch and no
+    checkpoint starts again from the beginning; one with recorded epochs and no checkpoint
+    fails (``fit`` refuses to train over its records).
+    """
     # torch and the engine load here, not at import, so that listing commands stay fast.
     from mfm.runner.sink import StoreSink
     from mfm.data import build_data
-    from mfm.engine import RunStopped, fit, resolve_device, seed_everything
+    from mfm.engine import (CheckpointMissing, Diverged, RunStopped, fit, resolve_device,
+                            seed_everything)
+    from mfm.engine.fit import LAST
 
     rec = repo.get_run(db, run_id)
     if rec is None:
         raise ValueError(f"no run {run_id}")
     stop = stop or threading.Event()
     sink = StoreSink(db, run_id)
+    if resume and rec.epoch is None and not (checkpoint_dir / LAST).exists():
+        resume = False  # nothing done and nothing recorded: start again
     try:
         cfg = config_from_dict(rec.config)
         device = resolve_device(cfg.device)
@@ -96,20 +120,67 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
                          checkpoint_dir=checkpoint_dir, resume=resume,
                          method_options=method_options)
     except (KeyboardInterrupt, RunStopped):
-        sink.flush()
-        queue.transition(db, run_id, "cancelled")
-        return Outcome("cancelled", None, None)
-    except (Exception, ConfigError):  # noqa: BLE001 — recorded with the traceback
+        _flush_quietly(sink)
+        return _record_end(db, run_id, Outcome("cancelled", None, None))
+    except (Diverged, CheckpointMissing) as e:
+        line = one_line(e)
+        _flush_quietly(sink)
+        return _record_end(db, run_id, Outcome("failed", None, line, reason=line))
+    except StoreError as e:
+        line = one_line(f"could not write the records: {e}")
+        _flush_quietly(sink)
+        return _record_end(db, run_id, Outcome("failed", None, line, reason=line))
+    except OSError as e:  # a full disk (checkpoint), a missing or unreadable file
+        line = describe_os_error(e)
+        _flush_quietly(sink)
+        return _record_end(db, run_id, Outcome("failed", None, line, reason=line))
+    except (Exception, ConfigError) as e:  # noqa: BLE001 — recorded with the traceback
         err = traceback.format_exc()
-        try:
-            sink.flush()
-        except Exception:  # noqa: BLE001
-            pass
-        queue.transition(db, run_id, "failed", error=err)
-        return Outcome("failed", None, err)
-    repo.update_run(db, run_id, summary=result.summary)
-    queue.transition(db, run_id, "completed")
-    return Outcome("completed", result.summary, None)
+        _flush_quietly(sink)
+        reason = one_line(f"{type(e).__name__}: {e}")
+        return _record_end(db, run_id, Outcome("failed", None, err, reason=reason))
+    try:
+        _retry(lambda: repo.update_run(db, run_id, summary=result.summary))
+    except StoreError as e:
+        line = one_line(f"training completed but its summary could not be recorded ({e}); "
+                        f"mfm resume {run_id} records it from the last checkpoint")
+        return _record_end(db, run_id, Outcome("failed", result.summary, line, reason=line))
+    return _record_end(db, run_id, Outcome("completed", result.summary, None))
+
+
+#: pause before the one retry of a final write that failed (a busy or briefly full disk)
+RETRY_PAUSE = 1.0
+
+#: the states a run process may end from: before start_running (created, starting) or after
+_ENDS_FROM = ("created", "starting", "running")
+
+
+def _retry(write: Callable[[], object]) -> object:
+    try:
+        return write()
+    except StoreError:
+        time.sleep(RETRY_PAUSE)
+        return write()
+
+
+def _flush_quietly(sink: Callbacks) -> None:
+    """Write the buffered step points if the records take them; the end matters more."""
+    try:
+        sink.flush()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _record_end(db: Database, run_id: int, outcome: Outcome) -> Outcome:
+    """Write the run's final state; on a database error, the outcome says it is unrecorded.
+    A transition refused because the run is no longer active (a supervisor already decided
+    it, e.g. lost or killed after a cancel) leaves that decision standing."""
+    try:
+        _retry(lambda: queue.transition(db, run_id, outcome.status, allowed_from=_ENDS_FROM,
+                                        error=outcome.error))
+    except StoreError as e:
+        return replace(outcome, unrecorded=one_line(e))
+    return outcome
 
 
 def start_running(db: Database, run_id: int, *, device: str) -> bool:
