@@ -27,6 +27,7 @@ __all__ = [
     "METHOD_NAMES",
     "MODEL_NAMES",
     "FieldInfo",
+    "applies_to",
     "config_from_dict",
     "config_to_dict",
     "describe",
@@ -108,7 +109,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    name: str = _f("ce", "training method", choices=METHOD_NAMES)
+    name: str = _f("mfm", "training method (MFM by default: the method this workbench is "
+                   "built around)", choices=METHOD_NAMES)
     focal_gamma: float = _f(1.0, "focal loss focusing parameter", ge=0.0,
                             methods=("focal", "cb"))
     cb_beta: float = _f(0.9999, "class-balanced effective-number beta", ge=0.0, lt=1.0,
@@ -364,6 +366,8 @@ def _parse_text(key: str, text: str, t: Any) -> Any:
             if not all(math.isfinite(v) for v in vals):
                 raise ConfigError(key, f"must be finite numbers (got {_show(text)})")
             return vals
+    except ConfigError:
+        raise
     except ValueError:
         pass
     raise ConfigError(key, f"expected {name}, got {_show(text)}")
@@ -427,7 +431,7 @@ def _validate(cfg: Config, explicit: set[str]) -> None:
     for key, value in flat.items():
         _check_field(key, value, _FIELDS[key][0].metadata)
     for key in sorted(explicit):
-        methods = _applies_to(key)
+        methods = applies_to(key)
         if methods and cfg.method.name not in methods:
             raise ConfigError(key, f"applies only to method.name in {' | '.join(methods)} "
                                    f"(method.name is {cfg.method.name!r})")
@@ -505,8 +509,9 @@ _CONDITIONAL: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
 }
 
 
-def _applies_to(key: str) -> tuple[str, ...] | None:
-    """The methods a key means something for (None: every method)."""
+def applies_to(key: str) -> tuple[str, ...] | None:
+    """The methods a key means something for (None: every method). The one home of this rule:
+    the TUI's forms and the sweeps ask here."""
     section = key.partition(".")[0] if "." in key else ""
     return SECTION_METHODS.get(section) or _FIELDS[key][0].metadata.get("methods")
 
@@ -555,7 +560,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     the keys that apply to its method (no mfm.* section for a ce run)."""
     d = json.loads(json.dumps(dataclasses.asdict(cfg)))
     for key in _FIELDS:
-        methods = _applies_to(key)
+        methods = applies_to(key)
         conditional = _CONDITIONAL.get(key)
         if (methods and cfg.method.name not in methods) or (
                 conditional is not None and cfg.method.name == "mfm" and not conditional[0](cfg)):

@@ -14,6 +14,7 @@ from mfm.cli.queue import cancel, logs, resume
 from mfm.cli.worker import worker
 from mfm.cli.records import export, runs, show
 from mfm.cli.run import run
+from mfm.cli.sweep import sweep
 
 __all__ = ["cli", "main"]
 
@@ -44,6 +45,7 @@ cli.add_command(cancel)
 cli.add_command(resume)
 cli.add_command(logs)
 cli.add_command(worker)
+cli.add_command(sweep)
 
 
 def _invoke(argv: list[str] | None) -> None:

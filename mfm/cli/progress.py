@@ -20,11 +20,13 @@ def _pct(v: Any) -> str:
 class RichProgress(Callbacks):
     """Epoch bar and step bar with the latest loss and accuracy."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console, *, cells: tuple[int, int, str] | None = None):
+        """``cells``: (index, total, label) of a sweep's cell: a third row over the cells."""
         self.console = console
+        self.cells = cells
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+            TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), console=console,
             transient=False)
         self.epoch_task: Any = None
         self.step_task: Any = None
@@ -35,6 +37,9 @@ class RichProgress(Callbacks):
     def on_start(self, info: StartInfo) -> None:
         self.steps = info.steps_per_epoch
         self.progress.start()
+        if self.cells is not None:
+            index, total, label = self.cells
+            self.progress.add_task("cells", total=total, completed=index, info=label)
         self.epoch_task = self.progress.add_task("epochs", total=info.epochs,
                                                  completed=info.start_epoch, info="")
         self.step_task = self.progress.add_task("steps", total=info.steps_per_epoch, info="")

@@ -89,7 +89,7 @@ def resume(app: App, run_id: int) -> None:
                    f"(attempt {rec.attempt})")
 
 
-#: the checkpoint a resume continues from (mfm.engine.fit.LAST; the CLI does not load torch)
+#: the checkpoint a resume continues from (mfm.engine.training.LAST; the CLI does not load torch)
 LAST_CHECKPOINT = "last.pt"
 
 

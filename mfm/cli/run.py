@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 
 import click
 from rich.console import Console
 
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
-from mfm.config import Config, ConfigError, config_to_dict, load_config
-from mfm.runner.preflight import PreflightError, check_data, method_options
+from mfm.config import Config, ConfigError, load_config
+from mfm.runner.preflight import PreflightError, check_data
 from mfm.store import repo
 from mfm.text import check_name, visible
 
@@ -138,39 +136,12 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     if slot:
         raise UserError("--slot: only for queued runs; a --headless run trains in this "
                         "process (choose its device with --set device=cuda:N)")
-    from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
+    from mfm.cli.foreground import train_in_foreground
 
-    try:
-        device = resolve_device(cfg.device)
-    except ConfigError as e:
-        raise UserError(str(e)) from None
-    db = app.open_db()
-    try:
-        options = method_options(db, cfg)
-    except PreflightError as e:
-        raise UserError(str(e)) from None
-
-    from mfm.cli.progress import RichProgress, summary_table
-    from mfm.runner.execute import execute_run
+    run_id, outcome, ckpt_dir = train_in_foreground(app, cfg, name, refs)
+    from mfm.cli.progress import summary_table
     from mfm.text import one_line
 
-    run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
-                             name=name, status="created", **refs)
-    ckpt_dir = app.runs_root() / str(run_id)
-    repo.update_run(db, run_id, checkpoint_dir=str(ckpt_dir))
-    err = Console(stderr=True)
-    err.print(f"run {run_id}: {cfg.method.name} on {cfg.data.name}-LT "
-              f"(IF {cfg.data.imbalance_factor:g}, {cfg.data.profile}), {cfg.model.name}, "
-              f"{device}; records in {app.db_target}")
-    progress = RichProgress(err)
-    stop = threading.Event()  # `mfm cancel ID` sends SIGTERM: stop after the current step
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        outcome = execute_run(db, run_id, checkpoint_dir=ckpt_dir, resume=False,
-                              extra_callbacks=(progress,), method_options=options, stop=stop)
-    finally:
-        progress.stop()
-        signal.signal(signal.SIGTERM, previous)
     if outcome.unrecorded is not None:  # the records could not take the run's end
         if outcome.status == "completed":
             Console().print(summary_table(run_id, outcome.summary or {}))
@@ -181,7 +152,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
                             f"lost", limit=800), err=True)
         sys.exit(1)
     if outcome.status == "cancelled":
-        err.print(f"run {run_id} cancelled; the last completed epoch is checkpointed in "
+        Console(stderr=True).print(f"run {run_id} cancelled; the last completed epoch is checkpointed in "
                   f"{ckpt_dir} (mfm resume {run_id})")
         sys.exit(130)
     if outcome.status == "failed":

@@ -1,4 +1,4 @@
-"""The ORM: SQLAlchemy 2.0 typed declarative models for schema version 1.
+"""The ORM: SQLAlchemy 2.0 typed declarative models (the current schema version).
 
 Changing anything here needs a migration in :mod:`mfm.store.schema` (a test compares the
 schema built from these models with the one the migrations build).
@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base", "SchemaInfo", "DatasetSpec", "Config", "Run", "StepMetric", "EpochMetric",
-    "ClassMetric", "LatestMetric",
+    "ClassMetric", "LatestMetric", "Worker", "Sweep", "SweepCell",
 ]
 
 NAMING_CONVENTION = {
@@ -109,6 +109,8 @@ class Run(Base):
     code_version: Mapped[str | None] = mapped_column(String)
     # v3: the slot a queued run asks for (None = any)
     want_slot: Mapped[str | None] = mapped_column(String)
+    # v4: sha256 of the resolved config (canonical JSON): how a sweep finds a finished run
+    config_hash: Mapped[str | None] = mapped_column(String, index=True)
 
 
 class StepMetric(Base):
@@ -176,3 +178,35 @@ class Worker(Base):
     heartbeat_at: Mapped[float] = mapped_column(Float)
     slots_json: Mapped[str] = mapped_column(Text)
     stopped_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Sweep(Base):
+    """v4: a study as one file: its text, and the grid it expanded to."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    file_text: Mapped[str] = mapped_column(Text)
+    grid_json: Mapped[str] = mapped_column(Text)
+    code_version: Mapped[str | None] = mapped_column(String)
+
+
+class SweepCell(Base):
+    """v4: one cell of a sweep (an arm at one seed) and the run that answers it. A finished
+    run with the same resolved config is reused, so one run can answer cells of several
+    sweeps; deleting the run leaves the cell waiting (run_id NULL)."""
+
+    __tablename__ = "sweep_cells"
+    __table_args__ = (PrimaryKeyConstraint("sweep_id", "config_hash"),)
+
+    sweep_id: Mapped[int] = mapped_column(Integer, ForeignKey("sweeps.id", ondelete="CASCADE"))
+    config_hash: Mapped[str] = mapped_column(String)
+    idx: Mapped[int] = mapped_column(Integer)
+    arm: Mapped[str] = mapped_column(String)
+    seed: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("runs.id", ondelete="SET NULL"), index=True)

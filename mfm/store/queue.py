@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 
 from mfm.store.db import Database
+from mfm.store.hashing import config_hash
 from mfm.store.models import Run, Worker
 from mfm.store.records import RunRecord
 from mfm.store.repo import _run_record
@@ -54,7 +55,8 @@ def enqueue_run(db: Database, *, config: dict[str, Any], epochs_total: int,
     may claim it; None = any slot."""
     now = time.time()
     run = Run(name=name, status="queued", created_at=now, queued_at=now,
-              config_json=json.dumps(config), epochs_total=int(epochs_total),
+              config_json=json.dumps(config), config_hash=config_hash(config),
+              epochs_total=int(epochs_total),
               dataset_spec_id=dataset_spec_id, config_id=config_id, code_version=code_version,
               attempt=0, resume_requested=0, want_slot=want_slot or None)
     with db.session_scope() as session:
@@ -148,8 +150,12 @@ def request_cancel(db: Database, run_id: int) -> str:
         raise QueueError(f"ID: run {run_id} is already {run.status}; nothing to cancel")
 
 
-def request_resume(db: Database, run_id: int) -> RunRecord:
-    """Queue a cancelled, failed or lost run again, to continue from its last checkpoint."""
+def request_resume(db: Database, run_id: int, *, to: str = "queued") -> RunRecord:
+    """Queue a cancelled, failed or lost run again, to continue from its last checkpoint.
+    ``to="created"``: take it for this process instead (a foreground run that no supervisor
+    may claim)."""
+    if to not in ("queued", "created"):
+        raise ValueError(f"resume to queued or created, not {to!r}")
     with db.session_scope() as session:
         run = session.get(Run, run_id)
         if run is None:
@@ -159,7 +165,7 @@ def request_resume(db: Database, run_id: int) -> RunRecord:
                     "queued": "it is already queued"}.get(run.status, "it is still active")
             raise QueueError(f"ID: run {run_id} is {run.status}: {hint} (resumable: "
                              f"{' | '.join(RESUMABLE)})")
-        run.status = "queued"
+        run.status = to
         run.queued_at = time.time()
         run.resume_requested = 1
         run.attempt = (run.attempt or 0) + 1

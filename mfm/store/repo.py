@@ -21,6 +21,7 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session, defer
 
 from mfm.store.db import Database, StoreError
+from mfm.store.hashing import config_hash
 from mfm.store.models import (
     ClassMetric,
     Config,
@@ -165,6 +166,7 @@ def create_run(db: Database, *, config: dict[str, Any], epochs_total: int,
         raise StoreError(f"no config {config_id}")
     _storable("epochs_total", int(epochs_total))
     run = Run(name=name, status=status, created_at=time.time(), config_json=_dumps(config),
+              config_hash=config_hash(config),
               epochs_total=int(epochs_total), dataset_spec_id=dataset_spec_id,
               config_id=config_id)
     with db.session_scope() as session:

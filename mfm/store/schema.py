@@ -22,7 +22,7 @@ from mfm.text import visible
 __all__ = ["SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "read_version", "create_fresh",
            "migrate", "user_tables"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -154,7 +154,51 @@ def _v2_to_v3(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN want_slot TEXT")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1, _v1_to_v2, _v2_to_v3]
+def _v3_to_v4(conn: Connection) -> None:
+    """Sweeps: the sweeps and their cells, and each run's config hash (filled in for every
+    existing run, so a sweep can reuse runs recorded before it)."""
+    from mfm.store.hashing import config_hash
+
+    for sql in (
+        "ALTER TABLE runs ADD COLUMN config_hash TEXT",
+        "CREATE INDEX ix_runs_config_hash ON runs (config_hash)",
+        """CREATE TABLE sweeps (
+            id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            file_text TEXT NOT NULL,
+            grid_json TEXT NOT NULL,
+            code_version TEXT,
+            CONSTRAINT uq_sweeps_name UNIQUE (name)
+        )""",
+        """CREATE TABLE sweep_cells (
+            sweep_id INTEGER NOT NULL,
+            config_hash TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            arm TEXT NOT NULL,
+            seed INTEGER NOT NULL,
+            run_id INTEGER,
+            CONSTRAINT pk_sweep_cells PRIMARY KEY (sweep_id, config_hash),
+            CONSTRAINT fk_sweep_cells_sweep_id_sweeps FOREIGN KEY (sweep_id)
+                REFERENCES sweeps (id) ON DELETE CASCADE,
+            CONSTRAINT fk_sweep_cells_run_id_runs FOREIGN KEY (run_id)
+                REFERENCES runs (id) ON DELETE SET NULL
+        )""",
+        "CREATE INDEX ix_sweep_cells_run_id ON sweep_cells (run_id)",
+    ):
+        conn.exec_driver_sql(sql)
+    rows = conn.exec_driver_sql("SELECT id, config_json FROM runs").fetchall()
+    for run_id, text_ in rows:
+        try:
+            digest = config_hash(text_)
+        except ValueError:
+            continue  # an unreadable config matches nothing
+        conn.execute(text("UPDATE runs SET config_hash = :h WHERE id = :i"),
+                     {"h": digest, "i": run_id})
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
 assert len(MIGRATIONS) == SCHEMA_VERSION, "one migration per schema version"
 
 

@@ -60,7 +60,8 @@ def test_mfm_bn_scale_shift_records_both_statistics(db_path, cli_env):
 
 
 BAD = [
-    (["--set", "mfm.sites=bn"], "mfm.sites: applies only to method.name in mfm"),
+    (["--set", "method.name=ce", "--set", "mfm.sites=bn"],
+     "mfm.sites: applies only to method.name in mfm"),
     (["--set", "method.name=mwnet", "--set", "data.meta_per_class=0"],
      "data.meta_per_class: must be >= 1"),
     (["--set", "method.name=mfm", "--set", "mfm.apply=everywhere"], "mfm.apply"),
@@ -81,7 +82,7 @@ def test_bad_mfm_input(db_path, cli_env, args, words):
 
 
 def test_modulator_from_a_run_that_is_not_mfm_or_a_bad_file(db_path, cli_env, tmp_path):
-    assert run(db_path).exit_code == 0  # a ce run: id 1
+    assert run(db_path, "--set", "method.name=ce").exit_code == 0  # a ce run: id 1
     res = run(db_path, "--set", "method.name=mfm", "--set", "mfm.modulator_from=1")
     assert res.exit_code == 2 and "run 1 is not an MFM run" in res.output
     bogus = tmp_path / "bogus.pt"

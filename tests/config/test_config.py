@@ -22,7 +22,7 @@ def test_fixed_key_names_exist():
 
 def test_defaults_are_the_embedded_job():
     cfg = load_config()
-    assert cfg.data.name == "digits" and cfg.method.name == "ce" and cfg.device == "auto"
+    assert cfg.data.name == "digits" and cfg.method.name == "mfm" and cfg.device == "auto"
     assert cfg.optim.milestones == (0.8, 0.9)
 
 

@@ -160,7 +160,10 @@ def test_damaged_rollback_journal_database_is_not_switched_to_wal(real_db):
     with real_db.open("r+b") as f:  # pages no open reads, only a check of the file, visits
         f.seek((pages // 2) * page_size)
         f.write(b"\xff" * page_size)
-    message = refused(real_db, "is damaged (quick_check: ", "restore it from a backup")
+    # found by quick_check or by the first read, depending on which page the damage hit:
+    # either way refused before the switch to WAL could rewrite the header (refused()
+    # compares the bytes)
+    message = refused(real_db, "is damaged (", "restore it from a backup")
     assert len(message) < 300
 
 

@@ -127,3 +127,39 @@ def test_version_1_database_is_migrated_to_current_keeping_its_runs(tmp_path):
     Database(str(fresh_path)).close()
     assert {k: v for k, v in migrated.items() if k != "<version>"} == \
         {k: v for k, v in schema_snapshot(fresh_path).items() if k != "<version>"}
+
+
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "v3.db"
+
+
+def test_a_v3_file_written_by_earlier_code_upgrades_in_place(tmp_path):
+    """tests/store/fixtures/v3.db was written by the code of schema version 3 (three runs,
+    a spec, a config, metrics). Opening it with today's code migrates it in place: every
+    record kept, and each run gets the config hash sweeps match on."""
+    import shutil
+
+    from mfm.store.hashing import config_hash
+    from mfm.store.schema import SCHEMA_VERSION
+
+    path = tmp_path / "old.db"
+    shutil.copy(FIXTURE_V3, path)
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT version FROM schema_info").fetchone() == (3,)
+        before = {t: con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
+                  for t in ("runs", "dataset_specs", "configs", "epoch_metrics",
+                            "step_metrics", "class_metrics", "latest_metrics")}
+    with Database(str(path)) as db:
+        assert db.schema_version() == SCHEMA_VERSION
+        runs = {r.id: r for r in repo.list_runs(db)}
+        assert [runs[i].status for i in (1, 2, 3)] == ["completed", "queued", "failed"]
+        assert runs[1].summary["final"]["acc"] == 0.6
+        assert repo.get_class_accuracy(db, 1) == [0.9, 0.2]
+        assert repo.get_dataset_spec(db, "digits-if10") is not None
+    with sqlite3.connect(path) as con:
+        for table, rows in before.items():
+            now = con.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            width = len(rows[0]) if rows else 0
+            assert [r[:width] for r in now] == rows, table
+        hashes = dict(con.execute("SELECT id, config_json FROM runs").fetchall())
+        for run_id, stored in con.execute("SELECT id, config_hash FROM runs"):
+            assert stored == config_hash(hashes[run_id])

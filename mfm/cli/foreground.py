@@ -1,0 +1,64 @@
+"""Training in this process, in the foreground: the shared body of ``mfm run --headless`` and
+``mfm sweep run --headless``. The run is recorded first (status created), then trained with a
+progress bar; SIGTERM (``mfm cancel``) stops it after the current step."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mfm.cli.context import App
+from mfm.cli.errors import UserError
+from mfm.config import Config, ConfigError, config_to_dict
+from mfm.runner.preflight import PreflightError, method_options
+from mfm.store import repo
+from mfm.text import visible
+
+__all__ = ["train_in_foreground"]
+
+
+def train_in_foreground(app: App, cfg: Config, name: str | None, refs: dict[str, int], *,
+                        cells: tuple[int, int, str] | None = None,
+                        run_id: int | None = None) -> tuple[int, Any, Path]:
+    """Record (or, with ``run_id``, continue) a run of ``cfg`` and train it here. ``cells``:
+    (index, total, label) of a sweep's cell, shown as a third progress row. Returns
+    (run id, the execute_run Outcome, checkpoint folder)."""
+    from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
+
+    try:
+        device = resolve_device(cfg.device)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    db = app.open_db()
+    try:
+        options = method_options(db, cfg)
+    except PreflightError as e:
+        raise UserError(str(e)) from None
+
+    from mfm.cli.progress import RichProgress
+    from mfm.runner.execute import execute_run
+
+    resume = run_id is not None
+    if run_id is None:
+        run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
+                                 name=name, status="created", **refs)
+    ckpt_dir = app.runs_root() / str(run_id)
+    repo.update_run(db, run_id, checkpoint_dir=str(ckpt_dir))
+    err = Console(stderr=True)
+    err.print(f"run {run_id}: {cfg.method.name} on {cfg.data.name}-LT "
+              f"(IF {cfg.data.imbalance_factor:g}, {cfg.data.profile}), {cfg.model.name}, "
+              f"{device}; records in {visible(app.db_target)}", markup=False)
+    progress = RichProgress(err, cells=cells)
+    stop = threading.Event()  # `mfm cancel ID` sends SIGTERM: stop after the current step
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        outcome = execute_run(db, run_id, checkpoint_dir=ckpt_dir, resume=resume,
+                              extra_callbacks=(progress,), method_options=options, stop=stop)
+    finally:
+        progress.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return run_id, outcome, ckpt_dir

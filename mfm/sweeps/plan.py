@@ -1,0 +1,163 @@
+"""Planning a sweep against the records: which cells a finished run already answers, which
+are under way, which need a run, and what the rest will cost. Torch-free.
+
+A cell's action:
+- ``reuse``: a completed run with the same resolved config (same code version) answers it;
+- ``stale``: such a run exists but was trained by another code version: reused and flagged,
+  or rerun with ``rerun_stale``;
+- ``active``: a run with the same config is queued or running;
+- ``resume``: its run was cancelled or lost (a crash): it is resumed from its checkpoint;
+- ``failed``: its run failed (``mfm sweep resume`` retries it);
+- ``new``: nothing answers it: a new run is queued.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mfm.store import Database, RunRecord, repo
+from mfm.store.hashing import config_hash
+from mfm.store.sweeps import runs_by_hash
+from mfm.sweeps.spec import Cell, SweepError, SweepSpec, expand
+
+__all__ = ["CellPlan", "SweepPlan", "plan_sweep", "resolve_base", "ACTIONS", "TO_RUN"]
+
+ACTIONS = ("reuse", "stale", "active", "resume", "failed", "new")
+TO_RUN = ("new", "resume")
+_ACTIVE = ("queued", "created", "starting", "running")
+_INTERRUPTED = ("cancelled", "lost")
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    cell: Cell
+    config_hash: str
+    action: str
+    run: RunRecord | None          # the run that answers (or will be resumed), if any
+    estimate_seconds: float | None  # what running it will cost, for new / resume
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    spec: SweepSpec
+    cells: list[CellPlan]
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.cells if c.action == action)
+
+    @property
+    def to_run(self) -> list[CellPlan]:
+        return [c for c in self.cells if c.action in TO_RUN]
+
+    @property
+    def estimate_seconds(self) -> float | None:
+        """Seconds for every cell still to run (None if no comparable run was ever timed)."""
+        costs = [c.estimate_seconds for c in self.to_run]
+        if not costs or any(c is None for c in costs):
+            return None
+        return float(sum(c for c in costs if c is not None))
+
+    @property
+    def unestimated(self) -> int:
+        return sum(1 for c in self.to_run if c.estimate_seconds is None)
+
+    def grid(self) -> dict[str, Any]:
+        """What the records keep of the plan: the axes, the arms and each cell's settings."""
+        return {"grid": self.spec.grid, "arms": [a for a, _ in self.spec.arms],
+                "exclude": self.spec.exclude,
+                "cells": [{"idx": c.cell.index, "arm": c.cell.arm, "seed": c.cell.seed,
+                           "overrides": c.cell.overrides, "hash": c.config_hash}
+                          for c in self.cells]}
+
+
+def resolve_base(db: Database, spec: SweepSpec) -> dict[str, Any]:
+    """The saved dataset spec and method config a sweep names, merged (spec under config)."""
+    base: dict[str, Any] = {}
+    if spec.dataset:
+        rec = repo.get_dataset_spec(db, spec.dataset)
+        if rec is None:
+            names = ", ".join(r.name for r in repo.list_dataset_specs(db)) or "none saved"
+            raise SweepError(f"dataset: no saved dataset spec {spec.dataset!r} (have: {names})")
+        base.update(rec.spec)
+    if spec.config:
+        name, _, version = spec.config.partition("@")
+        if version and not version.isdigit():
+            raise SweepError(f"config: expected NAME or NAME@VERSION (got {spec.config!r})")
+        crec = repo.get_config(db, name, int(version) if version else None)
+        if crec is None:
+            names = ", ".join(r.name for r in repo.list_configs(db)) or "none saved"
+            raise SweepError(f"config: no saved config {spec.config!r} (have: {names})")
+        for k, v in crec.config.items():
+            base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
+    return base
+
+
+def _comparable_key(config: Mapping[str, Any], exact: bool) -> tuple[Any, ...]:
+    data = config.get("data", {})
+    base = (config.get("method", {}).get("name"), data.get("name"),
+            config.get("model", {}).get("name"))
+    if not exact:
+        return base
+    return (*base, data.get("imbalance_factor"), data.get("head_count"),
+            data.get("meta_per_class"), config.get("train", {}).get("batch_size"),
+            config.get("mfm", {}).get("meta_interval"),
+            config.get("mfm", {}).get("virtual_params"))
+
+
+def _timings(runs: Sequence[RunRecord]) -> tuple[dict[tuple, float], dict[tuple, float]]:
+    """Median recorded seconds per epoch by (exact, coarse) comparable key."""
+    exact: dict[tuple, list[float]] = {}
+    coarse: dict[tuple, list[float]] = {}
+    for r in runs:
+        spe = (r.summary or {}).get("seconds_per_epoch")
+        if not isinstance(spe, (int, float)) or spe <= 0:
+            continue
+        exact.setdefault(_comparable_key(r.config, True), []).append(float(spe))
+        coarse.setdefault(_comparable_key(r.config, False), []).append(float(spe))
+    return ({k: statistics.median(v) for k, v in exact.items()},
+            {k: statistics.median(v) for k, v in coarse.items()})
+
+
+def plan_sweep(db: Database, spec: SweepSpec, *, code_version: str | None,
+               rerun_stale: bool = False, max_cells: int | None = None) -> SweepPlan:
+    """Expand and validate every cell (SweepError names the cell), then match the records."""
+    cells = expand(spec, base_dict=resolve_base(db, spec), max_cells=max_cells)
+    resolved = [c.resolved for c in cells]
+    hashes = [config_hash(r) for r in resolved]
+    found = runs_by_hash(db, hashes)
+    exact, coarse = _timings(repo.list_runs(db, status="completed", confusion=False))
+    plans = []
+    for cell, conf, h in zip(cells, resolved, hashes, strict=True):
+        runs = found.get(h, [])
+        done = [r for r in runs if r.status == "completed"]
+        fresh = [r for r in done if r.code_version == code_version or code_version is None]
+        active = [r for r in runs if r.status in _ACTIVE]
+        interrupted = [r for r in runs if r.status in _INTERRUPTED]
+        failed = [r for r in runs if r.status == "failed"]
+        run: RunRecord | None
+        if fresh:
+            action, run = "reuse", fresh[0]
+        elif done and not rerun_stale:
+            action, run = "stale", done[0]
+        elif active:
+            action, run = "active", active[0]
+        elif interrupted:
+            action, run = "resume", interrupted[0]
+        elif failed and not done:
+            action, run = "failed", failed[0]
+        else:
+            action, run = "new", None
+        estimate = None
+        if action in TO_RUN:
+            spe = exact.get(_comparable_key(conf, True)) or coarse.get(_comparable_key(conf, False))
+            if spe is not None:
+                left = cell.config.train.epochs
+                if run is not None and run.epoch is not None:
+                    left = max(0, left - (run.epoch + 1))
+                estimate = spe * left
+        plans.append(CellPlan(cell=cell, config_hash=h, action=action, run=run,
+                              estimate_seconds=estimate))
+    return SweepPlan(spec=spec, cells=plans)
