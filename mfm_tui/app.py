@@ -19,9 +19,10 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 
+from mfm.text import MESSAGE_MAX, visible
 from mfm_tui.screens.base import one_line
 from mfm_tui.screens.message import MIN_HEIGHT, MIN_WIDTH, MessageScreen, TooSmallScreen
-from mfm_tui.services import Services
+from mfm_tui.services import ServiceError, Services, check_target
 
 __all__ = ["MfmApp", "main"]
 
@@ -93,7 +94,7 @@ class MfmApp(App):
             self.services.open()
             error = None
         except Exception as e:  # noqa: BLE001 — shown on a message screen
-            error = one_line(e)
+            error = visible(one_line(e), limit=MESSAGE_MAX)
         self.post_message(DbOpened(error))
 
     def on_db_opened(self, message: DbOpened) -> None:
@@ -164,6 +165,18 @@ class MfmApp(App):
                                 partial(self._run_binding, active.node, binding.action))
         yield from super().get_system_commands(screen)
 
+    # -- notifications: always literal text ----------------------------------------------------
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is literal text: messages carry run, spec and config names and
+        error texts, which must never be read as markup (``markup`` is accepted and ignored),
+        with control characters visible and each line bounded."""
+        text = "\n".join(visible(line.expandtabs(), limit=MESSAGE_MAX)
+                         for line in str(message).splitlines())
+        super().notify(text, title=visible(title, limit=80), severity=severity,
+                       timeout=timeout, markup=False)
+
     def _run_binding(self, node: Any, action: str) -> None:
         self.call_later(self.run_action, action, node)
 
@@ -180,16 +193,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     target = args.db or os.environ.get("MFM_DB") or "experiments.db"
+    try:
+        check_target(target)  # a bad file: one line before the terminal is taken over
+    except ServiceError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        raise SystemExit(1) from None
     app = MfmApp(Services(target))
     try:
         app.run()
     finally:
         app.services.close()
+    if app.db_error is not None:  # shown on the message screen; said again once it is gone
+        print(f"error: {app.db_error}", file=sys.stderr)
+        raise SystemExit(1)
     if app.return_code:
         sys.exit(app.return_code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``mfm-tui`` entry point: never ends with a bare traceback (mfm.crashlog.guard)."""
+    from mfm.crashlog import guard
+
+    guard("mfm-tui", lambda: _main(argv))
 
 
 if __name__ == "__main__":

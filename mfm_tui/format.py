@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mfm_tui.literal import NAME_CELL, cut, shown
+
 __all__ = ["pct", "duration", "when", "progress", "data_text", "groups_text", "epoch_text",
            "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "matches"]
 
@@ -58,10 +60,13 @@ def epoch_text(r: Any) -> str:
 
 
 def data_text(config: dict[str, Any]) -> str:
+    """``name/IF<factor>[/profile]``, as literal text (the config comes from the records)."""
     data = config.get("data", {}) if isinstance(config, dict) else {}
-    text = f"{data.get('name', '?')}/IF{data.get('imbalance_factor', 0):g}"
+    factor = data.get("imbalance_factor", 0)
+    factor_text = f"{factor:g}" if isinstance(factor, (int, float)) else cut(factor, 12)
+    text = f"{cut(data.get('name', '?'), 24)}/IF{factor_text}"
     if data.get("profile", "exp") != "exp":
-        text += f"/{data.get('profile')}"
+        text += f"/{cut(data.get('profile'), 12)}"
     return text
 
 
@@ -97,10 +102,10 @@ def status_text(r: Any, positions: dict[int, int] | None, now: float) -> str:
 
 def where_text(r: Any, now: float) -> str:
     if r.status == "queued" and getattr(r, "want_slot", None):
-        return f"wants {r.want_slot}"
-    where = r.slot or r.device or "—"
+        return f"wants {cut(r.want_slot, 16)}"
+    where = cut(r.slot or r.device or "—", 16)
     if r.device and r.slot and r.device not in r.slot:
-        where = f"{r.slot}:{r.device}"
+        where = f"{cut(r.slot, 16)}:{cut(r.device, 16)}"
     if r.status in ("starting", "running") and r.heartbeat_at is not None:
         where += f" ♥{max(0, now - r.heartbeat_at):.0f}s"
     return where
@@ -127,8 +132,10 @@ RUN_COLUMNS = (("mark", " "), ("id", "id"), ("name", "name"), ("data", "data"),
 
 def run_cells(r: Any, *, marked: bool, positions: dict[int, int], now: float,
               localtime: Callable[[float], time.struct_time] = time.localtime) -> tuple[str, ...]:
-    """One table row, in RUN_COLUMNS order."""
-    return ("●" if marked else " ", str(r.id), r.name or "", data_text(r.config), r.method,
+    """One table row, in RUN_COLUMNS order: plain strings, user-supplied ones made visible
+    and long names cut (the screen shows them as literal Text, never as markup)."""
+    return ("●" if marked else " ", str(r.id), cut(r.name or "", NAME_CELL),
+            data_text(r.config), shown(r.method),
             status_text(r, positions, now), epoch_text(r), pct(last_metric(r, "acc")),
             pct(best_acc(r)), groups_text(r), where_text(r, now),
             when(r.started_at, localtime, now), duration(run_duration(r, now)))

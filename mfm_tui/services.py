@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServiceError", "Services", "RunsDelta", "RunSeries", "StatusInfo", "QueuedRuns",
-           "ConfigUse"]
+from mfm.text import check_name, visible
+
+__all__ = ["ServiceError", "Services", "check_target", "RunsDelta", "RunSeries", "StatusInfo",
+           "QueuedRuns", "ConfigUse"]
 
 ACTIVE = ("starting", "running")
 CHART_STEP_KEYS = ("loss", "meta_loss", "weight_mean")
 LIVE = ("created", "queued", "starting", "running")  # statuses whose runs still change
+SQLITE_HEADER = b"SQLite format 3\x00"  # as mfm.store.db.SQLITE_HEADER
 
 
 class ServiceError(Exception):
@@ -73,6 +76,45 @@ class ConfigUse:
     name: str
     version: int
     run_ids: tuple[int, ...]
+
+
+def _check_name(what: str, name: str) -> None:
+    """ServiceError with mfm.text.check_name's reason when ``name`` cannot name a record."""
+    why = check_name(what, name)
+    if why is not None:
+        raise ServiceError(why)
+
+
+def check_target(target: str) -> None:
+    """Refuse at once, before the first frame, a SQLite file the records cannot live in: a
+    directory, a file that is not SQLite, a folder that does not exist. ServiceError with one
+    line naming the file. Other targets (URLs of other backends, ``file:`` URIs) are left to
+    ``open``. Deliberately without SQLAlchemy (mfm.store would cost the first frame ~0.2 s);
+    the messages are those of mfm.store's own check, which ``open`` runs again."""
+    if target == ":memory:":
+        return
+    path_text = target
+    if "://" in target:
+        if not target.startswith("sqlite:///"):
+            return
+        path_text = target[len("sqlite:///"):].split("?", 1)[0]
+        if path_text in ("", ":memory:") or path_text.startswith("file:"):
+            return
+    shown = visible(target if "://" not in target else path_text)
+    path = Path(os.path.abspath(os.path.expanduser(path_text)))
+    if path.is_dir():
+        raise ServiceError(f"--db: '{shown}' is a directory, not a SQLite database")
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as e:
+            raise ServiceError(f"--db: cannot read '{shown}': {e.strerror}") from None
+        if head and head != SQLITE_HEADER:
+            raise ServiceError(f"--db: '{shown}' is not a SQLite database")
+    elif not path.parent.is_dir():
+        raise ServiceError(f"--db: directory '{visible(path.parent)}' does not exist "
+                           f"(for '{shown}')")
 
 
 def _fingerprint_columns() -> list[Any]:
@@ -321,6 +363,9 @@ class Services:
         Every config is checked before any is queued. ``slot``: '' = any."""
         from mfm.runner.submit import SubmitError, submit_runs
 
+        for name in names:
+            if name is not None:
+                _check_name("name", name)
         try:
             ids = self._call(submit_runs, db_target=self.db_target, runs_root=self.runs_root(),
                              configs=configs, names=names, dataset_spec_id=dataset_spec_id,
@@ -363,6 +408,7 @@ class Services:
 
         if not name.strip():
             raise ServiceError("name: a dataset spec needs a name")
+        _check_name("name", name.strip())
         try:
             check_dataset_spec(spec)
         except ConfigError as e:
@@ -421,6 +467,7 @@ class Services:
             raise ServiceError("name: a config needs a name")
         if "@" in name:
             raise ServiceError("name: '@' is reserved for versions (NAME@VERSION)")
+        _check_name("name", name)
         try:
             check_named_config(config)
         except ConfigError as e:

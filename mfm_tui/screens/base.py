@@ -11,6 +11,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 
+from mfm_tui.literal import literal_cells
+
 __all__ = ["BaseScreen", "PollResult", "ServiceDone", "one_line"]
 
 
@@ -22,14 +24,15 @@ def one_line(err: BaseException) -> str:
 
 def refill_list(table: Any, rows: list[tuple[str, tuple[str, ...]]],
                 follow: str | None = None) -> None:
-    """Replace a list table's rows (key, cells). The cursor goes to the row keyed ``follow``,
-    else stays on the key it was on, so a refresh never leaves it on another record."""
+    """Replace a list table's rows (key, cells). Cells are shown as literal text, never as
+    markup (the caller cuts long names). The cursor goes to the row keyed ``follow``, else
+    stays on the key it was on, so a refresh never leaves it on another record."""
     current = None
     if table.row_count and 0 <= table.cursor_row < table.row_count:
         current = table.ordered_rows[table.cursor_row].key.value
     table.clear()
     for key, cells in rows:
-        table.add_row(*cells, key=key)
+        table.add_row(*literal_cells(cells), key=key)
     keys = [key for key, _ in rows]
     want = follow if follow in keys else current
     if want in keys:

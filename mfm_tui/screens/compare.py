@@ -11,6 +11,7 @@ from textual.containers import Grid
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from mfm_tui.format import data_text, epoch_text, pct
+from mfm_tui.literal import NAME_CELL, NAME_LABEL, cut, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.charts import ClassChart, DiffChart, LineChart
 from mfm_tui.widgets.keys_bar import KeysBar
@@ -24,7 +25,8 @@ SUMMARY_COLUMNS = ("id", "name", "method", "data", "status", "ep", "acc%", "many
 
 
 def label(run: Any) -> str:
-    return f"{run.id} {run.name}" if run.name else f"run {run.id}"
+    """How a run is named in a legend or a chart title: its id and its name, literal, cut."""
+    return f"{run.id} {cut(run.name, NAME_LABEL)}" if run.name else f"run {run.id}"
 
 
 def summary_rows(runs: list[Any]) -> list[tuple[str, ...]]:
@@ -36,7 +38,8 @@ def summary_rows(runs: list[Any]) -> list[tuple[str, ...]]:
         def last(key: str) -> Any:
             return r.latest.get(key, final.get(key))
 
-        rows.append((str(r.id), r.name or "", r.method, data_text(r.config), r.status,
+        rows.append((str(r.id), cut(r.name or "", NAME_CELL), shown(r.method),
+                     data_text(r.config), r.status,
                      epoch_text(r), pct(last("acc")), pct(last("many")), pct(last("medium")),
                      pct(last("few")), pct(best.get("acc"))))
     return rows
@@ -116,13 +119,16 @@ class CompareScreen(BaseScreen):
                 else:
                     self.class_acc.setdefault(rid, None)
                 chart = self.query_one(f"#cmp-class-{rid}", ClassChart)
-                chart.title_text = f"{label(run)} · {run.method} · {data_text(run.config)}"
+                chart.title_text = (f"{label(run)} · {shown(run.method)} · "
+                                    f"{data_text(run.config)}")
                 chart.set_data((run.class_counts or {}).get("train", []),
-                               {run.method: self.class_acc.get(rid)})
+                               {shown(run.method): self.class_acc.get(rid)})
         self._diff()
         table = self.query_one("#cmp-table", DataTable)
         table.clear()
-        table.add_rows(summary_rows([self.runs[rid] for rid in self.run_ids if rid in self.runs]))
+        table.add_rows([literal_cells(row) for row in
+                        summary_rows([self.runs[rid] for rid in self.run_ids
+                                      if rid in self.runs])])
 
     def _diff(self) -> None:
         i, j = self.pair

@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
 from mfm.config import ConfigError, FieldInfo, describe
+from mfm.text import check_name
+from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.form import FieldRow, SchemaForm
 from mfm_tui.widgets.keys_bar import KeysBar
@@ -119,8 +121,8 @@ class ConfigsScreen(BaseScreen):
     def done_listed(self, configs: list[Any], follow: str | None = None) -> None:
         self.configs = configs
         refill_list(self.query_one("#cfg-list", DataTable),
-                    [(rec.name, (rec.name, str(rec.version),
-                                 str(rec.config.get("method", {}).get("name", "ce"))))
+                    [(rec.name, (cut(rec.name, NAME_CELL), str(rec.version),
+                                 cut(rec.config.get("method", {}).get("name", "ce"), 20)))
                      for rec in configs], follow)
 
     def selected(self) -> Any:
@@ -146,7 +148,7 @@ class ConfigsScreen(BaseScreen):
         self.keep = set(flat)
         inp = self.query_one("#cfg-name", Input)
         with inp.prevent(Input.Changed):
-            inp.value = name
+            inp.value = shown(name)  # a control character must not reach the terminal
         self.query_one("#cfg-info", Static).update(
             f"version {rec.version}" if rec is not None else "new config")
         self.validate()
@@ -195,13 +197,17 @@ class ConfigsScreen(BaseScreen):
         other = [f"{k}: {m}" for k, m in errors.items() if k not in visible]
         name = self.query_one("#cfg-name", Input).value.strip()
         if not name:
-            other.append("name: needed to save")
+            why: str | None = "name: needed to save"
         elif "@" in name:
-            other.append("name: '@' is reserved for versions (NAME@VERSION)")
+            why = "name: '@' is reserved for versions (NAME@VERSION)"
+        else:
+            why = check_name("name", name)
+        if why is not None:
+            other.append(why)
         err = self.query_one("#cfg-error", Static)
-        err.update("\n".join(other))
+        err.update(lines("\n".join(other)))
         err.display = bool(other)
-        self.valid = config is not None and bool(name) and "@" not in name
+        self.valid = config is not None and why is None
         return self.valid
 
     # -- actions ------------------------------------------------------------------------------
@@ -250,7 +256,8 @@ class ConfigsScreen(BaseScreen):
                 self.call_service("deleted", self.delete, rec.name)
 
         self.app.push_screen(ConfirmScreen(
-            f"Delete config {rec.name!r} and all its versions? (Refused while runs use it.)",
+            f"Delete config '{cut(rec.name, NAME_TITLE)}' and all its versions? (Refused while "
+            "runs use it.)",
             yes="Delete"), answered)
 
     def delete(self, name: str) -> tuple[str, list[Any]]:  # worker

@@ -12,6 +12,8 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Static
 
 from mfm.config import ConfigError, describe
+from mfm.text import check_name
+from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.charts import CountsChart
 from mfm_tui.widgets.form import FieldRow, SchemaForm
@@ -91,8 +93,9 @@ class DatasetsScreen(BaseScreen):
 
         def cells(rec: Any) -> tuple[str, ...]:
             data = rec.spec.get("data", {})
-            return (rec.name, str(data.get("name", "digits")),
-                    f"{data.get('imbalance_factor', 10):g}")
+            factor = data.get("imbalance_factor", 10)
+            return (cut(rec.name, NAME_CELL), cut(data.get("name", "digits"), 16),
+                    f"{factor:g}" if isinstance(factor, (int, float)) else cut(factor, 8))
         refill_list(self.query_one("#spec-list", DataTable),
                     [(rec.name, cells(rec)) for rec in specs], follow)
 
@@ -115,7 +118,7 @@ class DatasetsScreen(BaseScreen):
         form.set_values(values)
         name = self.query_one("#spec-name", Input)
         with name.prevent(Input.Changed):
-            name.value = rec.name
+            name.value = shown(rec.name)  # a control character must not reach the terminal
         self.validate()
 
     # -- validation and preview ---------------------------------------------------------------
@@ -147,10 +150,11 @@ class DatasetsScreen(BaseScreen):
         shown = {r.info.key for r in form.rows()}
         other = [f"{k}: {m}" for k, m in errors.items() if k not in shown]
         name = self.query_one("#spec-name", Input).value.strip()
-        if not name:
-            other.append("name: needed to save")
+        why = check_name("name", name) if name else "name: needed to save"
+        if why is not None:
+            other.append(why)
         self.show_error("\n".join(other))
-        self.valid = spec is not None and bool(name)
+        self.valid = spec is not None and why is None
         if spec is not None and preview:
             self.schedule_preview(spec)
         elif spec is None:
@@ -159,7 +163,7 @@ class DatasetsScreen(BaseScreen):
 
     def show_error(self, text: str) -> None:
         err = self.query_one("#spec-error", Static)
-        err.update(text)
+        err.update(lines(text))
         err.display = bool(text)
 
     def schedule_preview(self, spec: dict[str, Any]) -> None:
@@ -184,7 +188,7 @@ class DatasetsScreen(BaseScreen):
         self.previews += 1
         self.preview = None
         self.query_one("#spec-chart", CountsChart).set_counts(None)
-        self.query_one("#spec-summary", Static).update(f"no preview: {error}")
+        self.query_one("#spec-summary", Static).update(f"no preview: {lines(error)}")
 
     # -- save / new / delete ------------------------------------------------------------------
 
@@ -203,7 +207,9 @@ class DatasetsScreen(BaseScreen):
     def done_saved(self, value: tuple[str, list[Any]]) -> None:
         name, specs = value
         self.done_listed(specs, follow=name)
-        self.notify(f"dataset spec {name!r} saved (mfm run --dataset {name})", timeout=4)
+        shown_name = cut(name, NAME_TITLE)
+        self.notify(f"dataset spec '{shown_name}' saved (mfm run --dataset {shown_name})",
+                    timeout=4)
 
     def action_new(self) -> None:
         form = self.query_one("#spec-form", SchemaForm)
@@ -225,7 +231,8 @@ class DatasetsScreen(BaseScreen):
                 self.call_service("deleted", self.delete, rec.name)
 
         self.app.push_screen(ConfirmScreen(
-            f"Delete dataset spec {rec.name!r}? Runs that used it keep their frozen config.",
+            f"Delete dataset spec '{cut(rec.name, NAME_TITLE)}'? Runs that used it keep their "
+            "frozen config.",
             yes="Delete"), answered)
 
     def delete(self, name: str) -> tuple[str, list[Any]]:  # worker

@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
+from mfm_tui.literal import lines
+
 __all__ = ["MessageScreen", "TooSmallScreen", "MIN_WIDTH", "MIN_HEIGHT"]
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
@@ -34,9 +36,9 @@ class MessageScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, id="msg-title", markup=False)
-            yield Static(self.message, id="msg-text", markup=False)
-            yield Static(self.hint, id="msg-hint", markup=False)
+            yield Static(lines(self.title_text), id="msg-title", markup=False)
+            yield Static(lines(self.message), id="msg-text", markup=False)
+            yield Static(lines(self.hint), id="msg-hint", markup=False)
 
 
 class TooSmallScreen(ModalScreen[None]):

@@ -13,6 +13,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Label, Select, Static
 
 from mfm.config import ConfigError
+from mfm.text import check_name
+from mfm_tui.literal import NAME_CELL, cut, literal, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
@@ -22,6 +24,11 @@ __all__ = ["NewRunScreen", "parse_overrides", "describe_config", "MAX_SEEDS"]
 MAX_SEEDS = 20
 CLONE = "clone"
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def _factor(spec: dict[str, Any]) -> str:
+    factor = spec.get("data", {}).get("imbalance_factor", 10)
+    return f"{factor:g}" if isinstance(factor, (int, float)) else cut(factor, 8)
 
 
 class _Form(VerticalScroll, can_focus=False):
@@ -37,9 +44,9 @@ def parse_overrides(text: str) -> list[str]:
 
 def describe_config(cfg: Any) -> str:
     d = cfg.data
-    return (f"{cfg.method.name} · {cfg.model.name} · {d.name} IF {d.imbalance_factor:g} "
-            f"{d.profile} · {cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''} · "
-            f"batch {cfg.train.batch_size} · lr {cfg.optim.lr:g} · device {cfg.device}")
+    return shown(f"{cfg.method.name} · {cfg.model.name} · {d.name} IF {d.imbalance_factor:g} "
+                 f"{d.profile} · {cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''}"
+                 f" · batch {cfg.train.batch_size} · lr {cfg.optim.lr:g} · device {cfg.device}")
 
 
 class NewRunScreen(BaseScreen):
@@ -101,7 +108,9 @@ class NewRunScreen(BaseScreen):
     def _clone_name(self) -> str:
         if self.clone_of is None:
             return ""
-        return f"{self.clone_of.name}-clone" if self.clone_of.name else \
+        # control characters of the cloned name are written as escapes: they must not reach
+        # the terminal, and a new name may not hold them
+        return f"{shown(self.clone_of.name)}-clone" if self.clone_of.name else \
             f"clone-of-{self.clone_of.id}"
 
     def _spec_options(self) -> list[tuple[str, Any]]:
@@ -141,11 +150,14 @@ class NewRunScreen(BaseScreen):
         spec_sel = self.query_one("#nr-spec", Select)
         cfg_sel = self.query_one("#nr-config", Select)
         keep_spec, keep_cfg = spec_sel.value, cfg_sel.value
+        # prompts are literal Text: a str prompt would be read as markup
         spec_sel.set_options(self._spec_options() + [
-            (f"{r.name} ({r.spec.get('data', {}).get('name', 'digits')}, IF "
-             f"{r.spec.get('data', {}).get('imbalance_factor', 10):g})", r.id) for r in specs])
+            (literal(f"{cut(r.name, NAME_CELL)} "
+                     f"({cut(r.spec.get('data', {}).get('name', 'digits'), 16)}, "
+                     f"IF {_factor(r.spec)})"), r.id) for r in specs])
         cfg_sel.set_options(self._config_options() + [
-            (f"{r.name} v{r.version} ({r.config.get('method', {}).get('name', 'ce')})", r.id)
+            (literal(f"{cut(r.name, NAME_CELL)} v{r.version} "
+                     f"({cut(r.config.get('method', {}).get('name', 'ce'), 20)})"), r.id)
             for r in configs])
         for sel, keep in ((spec_sel, keep_spec), (cfg_sel, keep_cfg)):
             with sel.prevent(Select.Changed):
@@ -196,6 +208,8 @@ class NewRunScreen(BaseScreen):
         base = self.services.compose(dataset_spec=spec, named_config=named,
                                      overrides=overrides)
         name = self.query_one("#nr-name", Input).value.strip() or None
+        if name is not None and (why := check_name("name", name)):
+            raise ConfigError("", why)
         if seeds == 1:
             return [base], [name], describe_config(base) + f" · seed {base.seed}"
         configs, names = [], []
@@ -204,6 +218,8 @@ class NewRunScreen(BaseScreen):
             configs.append(self.services.compose(dataset_spec=spec, named_config=named,
                                                  overrides=[*overrides, f"seed={seed}"]))
             names.append(f"{name or 'run'}-s{seed}")
+            if why := check_name("name", names[-1]):
+                raise ConfigError("", f"{why} with its -s{seed} suffix")
         return configs, names, (describe_config(base) +
                                 f" · seeds {base.seed}..{base.seed + seeds - 1}")
 
@@ -214,7 +230,7 @@ class NewRunScreen(BaseScreen):
             configs, names, text = self.build()
         except ConfigError as e:
             self.plan = None
-            err.update(f"{e}")
+            err.update(shown(e))
             err.display = True
             plan.update("nothing can be queued until this is fixed")
             return False
@@ -248,5 +264,5 @@ class NewRunScreen(BaseScreen):
     def failed_queued(self, error: str) -> None:
         self.busy = False
         err = self.query_one("#nr-error", Static)
-        err.update(f"not queued: {error}")
+        err.update(f"not queued: {shown(error)}")
         err.display = True

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
 
 from mfm_tui.format import data_text, duration, epoch_text, pct, run_duration, status_text, \
     where_text
+from mfm_tui.literal import NAME_TITLE, cut, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.charts import ClassChart, LineChart
 from mfm_tui.widgets.keys_bar import KeysBar
@@ -25,13 +26,15 @@ MOD_STATS = ("gamma_mean", "gamma_std", "beta_mean", "beta_std")
 
 
 def config_text(config: dict[str, Any]) -> str:
-    """A resolved config as TOML-like text: top-level keys, then one table per section."""
-    lines = [f"{k} = {v!r}" for k, v in config.items() if not isinstance(v, dict)]
+    """A resolved config as TOML-like text: top-level keys, then one table per section.
+    Keys and values are shown literally (control characters as escapes)."""
+    out = [f"{shown(k)} = {shown(repr(v))}" for k, v in config.items()
+           if not isinstance(v, dict)]
     for section, values in config.items():
         if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            lines.extend(f"{k} = {v!r}" for k, v in values.items())
-    return "\n".join(lines).strip()
+            out.append(f"\n[{shown(section)}]")
+            out.extend(f"{shown(k)} = {shown(repr(v))}" for k, v in values.items())
+    return "\n".join(out).strip()
 
 
 def mod_rows(latest: dict[str, float]) -> list[tuple[str, ...]]:
@@ -41,7 +44,7 @@ def mod_rows(latest: dict[str, float]) -> list[tuple[str, ...]]:
         if key.startswith("mod/"):
             site, _, stat = key[4:].rpartition("/")
             sites.setdefault(site, {})[stat] = value
-    return [(site, *(f"{stats[s]:.4f}" if s in stats else "—" for s in MOD_STATS))
+    return [(cut(site, 24), *(f"{stats[s]:.4f}" if s in stats else "—" for s in MOD_STATS))
             for site, stats in sorted(sites.items())]
 
 
@@ -139,13 +142,14 @@ class RunScreen(BaseScreen):
         table.display = bool(rows)
         if rows:
             table.clear()
-            table.add_rows(rows)
+            table.add_rows([literal_cells(row) for row in rows])
         if first:
             self.query_one("#config-text", Static).update(config_text(run.config))
             if run.method not in ("mfm", "mwnet"):
                 self.query_one("#tabs", TabbedContent).hide_tab("modulation")
         if data.log_lines:
-            self.query_one("#log-view", Log).write_lines(data.log_lines)
+            self.query_one("#log-view", Log).write_lines(
+                [shown(line.expandtabs()) for line in data.log_lines])
         self.log_offset = data.log_offset
         self.refresh_bindings()
 
@@ -154,7 +158,7 @@ class RunScreen(BaseScreen):
         final = (run.summary or {}).get("final") or {}
         best = (run.summary or {}).get("best") or {}
         acc = run.latest.get("acc", final.get("acc"))
-        parts = [f" Run {run.id}" + (f" {run.name}" if run.name else ""),
+        parts = [f" Run {run.id}" + (f" {cut(run.name, NAME_TITLE)}" if run.name else ""),
                  f"{run.method} on {data_text(run.config)}",
                  f"{status_text(run, None, now)} {epoch_text(run)}",
                  f"acc {pct(acc)}%" + (f" (best {pct(best.get('acc'))}%)" if best else ""),
@@ -162,16 +166,16 @@ class RunScreen(BaseScreen):
         self.query_one("#run-title", Static).update(" · ".join(parts))
         error = self.query_one("#run-error", Static)
         if run.error:
-            lines = [ln for ln in run.error.strip().splitlines() if ln.strip()]
-            shown = lines[-3:]
-            more = f"  (full text: Log tab / mfm show {run.id})" if len(lines) > 3 else ""
-            error.update("error: " + "\n".join(shown) + more)
+            found = [ln for ln in str(run.error).strip().splitlines() if ln.strip()]
+            last = [cut(ln.expandtabs(), 300) for ln in found[-3:]]
+            more = f"  (full text: Log tab / mfm show {run.id})" if len(found) > 3 else ""
+            error.update("error: " + "\n".join(last) + more)
             error.display = True
         else:
             error.display = False
 
     def poll_failed(self, error: str) -> None:
-        self.query_one("#run-title", Static).update(f" Run {self.run_id} · {error}")
+        self.query_one("#run-title", Static).update(f" Run {self.run_id} · {shown(error)}")
 
     # -- actions ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
 from mfm_tui.format import RUN_COLUMNS, SORTS, matches, run_cells
+from mfm_tui.literal import NAME_TITLE, cut, literal, literal_cells
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
@@ -116,7 +117,7 @@ class RunsScreen(BaseScreen):
             for rid in order:
                 cells = self._cells(rid, now)
                 self.cells[rid] = cells
-                table.add_row(*cells, key=str(rid))
+                table.add_row(*literal_cells(cells), key=str(rid))
             self.order = order
             if current in order:
                 table.move_cursor(row=order.index(current), animate=False)
@@ -130,7 +131,7 @@ class RunsScreen(BaseScreen):
                     continue
                 for (key, _), value, before in zip(RUN_COLUMNS, cells, old or ("",) * 99):
                     if value != before:
-                        table.update_cell(str(rid), key, value)
+                        table.update_cell(str(rid), key, literal(value))
                 self.cells[rid] = cells
         self._title()
 
@@ -275,7 +276,8 @@ class RunsScreen(BaseScreen):
                 self.call_service("acted", self.services.delete_run, r.id)
 
         self.app.push_screen(ConfirmScreen(
-            f"Delete run {r.id}{' (' + r.name + ')' if r.name else ''}, {r.status}, with all "
+            f"Delete run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}, "
+            f"{r.status}, with all "
             "its metrics? Checkpoints on disk are left alone.", yes="Delete"), answered)
 
     def done_acted(self, message: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
+from mfm.text import visible
 from mfm_tui.widgets.series import BoundedSeries, downsample
 
 __all__ = ["Chart", "LineChart", "ClassChart", "DiffChart", "CountsChart", "order_by_count",
@@ -59,7 +60,9 @@ class Chart(PlotextPlot):
         return super().render()
 
     def title(self, text: str) -> None:
-        """Set the plot title, cut to the width (plotext drops a title that does not fit)."""
+        """Set the plot title, cut to the width (plotext drops a title that does not fit).
+        Control characters are shown as escapes: plotext's output is read as ANSI."""
+        text = visible(text)
         room = max(4, getattr(self, "_width", 80) - 2)
         self.plt.title(text if len(text) <= room else text[: room - 1] + "…")
 
@@ -101,7 +104,7 @@ class LineChart(Chart):
             xs, ys = _finite(*downsample(s.xs, s.ys, max(8, width - 12)))
             if not xs:
                 continue
-            plt.plot(xs, ys, label=name, marker="braille")
+            plt.plot(xs, ys, label=visible(name), marker="braille")
             drawn = True
         if not drawn:
             self.title(f"{self.title_text} (no points yet)")
@@ -139,9 +142,9 @@ class ClassChart(Chart):
         for name, acc in usable.items():
             ys = [100 * acc[c] for c in order]
             if len(usable) == 1:
-                plt.bar(xs, ys, label=f"{name} acc %", width=0.6 if n <= 20 else 1.0)
+                plt.bar(xs, ys, label=f"{visible(name)} acc %", width=0.6 if n <= 20 else 1.0)
             else:
-                plt.plot(xs, ys, label=f"{name} acc %", marker="braille")
+                plt.plot(xs, ys, label=f"{visible(name)} acc %", marker="braille")
         plt.plot(xs, counts, yside="right", label="train count", marker="dot")
         ticks, labels = count_ticks(counts, width)
         plt.xticks(ticks, labels)

@@ -13,6 +13,8 @@ from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from mfm.config import ConfigError, FieldInfo, parse_override
+from mfm.text import visible
+from mfm_tui.literal import lines
 
 __all__ = ["FieldRow", "SchemaForm", "field_id", "format_value"]
 
@@ -23,11 +25,13 @@ def field_id(key: str) -> str:
 
 
 def format_value(value: Any) -> str:
+    """A value as the text of its input; control characters (from the records) are written
+    as escapes so that they never reach the terminal."""
     if isinstance(value, (list, tuple)):
-        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        return ", ".join(f"{v:g}" if isinstance(v, float) else visible(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return visible(value)
 
 
 def _range(info: FieldInfo) -> str:
@@ -106,12 +110,14 @@ class FieldRow(Vertical):
             if isinstance(c, Input):
                 c.value = format_value(value)
             elif isinstance(c, Select):
-                c.value = value
+                # a value from the records that is not a choice (written by another tool)
+                # would make Select raise: the default stands in, and validation decides
+                c.value = value if value in (self.info.choices or ()) else self.info.default
             else:
                 c.value = bool(value)
 
     def show_error(self, message: str | None) -> None:
-        self.query_one(".f-error", Static).update(message or "")
+        self.query_one(".f-error", Static).update(lines(message or ""))
         self.set_class(bool(message), "-invalid")
 
     def on_input_changed(self, event: Input.Changed) -> None:

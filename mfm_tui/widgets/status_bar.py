@@ -6,6 +6,8 @@ from typing import Any
 
 from textual.widgets import Static
 
+from mfm_tui.literal import NAME_TITLE, cut
+
 __all__ = ["StatusBar", "status_text"]
 
 
@@ -46,4 +48,4 @@ class StatusBar(Static):
     def show(self, info: Any) -> None:
         services = getattr(self.app, "services", None)
         name = services.display if services is not None else ""
-        self.update(status_text(info, name))
+        self.update(status_text(info, cut(name, NAME_TITLE)))
