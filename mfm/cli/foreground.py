@@ -43,11 +43,14 @@ def train_in_foreground(app: App, cfg: Config, name: str | None, refs: dict[str,
     from mfm.runner.execute import execute_run
 
     resume = run_id is not None
+    from mfm.runner.launch import code_version
+
     if run_id is None:
         run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
                                  name=name, status="created", **refs)
     ckpt_dir = app.runs_root() / str(run_id)
-    repo.update_run(db, run_id, checkpoint_dir=str(ckpt_dir))
+    # the code version, as for queued runs: a sweep reuses this run instead of flagging it
+    repo.update_run(db, run_id, checkpoint_dir=str(ckpt_dir), code_version=code_version())
     err = Console(stderr=True)
     err.print(f"run {run_id}: {cfg.method.name} on {cfg.data.name}-LT "
               f"(IF {cfg.data.imbalance_factor:g}, {cfg.data.profile}), {cfg.model.name}, "

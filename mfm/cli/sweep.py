@@ -171,59 +171,78 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
     db = app.open_db()
     plan = _plan(app, db, spec, rerun_stale, max_cells)
     from mfm.runner.launch import code_version
-    from mfm.runner.preflight import PreflightError, check_data
+    from mfm.runner.preflight import PreflightError, check_data, method_options
 
     todo = plan.to_run
-    try:  # every cell's data before anything is recorded: all or nothing
+    try:  # every cell's data and method inputs before anything is recorded: all or nothing
         seen: set[str] = set()
         for c in todo:
             key = repr(sorted(c.cell.resolved.get("data", {}).items()))
             if key not in seen:
                 seen.add(key)
                 check_data(c.cell.config)
+            method_options(db, c.cell.config)
     except PreflightError as e:
         raise UserError(f"cell {c.cell.index + 1} ({visible(c.cell.arm)}, seed "
                         f"{c.cell.seed}): {e}") from None
-    rec = sweep_store.save_sweep(db, name=spec.name, file_text=spec.text, grid=plan.grid(),
-                                 code_version=code_version())
-    sweep_store.set_cells(db, rec.id, [
-        sweep_store.PlannedCell(idx=c.cell.index, arm=c.cell.arm, seed=c.cell.seed,
-                                config_hash=c.config_hash,
-                                run_id=None if c.run is None else c.run.id)
-        for c in plan.cells])
-    err = Console(stderr=True)
-    err.print(Text(f"sweep {rec.id} {visible(spec.name)}: {_plan_summary(plan)}"))
-    if headless:
-        _run_here(app, db, rec.id, todo)
-        _print_table(app, db, rec.id, None, "table")
-        return
-    names = [f"{spec.name} · {c.cell.arm} · seed {c.cell.seed}" for c in todo]
+    if headless and todo:  # a device this host lacks stops here, not after some cells
+        from mfm.config import ConfigError
+        from mfm.engine import resolve_device
+
+        for device in dict.fromkeys(c.cell.config.device for c in todo):
+            try:
+                resolve_device(device)
+            except ConfigError as e:
+                raise UserError(str(e)) from None
+    version = code_version()
     new = [c for c in todo if c.action == "new"]
-    if new:
+    queued: dict[str, int] = {}  # config hash -> the run queued for it now
+    if new and not headless:  # queued first: a refused --slot records nothing
         from mfm.runner.submit import SubmitError, submit_runs
 
         try:
             ids = submit_runs(db, db_target=app.db_target, runs_root=app.runs_root(),
                               configs=[c.cell.config for c in new],
-                              names=[names[todo.index(c)][:200] for c in new], slot=slot)
+                              names=[f"{spec.name} · {c.cell.arm} · seed {c.cell.seed}"[:200]
+                                     for c in new], slot=slot)
         except SubmitError as e:
             raise UserError(str(e)) from None
-        for c, run_id in zip(new, ids, strict=True):
-            sweep_store.link_cell(db, rec.id, c.config_hash, run_id)
+        queued = {c.config_hash: run_id for c, run_id in zip(new, ids, strict=True)}
+    rec = sweep_store.save_sweep(db, name=spec.name, file_text=spec.text, grid=plan.grid(),
+                                 code_version=version)
+    sweep_store.set_cells(db, rec.id, [
+        sweep_store.PlannedCell(idx=c.cell.index, arm=c.cell.arm, seed=c.cell.seed,
+                                config_hash=c.config_hash,
+                                run_id=queued.get(c.config_hash,
+                                                  None if c.run is None else c.run.id))
+        for c in plan.cells])
+    click.echo(f"sweep {rec.id} {visible(spec.name)}: {_plan_summary(plan)}", err=True)
+    if headless:
+        failed = _run_here(app, db, rec.id, todo)
+        _print_table(app, db, rec.id, None, "table")
+        if failed:
+            sys.exit(1)
+        return
     for c in todo:
         if c.action == "resume" and c.run is not None:
-            queue.request_resume(db, c.run.id)
+            try:
+                queue.request_resume(db, c.run.id)
+            except queue.QueueError:  # someone resumed or finished it since the plan
+                pass
     if todo:
         from mfm.runner.submit import ensure_supervisor
 
         pid, started = ensure_supervisor(app.db_target, app.runs_root())
         who = (f"started a supervisor (pid {pid})" if started else f"supervisor pid {pid}")
-        err.print(Text(f"queued {len(new)} new and resumed {len(todo) - len(new)} cells; "
-                       f"{who}. Watch: mfm sweep show {rec.id}"))
+        click.echo(f"queued {len(new)} new and resumed {len(todo) - len(new)} cells; "
+                   f"{who}. Watch: mfm sweep show {rec.id}", err=True)
     click.echo(str(rec.id))
 
 
-def _run_here(app: App, db: Database, sweep_id: int, todo: list[Any]) -> None:
+def _run_here(app: App, db: Database, sweep_id: int, todo: list[Any]) -> int:
+    """Train ``todo`` here, one cell after another (each run records the code version that
+    trained it, so running the file again reuses it). Returns how many cells did not
+    complete."""
     from mfm.cli.foreground import train_in_foreground
 
     failed = 0
@@ -248,6 +267,7 @@ def _run_here(app: App, db: Database, sweep_id: int, todo: list[Any]) -> None:
     if failed:
         click.echo(f"{failed} of {len(todo)} cells failed (mfm sweep resume {sweep_id})",
                    err=True)
+    return failed
 
 
 def _get(db: Database, ref: str, target: str) -> Any:

@@ -99,13 +99,14 @@ def _progress(session: Any, sweep_ids: Sequence[int]) -> dict[int, dict[str, int
 
 
 def get_sweep(db: Database, ref: int | str) -> SweepRecord | None:
-    """A sweep by id or by name, with its progress."""
+    """A sweep by id or by name, with its progress (a name of digits is found when no sweep
+    has that id)."""
     with db.session_scope(read_only=True) as session:
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            if not _fits(int(ref)):
-                return None
-            row = session.get(Sweep, int(ref))
-        else:
+        row = None
+        if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+            if _fits(int(ref)):
+                row = session.get(Sweep, int(ref))
+        if row is None and isinstance(ref, str):
             row = session.scalars(select(Sweep).where(Sweep.name == ref)).first()
         if row is None:
             return None

@@ -22,6 +22,7 @@ from mfm.store import Database, RunRecord, repo
 from mfm.store.hashing import config_hash
 from mfm.store.sweeps import runs_by_hash
 from mfm.sweeps.spec import Cell, SweepError, SweepSpec, expand
+from mfm.text import visible
 
 __all__ = ["CellPlan", "SweepPlan", "plan_sweep", "resolve_base", "ACTIONS", "TO_RUN"]
 
@@ -80,16 +81,19 @@ def resolve_base(db: Database, spec: SweepSpec) -> dict[str, Any]:
         rec = repo.get_dataset_spec(db, spec.dataset)
         if rec is None:
             names = ", ".join(r.name for r in repo.list_dataset_specs(db)) or "none saved"
-            raise SweepError(f"dataset: no saved dataset spec {spec.dataset!r} (have: {names})")
+            raise SweepError(f"dataset: no saved dataset spec {visible(repr(spec.dataset), 80)} "
+                             f"(have: {visible(names, 400)})")
         base.update(rec.spec)
     if spec.config:
         name, _, version = spec.config.partition("@")
-        if version and not version.isdigit():
-            raise SweepError(f"config: expected NAME or NAME@VERSION (got {spec.config!r})")
+        if version and not (version.isascii() and version.isdigit()):
+            raise SweepError(f"config: expected NAME or NAME@VERSION (got "
+                             f"{visible(repr(spec.config), 80)})")
         crec = repo.get_config(db, name, int(version) if version else None)
         if crec is None:
             names = ", ".join(r.name for r in repo.list_configs(db)) or "none saved"
-            raise SweepError(f"config: no saved config {spec.config!r} (have: {names})")
+            raise SweepError(f"config: no saved config {visible(repr(spec.config), 80)} "
+                             f"(have: {visible(names, 400)})")
         for k, v in crec.config.items():
             base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
     return base

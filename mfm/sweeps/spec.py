@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,13 @@ def _show(value: Any) -> str:
     return visible(repr(value), 60)
 
 
+def _plain(value: Any) -> bool:
+    """A value a config key can hold (and the records can store as JSON): no tables, dates."""
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (str, int, float, bool))
+
+
 def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = "sweep"
                 ) -> SweepSpec:
     """A sweep file's TOML (as a dict) -> SweepSpec; structural errors raise SweepError."""
@@ -143,6 +151,9 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
             raise SweepError(f"grid.{key}: expected a list of values, got {_show(values)}")
         if not values:
             raise SweepError(f"grid.{key}: empty axis (give at least one value)")
+        if bad := [v for v in values if not _plain(v)]:
+            raise SweepError(f"grid.{key}: expected strings, numbers, booleans or lists of "
+                             f"them, got {_show(bad[0])}")
         if len({repr(v) for v in values}) != len(values):
             raise SweepError(f"grid.{key}: a value is listed twice ({_show(values)})")
         grid[key] = list(values)
@@ -170,6 +181,9 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
                 raise SweepError(f"arm {_show(arm_name)}: write dotted keys in quotes, e.g. "
                                  f"\"{k}.name\" = ...")
             _check_key(f"arm {_show(arm_name)}", k)
+            if not _plain(v):
+                raise SweepError(f"arm {_show(arm_name)}: {k}: expected a string, number, "
+                                 f"boolean or list of them, got {_show(v)}")
         arms.append((arm_name, keys))
 
     exclude_raw = data.get("exclude", [])
@@ -178,8 +192,11 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
     for i, rule in enumerate(exclude_raw, 1):
         if not rule:
             raise SweepError(f"exclude {i}: an empty rule would exclude every cell")
-        for k in rule:
+        for k, v in rule.items():
             _check_key(f"exclude {i}", k)
+            if not _plain(v):
+                raise SweepError(f"exclude {i}: {k}: expected a string, number, boolean or "
+                                 f"list of them, got {_show(v)}")
     return SweepSpec(name=name, base=base, dataset=tops["dataset"], config=tops["config"],
                      grid=grid, arms=arms, exclude=list(exclude_raw), max_cells=max_cells,
                      text=text)
@@ -232,8 +249,41 @@ def _arm_label(keys: Mapping[str, Any]) -> str:
     return " · ".join(parts) or "base"
 
 
+def _same(a: Any, b: Any) -> bool:
+    """A config value equals a TOML value (a config holds tuples where TOML gives lists)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):  # true is not 1 here
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
 def _excluded(values: Mapping[str, Any], rules: Sequence[Mapping[str, Any]]) -> bool:
-    return any(all(values.get(k) == v for k, v in rule.items()) for rule in rules)
+    """A rule matches a cell when every key it names has that value; a key that does not
+    apply to the cell's method (mfm.meta_interval for ce) never matches."""
+    method = values.get("method.name")
+
+    def holds(k: str, v: Any) -> bool:
+        methods = applies_to(k)
+        return (methods is None or method in methods) and _same(values.get(k), v)
+
+    return any(all(holds(k, v) for k, v in rule.items()) for rule in rules)
+
+
+def _prune(base: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The base without the keys that do not apply to ``method`` (a base or saved config
+    that tunes mfm.* still serves a grid over methods: its ce cells leave mfm.* out)."""
+    out: dict[str, Any] = {}
+    for sec, vals in base.items():
+        if isinstance(vals, dict):
+            kept = {k: v for k, v in vals.items()
+                    if f"{sec}.{k}" not in _KEYS
+                    or (methods := applies_to(f"{sec}.{k}")) is None or method in methods}
+            if kept or not vals:
+                out[sec] = kept
+        else:
+            out[sec] = vals
+    return out
 
 
 def _toml_override(key: str, value: Any) -> dict[str, Any]:
@@ -284,32 +334,37 @@ def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
         return {k: v for k, v in keys.items()
                 if (methods := applies_to(k)) is None or method in methods}
 
-    arm_specs: list[tuple[str, dict[str, Any]]] = []
+    # (label, keys, seeds): an arm that sets seed itself is not crossed with the seed axis
+    arm_specs: list[tuple[str, dict[str, Any], list[Any] | None]] = []
     if axes or not spec.arms:
         for combo in itertools.product(*axes.values()):
             keys = applicable(dict(zip(axes, combo)), {})
-            arm_specs.append((_arm_label(keys), keys))
+            arm_specs.append((_arm_label(keys), keys, seeds))
     for arm_name, fixed in spec.arms:
         free = {k: v for k, v in axes.items() if k not in fixed}
         for combo in itertools.product(*free.values()):
             extra = applicable(dict(zip(free, combo)), fixed)
             label = arm_name + (f" · {_arm_label(extra)}" if extra else "")
-            arm_specs.append((label, {**fixed, **extra}))
+            arm_specs.append((label, {**fixed, **extra}, None if SEED_KEY in fixed else seeds))
 
     cells: list[Cell] = []
     arm_names: dict[str, dict[str, Any]] = {}
-    for label, keys in arm_specs:
+    seen: dict[str, str] = {}  # canonical resolved config -> the cell that has it
+    for label, keys, arm_seeds in arm_specs:
         if label in arm_names:
             if arm_names[label] == keys:
                 continue  # the same arm again after dropping keys that do not apply
             raise SweepError(f"arm {_show(label)}: two arms resolve to this name; rename one")
         arm_names[label] = keys
-        for seed in (seeds if seeds is not None else [None]):
+        method = str(keys.get("method.name", default_method))
+        cell_base = _prune(base, method)
+        for seed in (arm_seeds if arm_seeds is not None else [None]):
             overrides = dict(keys)
             if seed is not None:
                 overrides[SEED_KEY] = seed
-            where = f"cell {len(cells) + 1} ({label}{'' if seed is None else f', seed {seed}'})"
-            d = base
+            shown = visible(label, 120) + ("" if seed is None else f", seed {_show(seed)}")
+            where = f"cell {len(cells) + 1} ({shown})"
+            d = cell_base
             for k, v in overrides.items():
                 d = _merge(d, _toml_override(k, v))
             try:
@@ -318,6 +373,11 @@ def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
                 raise SweepError(f"{where}: {e}") from None
             if _excluded(_flat(cfg), spec.exclude):
                 continue
+            canon = json.dumps(config_to_dict(cfg), sort_keys=True)
+            if canon in seen:
+                raise SweepError(f"{where}: the same settings as {seen[canon]}; leave one out "
+                                 "(an [[exclude]] rule or a different value)")
+            seen[canon] = where
             cells.append(Cell(index=len(cells), arm=label, seed=cfg.seed,
                               overrides=overrides, config=cfg))
     if not cells:
