@@ -60,6 +60,8 @@ def _plan(app: App, db: Database, spec: SweepSpec, rerun_stale: bool, max_cells:
 
 def _plan_summary(plan: Any) -> str:
     parts = [f"{len(plan.cells)} cells in {len({c.cell.arm for c in plan.cells})} arms"]
+    if plan.skipped:
+        parts.append(f"{len(plan.skipped)} left out by skip_invalid (the rules refuse them)")
     for action, words in (("reuse", "reused"), ("stale", "reused from another code version "
                                                  "(--rerun-stale reruns them)"),
                           ("active", "already queued or running"), ("resume", "to resume"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mfm.store import Database, RunRecord, repo
@@ -45,6 +45,7 @@ class CellPlan:
 class SweepPlan:
     spec: SweepSpec
     cells: list[CellPlan]
+    skipped: list[str] = field(default_factory=list)   # cells skip_invalid left out, and why
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.cells if c.action == action)
@@ -67,7 +68,10 @@ class SweepPlan:
 
     def grid(self) -> dict[str, Any]:
         """What the records keep of the plan: the axes, the arms and each cell's settings."""
-        return {"grid": self.spec.grid, "arms": [a for a, _ in self.spec.arms],
+        return {"grid": self.spec.grid,
+                "linked": {k: [{"label": lab, **d} for lab, d in entries]
+                           for k, entries in self.spec.linked},
+                "arms": [a for a, _ in self.spec.arms], "skipped": len(self.skipped),
                 "exclude": self.spec.exclude,
                 "cells": [{"idx": c.cell.index, "arm": c.cell.arm, "seed": c.cell.seed,
                            "overrides": c.cell.overrides, "hash": c.config_hash}
@@ -128,7 +132,8 @@ def _timings(runs: Sequence[RunRecord]) -> tuple[dict[tuple, float], dict[tuple,
 def plan_sweep(db: Database, spec: SweepSpec, *, code_version: str | None,
                rerun_stale: bool = False, max_cells: int | None = None) -> SweepPlan:
     """Expand and validate every cell (SweepError names the cell), then match the records."""
-    cells = expand(spec, base_dict=resolve_base(db, spec), max_cells=max_cells)
+    skipped: list[str] = []
+    cells = expand(spec, base_dict=resolve_base(db, spec), max_cells=max_cells, skipped=skipped)
     resolved = [c.resolved for c in cells]
     hashes = [config_hash(r) for r in resolved]
     found = runs_by_hash(db, hashes)
@@ -164,4 +169,4 @@ def plan_sweep(db: Database, spec: SweepSpec, *, code_version: str | None,
                 estimate = spe * left
         plans.append(CellPlan(cell=cell, config_hash=h, action=action, run=run,
                               estimate_seconds=estimate))
-    return SweepPlan(spec=spec, cells=plans)
+    return SweepPlan(spec=spec, cells=plans, skipped=skipped)

@@ -26,6 +26,25 @@ name = "mfm on ce's loss"
 "data.imbalance_factor" = 10
 ```
 
+Axes can move several keys together: a linked axis ``"seed,data.seed" = [[0, 0], [1, 1]]``
+(the training seed and the split's seed as one axis), or one ``[[grid.NAME]]`` table per value
+with an optional ``label`` — a dataset variant is several ``data.*`` keys at once:
+
+```toml
+[[grid.data]]                       # keys of a section may be bare inside [[grid.<section>]]
+label = "fashion-mnist-LT IF100"
+name = "fashion-mnist"
+imbalance_factor = 100
+[[grid.data]]
+label = "digits-LT IF10"
+name = "digits"
+imbalance_factor = 10
+"train.many_threshold" = 60         # any other key, quoted and dotted
+```
+
+``skip_invalid = true`` leaves out the cells the config rules refuse (an ablation over every
+combination) instead of refusing the file; the plan says how many.
+
 The grid's product (without ``seed``) gives the arms; each ``[[arm]]`` is one more arm, crossed
 with the grid axes it does not set itself (so it gets the same seeds and imbalance factors). A
 cell is an arm at one seed. Every cell is built into a validated Config before anything is
@@ -76,6 +95,12 @@ class SweepSpec:
     exclude: list[dict[str, Any]]
     max_cells: int | None
     text: str = ""
+    # axes that set several keys per value: "seed,data.seed" = [[0, 0], [1, 1]] (linked), or
+    # [[grid.dataset]] tables (one value each, with an optional label)
+    linked: list[tuple[str, list[tuple[str | None, dict[str, Any]]]]] = field(
+        default_factory=list)
+    skip_invalid: bool = False                # drop cells validation refuses (an ablation)
+    order: tuple[str, ...] = ()               # axis names as the file gives them (arm labels)
 
 
 @dataclass(frozen=True)
@@ -121,6 +146,7 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
     base: dict[str, Any] = {}
     tops: dict[str, str | None] = {k: None for k in _TOP_STRINGS}
     max_cells = None
+    skip_invalid = False
     for key, value in data.items():
         if key in _TOP_STRINGS:
             if not isinstance(value, str) or not value.strip():
@@ -130,6 +156,10 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SweepError(f"max_cells: expected an integer >= 1, got {_show(value)}")
             max_cells = value
+        elif key == "skip_invalid":
+            if not isinstance(value, bool):
+                raise SweepError(f"skip_invalid: expected true or false, got {_show(value)}")
+            skip_invalid = value
         elif key in _TOP_TABLES:
             continue
         else:
@@ -142,10 +172,17 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
     if not isinstance(grid_raw, dict):
         raise SweepError("grid: expected a table of key = [values]")
     grid: dict[str, list[Any]] = {}
+    linked: list[tuple[str, list[tuple[str | None, dict[str, Any]]]]] = []
     for key, values in grid_raw.items():
         if isinstance(values, dict):  # [grid.method] name = [...] written as a sub-table
             raise SweepError(f"grid.{key}: write dotted keys in quotes, e.g. "
-                             f"\"{key}.name\" = [...]")
+                             f"\"{key}.name\" = [...], or one [[grid.{key}]] table per value")
+        if isinstance(values, list) and values and all(isinstance(v, dict) for v in values):
+            linked.append((key, _table_axis(key, values)))
+            continue
+        if "," in key:
+            linked.append((key, _linked_axis(key, values)))
+            continue
         _check_key("grid", key)
         if not isinstance(values, list):
             raise SweepError(f"grid.{key}: expected a list of values, got {_show(values)}")
@@ -197,9 +234,69 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
             if not _plain(v):
                 raise SweepError(f"exclude {i}: {k}: expected a string, number, boolean or "
                                  f"list of them, got {_show(v)}")
+    seed_axes = [k for k, entries in linked if any(SEED_KEY in d for _, d in entries)]
+    if len(seed_axes) + (SEED_KEY in grid) > 1:
+        raise SweepError(f"grid: seed is set by more than one axis ({', '.join(seed_axes)}"
+                         f"{', seed' if SEED_KEY in grid else ''})")
     return SweepSpec(name=name, base=base, dataset=tops["dataset"], config=tops["config"],
                      grid=grid, arms=arms, exclude=list(exclude_raw), max_cells=max_cells,
-                     text=text)
+                     text=text, linked=linked, skip_invalid=skip_invalid,
+                     order=tuple(grid_raw))
+
+
+def _linked_axis(axis: str, values: Any) -> list[tuple[str | None, dict[str, Any]]]:
+    """``"seed,data.seed" = [[0, 0], [1, 1]]``: the keys move together."""
+    keys = [k.strip() for k in axis.split(",")]
+    for k in keys:
+        _check_key(f"grid.{axis}", k)
+    if len(set(keys)) != len(keys):
+        raise SweepError(f"grid.{axis}: a key is named twice")
+    if not isinstance(values, list) or not values:
+        raise SweepError(f"grid.{axis}: expected a non-empty list of [{', '.join(keys)}] lists")
+    out = []
+    for v in values:
+        if not isinstance(v, list) or len(v) != len(keys) or not all(_plain(x) for x in v):
+            raise SweepError(f"grid.{axis}: each value must be a list of {len(keys)} plain "
+                             f"values, got {_show(v)}")
+        out.append((None, dict(zip(keys, v))))
+    if len({repr(sorted(d.items())) for _, d in out}) != len(out):
+        raise SweepError(f"grid.{axis}: a value is listed twice")
+    return out
+
+
+def _table_axis(axis: str, tables: list[dict[str, Any]]
+                ) -> list[tuple[str | None, dict[str, Any]]]:
+    """``[[grid.dataset]]`` tables, one value of the axis each: quoted dotted keys (or bare
+    field names when the axis is named after a section, ``[[grid.data]] name = ...``) and an
+    optional ``label`` naming the value in arm names."""
+    sections = {k.partition(".")[0] for k in _KEYS if "." in k}
+    out = []
+    labels: set[str] = set()
+    for i, table in enumerate(tables, 1):
+        where = f"grid.{axis} {i}"
+        label = table.get("label")
+        if label is not None:
+            if not isinstance(label, str) or not label.strip():
+                raise SweepError(f"{where}: label must be a non-empty string")
+            if (why := check_name(f"{where} label", label)) is not None:
+                raise SweepError(why)
+            if label in labels:
+                raise SweepError(f"{where}: the label {_show(label)} is used twice")
+            labels.add(label)
+        keys: dict[str, Any] = {}
+        for k, v in table.items():
+            if k == "label":
+                continue
+            full = f"{axis}.{k}" if axis in sections and "." not in k else k
+            _check_key(where, full)
+            if not _plain(v):
+                raise SweepError(f"{where}: {full}: expected a string, number, boolean or list "
+                                 f"of them, got {_show(v)}")
+            keys[full] = v
+        if not keys:
+            raise SweepError(f"{where}: sets no key")
+        out.append((label, keys))
+    return out
 
 
 BUNDLED = Path(__file__).parent / "bundled"
@@ -308,19 +405,35 @@ def _flat(cfg: Config) -> dict[str, Any]:
 
 
 def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
-           max_cells: int | None = None) -> list[Cell]:
+           max_cells: int | None = None, skipped: list[str] | None = None) -> list[Cell]:
     """Every cell of the sweep, validated. ``base_dict`` is the nested base the saved spec and
     config resolve to (the caller reads them from the records), under the file's own base.
 
-    Raises SweepError naming the cell (its arm and seed) and the key."""
+    Raises SweepError naming the cell (its arm and seed) and the key; with the file's
+    ``skip_invalid = true`` such cells are left out instead and described in ``skipped``."""
     base = _merge(dict(base_dict or {}), spec.base)
-    axes = {k: v for k, v in spec.grid.items() if k != SEED_KEY}
-    seeds = spec.grid.get(SEED_KEY)
+    # every axis as a list of (label or None, keys it sets); the seed axis apart
+    Entry = tuple[str | None, dict[str, Any]]
+    axes: dict[str, list[Entry]] = {}
+    seed_axis: list[Entry] | None = None
+    for k, values in spec.grid.items():
+        entries: list[Entry] = [(None, {k: v}) for v in values]
+        if k == SEED_KEY:
+            seed_axis = entries
+        else:
+            axes[k] = entries
+    for k, entries in spec.linked:
+        if any(SEED_KEY in d for _, d in entries):
+            seed_axis = list(entries)
+        else:
+            axes[k] = list(entries)
+    rank = {k: i for i, k in enumerate(spec.order)}
+    axes = dict(sorted(axes.items(), key=lambda kv: rank.get(kv[0], len(rank))))
     limit = max_cells or spec.max_cells or MAX_CELLS
     n_arm_cells = 1
     for values in axes.values():
         n_arm_cells *= len(values)
-    estimate = (n_arm_cells + len(spec.arms) * n_arm_cells) * len(seeds or [None])
+    estimate = (n_arm_cells + len(spec.arms) * n_arm_cells) * len(seed_axis or [None])
     if estimate > limit:
         raise SweepError(f"grid: {estimate} cells is more than the limit of {limit} "
                          "(raise it with --max-cells or max_cells)")
@@ -334,18 +447,33 @@ def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
         return {k: v for k, v in keys.items()
                 if (methods := applies_to(k)) is None or method in methods}
 
+    def combine(combo: Sequence[Entry], fixed: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        keys: dict[str, Any] = {}
+        for _, d in combo:
+            keys.update(d)
+        kept = applicable(keys, fixed)
+        parts = []
+        for label, d in combo:
+            shown = {k: v for k, v in d.items() if k in kept}
+            if label is not None:
+                parts.append(label)
+            elif shown:
+                parts.append(_arm_label(shown))
+        return " · ".join(parts), kept
+
     # (label, keys, seeds): an arm that sets seed itself is not crossed with the seed axis
-    arm_specs: list[tuple[str, dict[str, Any], list[Any] | None]] = []
+    arm_specs: list[tuple[str, dict[str, Any], list[Entry] | None]] = []
     if axes or not spec.arms:
         for combo in itertools.product(*axes.values()):
-            keys = applicable(dict(zip(axes, combo)), {})
-            arm_specs.append((_arm_label(keys), keys, seeds))
+            label, keys = combine(combo, {})
+            arm_specs.append((label or "base", keys, seed_axis))
     for arm_name, fixed in spec.arms:
-        free = {k: v for k, v in axes.items() if k not in fixed}
+        free = {k: v for k, v in axes.items() if not any(key in fixed for _, d in v for key in d)}
         for combo in itertools.product(*free.values()):
-            extra = applicable(dict(zip(free, combo)), fixed)
-            label = arm_name + (f" · {_arm_label(extra)}" if extra else "")
-            arm_specs.append((label, {**fixed, **extra}, None if SEED_KEY in fixed else seeds))
+            extra_label, extra = combine(combo, fixed)
+            label = arm_name + (f" · {extra_label}" if extra_label else "")
+            arm_specs.append((label, {**fixed, **extra},
+                              None if SEED_KEY in fixed else seed_axis))
 
     cells: list[Cell] = []
     arm_names: dict[str, dict[str, Any]] = {}
@@ -358,10 +486,11 @@ def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
         arm_names[label] = keys
         method = str(keys.get("method.name", default_method))
         cell_base = _prune(base, method)
-        for seed in (arm_seeds if arm_seeds is not None else [None]):
+        for entry in (arm_seeds if arm_seeds is not None else [None]):
             overrides = dict(keys)
-            if seed is not None:
-                overrides[SEED_KEY] = seed
+            if entry is not None:
+                overrides.update(entry[1])
+            seed = None if entry is None else entry[1].get(SEED_KEY)
             shown = visible(label, 120) + ("" if seed is None else f", seed {_show(seed)}")
             where = f"cell {len(cells) + 1} ({shown})"
             d = cell_base
@@ -370,6 +499,10 @@ def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
             try:
                 cfg = config_from_dict(d)
             except ConfigError as e:
+                if spec.skip_invalid:  # an ablation: cells the rules refuse are left out
+                    if skipped is not None:
+                        skipped.append(f"{where}: {e}")
+                    continue
                 raise SweepError(f"{where}: {e}") from None
             if _excluded(_flat(cfg), spec.exclude):
                 continue

@@ -341,3 +341,57 @@ def test_unknown_saved_base(saved: Database, top: str, needles: tuple[str, ...])
     assert "\n" not in message
     for needle in needles:
         assert needle in message
+
+
+# -- axes that move several keys together -------------------------------------------------------
+
+def test_linked_axis_moves_its_keys_together():
+    cells = cells_of('[grid]\n"method.name" = ["ce"]\n"seed,data.seed" = [[0, 0], [1, 1], [2, 2]]\n')
+    assert [(c.config.seed, c.config.data.seed) for c in cells] == [(0, 0), (1, 1), (2, 2)]
+    assert collect_arms(cells) == ["ce"]  # the seed axis is not part of an arm
+
+
+def test_table_axis_gives_labelled_dataset_variants_in_file_order():
+    cells = cells_of("""
+[[grid.data]]
+label = "digits IF100"
+imbalance_factor = 100
+[[grid.data]]
+label = "digits IF10"
+imbalance_factor = 10
+"train.many_threshold" = 60
+[grid]
+"method.name" = ["ce", "balanced_softmax"]
+""")
+    assert collect_arms(cells) == ["digits IF100 · ce", "digits IF100 · balanced_softmax",
+                                   "digits IF10 · ce", "digits IF10 · balanced_softmax"]
+    by_arm = {c.arm: c.config for c in cells}
+    assert by_arm["digits IF10 · ce"].train.many_threshold == 60
+    assert by_arm["digits IF100 · ce"].data.imbalance_factor == 100
+    assert by_arm["digits IF100 · ce"].train.many_threshold == 100  # the default
+
+
+def test_skip_invalid_leaves_out_what_the_rules_refuse_and_says_so():
+    text = ('[grid]\n"method.name" = ["mfm"]\n"mfm.sites" = ["penultimate", "bn"]\n'
+            '"mfm.modulator" = ["network", "free"]\n')
+    refused(text, "cell", "mfm.sites")  # without the switch the file is refused
+    skipped: list[str] = []
+    cells = cells_of("skip_invalid = true\n" + text, skipped=skipped)
+    assert {(c.config.mfm.sites, c.config.mfm.modulator) for c in cells} == {
+        ("penultimate", "network"), ("penultimate", "free"), ("bn", "free")}
+    assert len(skipped) == 1 and "bn" in skipped[0]
+
+
+@pytest.mark.parametrize("text, needles", [
+    ('[grid]\n"seed,data.seed" = [[0]]\n', ("seed,data.seed", "2 plain values")),
+    ('[grid]\n"seed,nosuch.key" = [[0, 0]]\n', ("nosuch.key",)),
+    ('[grid]\n"seed,seed" = [[0, 0]]\n', ("named twice",)),
+    ('[grid]\nseed = [0]\n"seed,data.seed" = [[0, 0]]\n', ("seed is set by more than one",)),
+    ('[[grid.data]]\nlabel = "a"\nnosuch = 1\n', ("data.nosuch",)),
+    ('[[grid.data]]\nlabel = "a"\n', ("sets no key",)),
+    ('[[grid.data]]\nlabel = "a"\nimbalance_factor = 10\n[[grid.data]]\nlabel = "a"\n'
+     'imbalance_factor = 100\n', ("used twice",)),
+    ('skip_invalid = "yes"\n', ("skip_invalid",)),
+])
+def test_bad_linked_and_table_axes(text, needles):
+    refused(text, *needles)
