@@ -40,11 +40,30 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _read(path: str) -> SweepSpec:
+def _read(path: str, overrides: tuple[str, ...] = ()) -> SweepSpec:
+    """The sweep file, with ``--set`` overrides laid over its base (under the grid)."""
+    import dataclasses
+
+    from mfm.config import ConfigError, parse_override
+
     try:
-        return read_sweep(path)
+        spec = read_sweep(path)
     except SweepError as e:
         raise UserError(str(e)) from None
+    base = dict(spec.base)
+    for item in overrides:
+        try:
+            key, value = parse_override(item)
+        except ConfigError as e:
+            raise UserError(f"--set: {e}") from None
+        if isinstance(value, tuple):
+            value = list(value)
+        if "." in key:
+            sec, _, field_name = key.partition(".")
+            base[sec] = {**base.get(sec, {}), field_name: value}
+        else:
+            base[key] = value
+    return dataclasses.replace(spec, base=base)
 
 
 def _plan(app: App, db: Database, spec: SweepSpec, rerun_stale: bool, max_cells: int | None):
@@ -104,10 +123,13 @@ _rerun_stale = click.option("--rerun-stale", is_flag=True,
 @_file_arg
 @_rerun_stale
 @_max_cells
+@click.option("--set", "overrides", metavar="KEY=VALUE", multiple=True,
+              help="Override a setting of the file's base for every cell (the grid still "
+                   "wins), e.g. --set data.root=~/data --set device=cuda.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @pass_app
 def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
-             as_json: bool) -> None:
+             overrides: tuple[str, ...], as_json: bool) -> None:
     """Show a sweep file's cells, which finished runs answer them, and the cost of the rest.
     Nothing is recorded.
 
@@ -115,7 +137,7 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
     Example:
       mfm sweep plan study.toml
     """
-    spec = _read(file)
+    spec = _read(file, overrides)
     db = app.open_db()
     plan = _plan(app, db, spec, rerun_stale, max_cells)
     if as_json:
@@ -150,10 +172,13 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
                    "queue them for the background supervisor).")
 @_rerun_stale
 @_max_cells
+@click.option("--set", "overrides", metavar="KEY=VALUE", multiple=True,
+              help="Override a setting of the file's base for every cell (the grid still "
+                   "wins), e.g. --set data.root=~/data --set device=cuda.")
 @click.option("--slot", default="", metavar="SLOT", help="Queue every cell for this slot or GPU.")
 @pass_app
 def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: bool,
-            max_cells: int | None, slot: str) -> None:
+            max_cells: int | None, overrides: tuple[str, ...], slot: str) -> None:
     """Record a sweep and queue (or, with --headless, train) every cell no finished run
     answers; print the arm table when --headless ends.
 
@@ -167,7 +192,7 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
         raise UserError(why)
     if headless and slot:
         raise UserError("--slot: only for queued cells; --headless trains in this process")
-    spec = _read(file)
+    spec = _read(file, overrides)
     if name:
         spec = SweepSpec(**{**spec.__dict__, "name": name})
     db = app.open_db()

@@ -13,6 +13,7 @@ A cell's action:
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,41 @@ def resolve_base(db: Database, spec: SweepSpec) -> dict[str, Any]:
     return base
 
 
+SOURCE_PREFIX = "sweep:"
+
+
+def resolve_sources(db: Database, cell: Cell) -> Cell:
+    """``mfm.modulator_from = "sweep:NAME:ARM"``: the completed run of that sweep's arm at this
+    cell's seed (a transfer study: the modulator trained by one sweep, reused in another). The
+    reference becomes the run id, so the cell's config (and hash) name the run it uses."""
+    cfg = cell.config
+    ref = cfg.mfm.modulator_from if cfg.method.name == "mfm" else ""
+    if not ref.startswith(SOURCE_PREFIX):
+        return cell
+    where = f"cell {cell.index + 1} ({visible(cell.arm, 120)}, seed {cell.seed})"
+    name, sep, arm = ref[len(SOURCE_PREFIX):].partition(":")
+    if not sep or not name or not arm:
+        raise SweepError(f"{where}: mfm.modulator_from: expected sweep:NAME:ARM "
+                         f"(got {visible(repr(ref), 80)})")
+    from mfm.store import sweeps as sweep_store
+
+    source = sweep_store.get_sweep(db, name)
+    if source is None:
+        raise SweepError(f"{where}: mfm.modulator_from: no sweep {visible(repr(name), 80)} "
+                         "(run it first)")
+    match = [c for c in sweep_store.sweep_cells(db, source.id)
+             if c.arm == arm and c.seed == cell.seed]
+    done = [c.run for c in match if c.run is not None and c.run.status == "completed"]
+    if not done:
+        raise SweepError(f"{where}: mfm.modulator_from: sweep {visible(name, 80)} has no "
+                         f"completed run of arm {visible(repr(arm), 80)} at seed {cell.seed} "
+                         "(run that sweep first)")
+    new_cfg = dataclasses.replace(cfg, mfm=dataclasses.replace(cfg.mfm,
+                                                               modulator_from=str(done[0].id)))
+    overrides = {**cell.overrides, "mfm.modulator_from": str(done[0].id)}
+    return dataclasses.replace(cell, config=new_cfg, overrides=overrides)
+
+
 def _comparable_key(config: Mapping[str, Any], exact: bool) -> tuple[Any, ...]:
     data = config.get("data", {})
     base = (config.get("method", {}).get("name"), data.get("name"),
@@ -134,6 +170,7 @@ def plan_sweep(db: Database, spec: SweepSpec, *, code_version: str | None,
     """Expand and validate every cell (SweepError names the cell), then match the records."""
     skipped: list[str] = []
     cells = expand(spec, base_dict=resolve_base(db, spec), max_cells=max_cells, skipped=skipped)
+    cells = [resolve_sources(db, c) for c in cells]
     resolved = [c.resolved for c in cells]
     hashes = [config_hash(r) for r in resolved]
     found = runs_by_hash(db, hashes)

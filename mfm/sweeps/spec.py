@@ -338,7 +338,7 @@ def _arm_label(keys: Mapping[str, Any]) -> str:
     """``method.name=mfm data.imbalance_factor=100`` -> ``mfm · imbalance_factor=100``."""
     parts = []
     for k, v in keys.items():
-        if k == "method.name":
+        if k.endswith(".name"):  # method.name, data.name, model.name: the value says it
             parts.append(str(v))
         else:
             parts.append(f"{k.rpartition('.')[2]}={v:g}" if isinstance(v, float)
@@ -455,10 +455,9 @@ def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
         parts = []
         for label, d in combo:
             shown = {k: v for k, v in d.items() if k in kept}
-            if label is not None:
-                parts.append(label)
-            elif shown:
-                parts.append(_arm_label(shown))
+            if not shown:
+                continue  # every key of this value means nothing for the cell's method
+            parts.append(label if label is not None else _arm_label(shown))
         return " · ".join(parts), kept
 
     # (label, keys, seeds): an arm that sets seed itself is not crossed with the seed axis
