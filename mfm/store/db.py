@@ -1,21 +1,26 @@
 """The ``Database`` object: where the records live, how connections are set up, and the one
-way to get a session (``session_scope``). Nothing here is module-level state."""
+way to get a session (``session_scope``). Nothing here is module-level state.
+
+Two backends: a SQLite file (the embedded default: WAL, busy_timeout, BEGIN IMMEDIATE for
+writers) and PostgreSQL through psycopg 3 (``postgresql+psycopg://user@host/dbname``; the
+``postgres`` extra installs the driver). Messages name a URL without its password."""
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from mfm.store import schema
+from mfm.store import migrate, schema
 from mfm.text import visible
 
 __all__ = ["Database", "StoreError", "resolve_db_target", "DEFAULT_DB", "SQLITE_HEADER",
@@ -27,6 +32,16 @@ BUSY_TIMEOUT_MS = 30_000
 BUSY_TIMEOUT_MAX_MS = 2 ** 31 - 1  # SQLite keeps it in a C int
 # Marks the engine variant whose transactions only read (plain deferred BEGIN).
 _READ_ONLY_OPTION = "mfm_read_only"
+BACKENDS = ("sqlite", "postgresql")
+# Seconds a PostgreSQL connection attempt may take (a host that drops packets would
+# otherwise hang every command); a connect_timeout in the URL wins.
+PG_CONNECT_TIMEOUT_S = 10
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+
+
+def hide_password(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ***."""
+    return _PASSWORD_IN_URL.sub(r"\1***@", text)
 
 
 class StoreError(Exception):
@@ -57,10 +72,14 @@ def _parse_target(target: str) -> tuple[URL, Path | None, str]:
     if "://" in target:
         try:
             url = make_url(target)
-        except exc.ArgumentError as e:
-            raise StoreError(f"--db: {target!r} is not a valid database URL ({e})") from None
+        except (exc.ArgumentError, ValueError) as e:
+            raise StoreError(hide_password(f"--db: {target!r} is not a valid database URL "
+                                           f"({e})")) from None
         path = _sqlite_file(url)
-        return url, path, str(path) if path is not None else target
+        if path is not None:
+            return url, path, str(path)
+        # unquoted for reading (?host=/run/postgresql, not %2Frun%2Fpostgresql)
+        return url, None, unquote(url.render_as_string(hide_password=True))
     if target == ":memory:":
         return URL.create("sqlite", database=":memory:"), None, target
     path = Path(os.path.abspath(os.path.expanduser(target)))
@@ -147,24 +166,42 @@ class Database:
     ...         ...
 
     ``busy_timeout_ms``: how long a writer waits for another process's write lock before it
-    gives up with a ``StoreError`` saying the database is busy.
+    gives up with a ``StoreError`` saying the database is busy (SQLite).
+
+    ``upgrade=False`` opens without creating or migrating the schema (``mfm db current``
+    looks at a database through it; :func:`mfm.store.migrate.upgrade` then changes it).
+
+    PostgreSQL: ``postgresql+psycopg://user[:password]@host[:port]/dbname`` (a plain
+    ``postgresql://`` means psycopg 3 too); ``?host=/socket/dir`` for a Unix socket. Opening
+    creates or migrates the schema under an advisory lock, so supervisors on several hosts
+    may open it at once. An unreachable server, a wrong password, a missing database or role,
+    or an unknown driver come out as one-line ``StoreError``s naming the URL without its
+    password.
 
     Faults of the file itself (damaged, not a database, read-only, locked for too long) come
     out as one-line ``StoreError``s naming the file, and nothing is written to it. A database
     on a read-only file system opens for reading (writes are refused with such an error).
     """
 
-    def __init__(self, target: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS):
+    def __init__(self, target: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                 upgrade: bool = True):
         if (isinstance(busy_timeout_ms, bool) or not isinstance(busy_timeout_ms, int)
                 or not 0 < busy_timeout_ms <= BUSY_TIMEOUT_MAX_MS):
             raise ValueError(f"busy_timeout_ms must be a positive integer up to "
                              f"{BUSY_TIMEOUT_MAX_MS}, not {busy_timeout_ms!r}")
         self.busy_timeout_ms = busy_timeout_ms
-        self.target = target
         url, self.path, self.display = _parse_target(target)
+        self.target = target if url.password is None else self.display
         if self.path is not None:
             _check_file(self.path, self.display)
-        self.is_sqlite = url.get_backend_name() == "sqlite"
+        backend = url.get_backend_name()
+        if backend not in BACKENDS:
+            raise StoreError(f"--db: {self.display}: the {backend!r} backend is not supported; "
+                             "use a SQLite file or postgresql+psycopg://user@host/dbname")
+        if url.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
+            url = url.set(drivername="postgresql+psycopg")
+        self._password = url.password
+        self.is_sqlite = backend == "sqlite"
         # Read-only media: open immutable, unless a -wal file is there (its commits would be
         # skipped; with the -shm beside it SQLite reads such a database as it is).
         self.read_only_media = (self.path is not None and self.path.is_file()
@@ -176,10 +213,24 @@ class Database:
             if self.read_only_media:
                 assert self.path is not None
                 kwargs["creator"] = _immutable_creator(self.path, busy_timeout_ms / 1000)
+        else:
+            # A long-lived supervisor outlives server restarts: test pooled connections.
+            kwargs["pool_pre_ping"] = True
+            if "connect_timeout" not in url.query:
+                kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S}
         try:
             self.engine: Engine = create_engine(url, **kwargs)
-        except (exc.ArgumentError, ImportError) as e:
-            raise StoreError(f"--db: cannot open {self.display!r}: {e}") from None
+        except exc.NoSuchModuleError:
+            raise StoreError(f"--db: {self.display}: unknown database driver "
+                             f"{url.drivername!r}; use postgresql+psycopg://user@host/dbname "
+                             "or a SQLite file") from None
+        except ImportError as e:
+            hint = (" (pip install 'mfm-workbench[postgres]')"
+                    if url.get_driver_name() == "psycopg" else "")
+            raise StoreError(f"--db: {self.display}: the {url.get_driver_name()} driver is not "
+                             f"installed{hint}: {e}") from None
+        except exc.ArgumentError as e:
+            raise StoreError(self._hide(f"--db: cannot open {self.display}: {e}")) from None
         # Errors of the driver itself, as raw connections (PRAGMA journal_mode) raise them.
         dbapi = getattr(self.engine.dialect, "loaded_dbapi", None)
         driver_error = getattr(dbapi, "Error", None)
@@ -193,11 +244,12 @@ class Database:
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(bind=self._read_engine, expire_on_commit=False)
         self._pid = os.getpid()
-        try:
-            self.ensure_schema()
-        except BaseException:
-            self.engine.dispose()
-            raise
+        if upgrade:
+            try:
+                self.ensure_schema()
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -228,14 +280,20 @@ class Database:
             self.engine.dispose(close=False)
             self._pid = os.getpid()
 
+    def _hide(self, text: str) -> str:
+        """``text`` without this database's password (nor any URL's)."""
+        if self._password:
+            text = text.replace(self._password, "***")
+        return hide_password(text)
+
     def _error(self, e: BaseException) -> StoreError:
         """One line for a database error: what is wrong with which file, and what to do."""
         orig = getattr(e, "orig", None) or e
         first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         said = first.lower()
         shown = self.display
-        if not self.is_sqlite:  # the mapping below reads SQLite's own messages
-            return StoreError(f"database error in {shown}: {first}")
+        if not self.is_sqlite:
+            return StoreError(self._hide(self._pg_message(str(orig), first)))
         if "not a database" in said or "malformed" in said:
             return StoreError(f"--db: '{shown}' is damaged ({first}); restore it from a backup "
                               "or point --db at another file")
@@ -257,6 +315,39 @@ class Database:
             return StoreError(f"--db: no space left for '{shown}' ({first}); free some space "
                               "and retry")
         return StoreError(f"database error in {shown}: {first}")
+
+    def _pg_message(self, said_all: str, first: str) -> str:
+        """PostgreSQL's (and psycopg's) messages, mapped to what to do; ``shown`` is the URL
+        without its password."""
+        shown, said = self.display, said_all.lower()
+        url = self.engine.url
+        fatal = re.search(r"fatal:\s*(.*)", said_all, re.IGNORECASE)
+        reason = visible((fatal.group(1) if fatal else first).strip(), 160)
+        if "password authentication failed" in said:
+            return (f"--db: {shown}: password authentication failed for user "
+                    f"{url.username!r}; check the password (in the URL, PGPASSWORD or "
+                    "~/.pgpass)")
+        if "no password supplied" in said or "fe_sendauth" in said:
+            return (f"--db: {shown}: the server asks user {url.username!r} for a password and "
+                    "none was given (put it in the URL, PGPASSWORD or ~/.pgpass)")
+        missing = re.search(r'database "([^"]*)" does not exist', said_all)
+        if missing:
+            return (f"--db: {shown}: database {missing.group(1)!r} does not exist on that "
+                    f"server; create it (createdb {missing.group(1)}) or fix the URL")
+        role = re.search(r'role "([^"]*)" does not exist', said_all)
+        if role:
+            return (f"--db: {shown}: role {role.group(1)!r} does not exist on that server; "
+                    f"create it (createuser {role.group(1)}) or fix the user in the URL")
+        if "connection failed" in said or "could not connect" in said \
+                or "connection refused" in said or "could not translate host" in said \
+                or "timeout expired" in said or "is the server running" in said \
+                or "failed to resolve host" in said:
+            where = re.search(r"(?:connection failed|port \d+ failed|socket .* failed): (.*)",
+                              first)
+            detail = visible((where.group(1) if where else first).strip(), 160)
+            return (f"--db: cannot reach the PostgreSQL server of {shown} ({detail}); check "
+                    "the host and port, and that the server is running")
+        return f"database error in {shown}: {reason}"
 
     def _read_only_message(self, first: str) -> str:
         assert self.path is not None
@@ -328,56 +419,60 @@ class Database:
     # -- schema ------------------------------------------------------------------------------
 
     def schema_version(self) -> int | None:
-        """The stored schema version (None: no mfm schema yet); a ``StoreError`` for a
-        damaged file or a version that is not a whole number."""
+        """The stored ``schema_info`` version (None: no mfm schema yet; 1..4 before Alembic,
+        ``schema.SCHEMA_VERSION`` since); a ``StoreError`` for a damaged file or a version
+        that is not a whole number. The Alembic revision: ``mfm.store.migrate``."""
+        return self.schema_state().legacy_version
+
+    def schema_state(self) -> migrate.SchemaState:
+        """What the database holds (tables, schema_info version, Alembic revision); reads
+        only."""
+        self._after_fork()
         try:
             with self._read_engine.connect() as conn:
-                return self._read_version(conn)
+                return self._read_state(conn)
         except self._driver_errors as e:
             raise self._error(e) from e
 
-    def _read_version(self, conn: Any) -> int | None:
+    def _read_state(self, conn: Any) -> migrate.SchemaState:
         try:
-            return schema.read_version(conn)
+            return migrate.read_state(conn)
         except schema.SchemaVersionError as e:
             raise StoreError(f"--db: '{self.display}' is damaged or not mfm records ({e}); "
                              "restore it from a backup or point --db at another file") from None
 
+    def _check_state(self, state: migrate.SchemaState) -> None:
+        try:
+            migrate.check_state(state, self.display)
+        except schema.SchemaVersionError as e:
+            raise StoreError(f"--db: '{self.display}' is damaged or not mfm records ({e}); "
+                             "restore it from a backup or point --db at another file") from None
+        except ValueError as e:
+            raise StoreError(str(e)) from None
+
     def ensure_schema(self) -> None:
-        """Create the schema in a new database, or migrate an older one; refuse a newer one.
+        """Create the schema in a new database, or migrate an older one to the head revision
+        (see :mod:`mfm.store.migrate`); refuse a newer one.
 
         Nothing is written to a file before its contents are known to be mfm records (or
-        nothing at all): a damaged or foreign file is refused as it is."""
-        self._after_fork()
+        nothing at all): a damaged or foreign file is refused as it is. One process creates
+        or migrates; concurrent openers wait for it (SQLite's write lock, a PostgreSQL
+        advisory lock) and then find the work done."""
+        state = self.schema_state()
+        self._check_state(state)
         try:
-            version = self.schema_version()
-            self._check_not_newer(version)
-            if version is None:
-                with self._read_engine.connect() as conn:
-                    self._check_no_foreign_tables(conn)
             if self.is_sqlite and self.path is not None and not self.read_only_media:
-                self._ensure_wal(has_records=version is not None)
-            if version == schema.SCHEMA_VERSION:
+                self._ensure_wal(has_records=state.is_mfm)
+            if not migrate.needs_upgrade(state):
                 return
-            with self.engine.begin() as conn:  # BEGIN IMMEDIATE: one process creates/migrates
-                version = self._read_version(conn)
-                self._check_not_newer(version)
-                if version is None:
-                    self._check_no_foreign_tables(conn)
-                    schema.create_fresh(conn)
-                elif version < schema.SCHEMA_VERSION:
-                    schema.migrate(conn, version)
+            with self.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
+                migrate.lock(conn)
+                state = self._read_state(conn)
+                self._check_state(state)
+                if migrate.needs_upgrade(state):
+                    migrate.bring_to_head(conn, state)
         except self._driver_errors as e:
             raise self._error(e) from e
-
-    def _check_no_foreign_tables(self, conn: Any) -> None:
-        if schema.user_tables(conn):
-            raise StoreError(f"--db: '{self.display}' holds tables that are not mfm records")
-
-    def _check_not_newer(self, version: int | None) -> None:
-        if version is not None and version > schema.SCHEMA_VERSION:
-            raise StoreError(f"database schema version {version} is newer than this mfm "
-                             f"({schema.SCHEMA_VERSION}); upgrade mfm")
 
     def _ensure_wal(self, *, has_records: bool) -> None:
         """WAL lets readers (the TUI) read while a run writes; it persists in the file.

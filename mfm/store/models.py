@@ -1,15 +1,22 @@
 """The ORM: SQLAlchemy 2.0 typed declarative models (the current schema version).
 
-Changing anything here needs a migration in :mod:`mfm.store.schema` (a test compares the
-schema built from these models with the one the migrations build).
+Changing anything here needs an Alembic revision in ``mfm/store/migrations/versions`` (a
+test compares the schema built from these models with the one the migrations build, on
+SQLite and on PostgreSQL).
 
 Metric values are nullable on purpose: SQLite stores a float NaN as NULL, and a diverging
-loss is a value we must record, not an integrity error. The repository maps NULL back to NaN.
+loss is a value we must record, not an integrity error. The repository writes NaN as NULL on
+every backend (PostgreSQL could hold NaN itself) and maps NULL back to NaN.
+
+Whole numbers are 64-bit on every backend (``BigInt``): SQLite's INTEGER is, PostgreSQL's
+``integer`` is not (ids, steps and seeds may pass 2**31). On SQLite the type stays INTEGER,
+so ``INTEGER PRIMARY KEY`` still aliases the rowid.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Float,
     ForeignKey,
     Index,
@@ -24,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base", "SchemaInfo", "DatasetSpec", "Config", "Run", "StepMetric", "EpochMetric",
-    "ClassMetric", "LatestMetric", "Worker", "Sweep", "SweepCell",
+    "ClassMetric", "LatestMetric", "Worker", "Sweep", "SweepCell", "BigInt",
 ]
 
 NAMING_CONVENTION = {
@@ -35,23 +42,29 @@ NAMING_CONVENTION = {
 }
 
 
+# INTEGER on SQLite (the rowid alias), BIGINT (bigserial for an autoincrementing key) elsewhere.
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class SchemaInfo(Base):
-    """A single row holding the schema version."""
+    """A single row holding the schema version of the hand-written era (1..4); since Alembic
+    it holds ``mfm.store.schema.SCHEMA_VERSION`` (5) for good, which mfm releases from before
+    Alembic refuse as newer than themselves. The revision is in ``alembic_version``."""
 
     __tablename__ = "schema_info"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInt)
 
 
 class DatasetSpec(Base):
     __tablename__ = "dataset_specs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     name: Mapped[str] = mapped_column(String, unique=True)
     spec_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
@@ -63,9 +76,9 @@ class Config(Base):
     __tablename__ = "configs"
     __table_args__ = (UniqueConstraint("name", "version"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     name: Mapped[str] = mapped_column(String)
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(BigInt)
     config_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float)
 
@@ -76,14 +89,14 @@ class Run(Base):
     # are named after it).
     __table_args__ = (Index("ix_runs_created_at", "created_at"), {"sqlite_autoincrement": True})
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     name: Mapped[str | None] = mapped_column(String)
     status: Mapped[str] = mapped_column(String, index=True)
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float)
     finished_at: Mapped[float | None] = mapped_column(Float)
     host: Mapped[str | None] = mapped_column(String)
-    pid: Mapped[int | None] = mapped_column(Integer)
+    pid: Mapped[int | None] = mapped_column(BigInt)
     device: Mapped[str | None] = mapped_column(String)
     config_json: Mapped[str] = mapped_column(Text)
     split_hash: Mapped[str | None] = mapped_column(String)
@@ -91,21 +104,21 @@ class Run(Base):
     summary_json: Mapped[str | None] = mapped_column(Text)
     class_counts_json: Mapped[str | None] = mapped_column(Text)
     confusion_json: Mapped[str | None] = mapped_column(Text)
-    epochs_total: Mapped[int] = mapped_column(Integer)
-    epoch: Mapped[int | None] = mapped_column(Integer)
+    epochs_total: Mapped[int] = mapped_column(BigInt)
+    epoch: Mapped[int | None] = mapped_column(BigInt)
     checkpoint_dir: Mapped[str | None] = mapped_column(String)
     log_path: Mapped[str | None] = mapped_column(String)
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
     dataset_spec_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("dataset_specs.id", ondelete="SET NULL"))
-    config_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("configs.id"))
+        BigInt, ForeignKey("dataset_specs.id", ondelete="SET NULL"))
+    config_id: Mapped[int | None] = mapped_column(BigInt, ForeignKey("configs.id"))
     # v2: the run queue
     queued_at: Mapped[float | None] = mapped_column(Float)
     slot: Mapped[str | None] = mapped_column(String)
     proc_start: Mapped[str | None] = mapped_column(String)
     cancel_requested_at: Mapped[float | None] = mapped_column(Float)
-    resume_requested: Mapped[int | None] = mapped_column(Integer)
-    attempt: Mapped[int | None] = mapped_column(Integer)
+    resume_requested: Mapped[int | None] = mapped_column(BigInt)
+    attempt: Mapped[int | None] = mapped_column(BigInt)
     code_version: Mapped[str | None] = mapped_column(String)
     # v3: the slot a queued run asks for (None = any)
     want_slot: Mapped[str | None] = mapped_column(String)
@@ -120,10 +133,10 @@ class StepMetric(Base):
     __tablename__ = "step_metrics"
     __table_args__ = (PrimaryKeyConstraint("run_id", "key", "step"), {"sqlite_with_rowid": False})
 
-    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(BigInt, ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String)
-    step: Mapped[int] = mapped_column(Integer)
-    epoch: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(BigInt)
+    epoch: Mapped[int] = mapped_column(BigInt)
     value: Mapped[float | None] = mapped_column(Float)
     at: Mapped[float] = mapped_column(Float)
 
@@ -133,9 +146,9 @@ class EpochMetric(Base):
     __table_args__ = (PrimaryKeyConstraint("run_id", "key", "epoch"),
                       {"sqlite_with_rowid": False})
 
-    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(BigInt, ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String)
-    epoch: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(BigInt)
     value: Mapped[float | None] = mapped_column(Float)
     at: Mapped[float] = mapped_column(Float)
 
@@ -147,8 +160,8 @@ class ClassMetric(Base):
     __table_args__ = (PrimaryKeyConstraint("run_id", "epoch", "kind"),
                       {"sqlite_with_rowid": False})
 
-    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
-    epoch: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(BigInt, ForeignKey("runs.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(BigInt)
     kind: Mapped[str] = mapped_column(String, default="acc", server_default="acc")
     values_json: Mapped[str] = mapped_column(Text)
 
@@ -159,11 +172,11 @@ class LatestMetric(Base):
     __tablename__ = "latest_metrics"
     __table_args__ = (PrimaryKeyConstraint("run_id", "key"), {"sqlite_with_rowid": False})
 
-    run_id: Mapped[int] = mapped_column(Integer, ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(BigInt, ForeignKey("runs.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String)
     value: Mapped[float | None] = mapped_column(Float)
-    step: Mapped[int | None] = mapped_column(Integer)
-    epoch: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[int | None] = mapped_column(BigInt)
+    epoch: Mapped[int | None] = mapped_column(BigInt)
 
 
 class Worker(Base):
@@ -172,7 +185,7 @@ class Worker(Base):
     __tablename__ = "workers"
 
     host: Mapped[str] = mapped_column(String, primary_key=True)
-    pid: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(BigInt)
     proc_start: Mapped[str | None] = mapped_column(String)
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
@@ -186,7 +199,7 @@ class Sweep(Base):
     __tablename__ = "sweeps"
     __table_args__ = ({"sqlite_autoincrement": True},)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String, unique=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
@@ -203,10 +216,10 @@ class SweepCell(Base):
     __tablename__ = "sweep_cells"
     __table_args__ = (PrimaryKeyConstraint("sweep_id", "config_hash"),)
 
-    sweep_id: Mapped[int] = mapped_column(Integer, ForeignKey("sweeps.id", ondelete="CASCADE"))
+    sweep_id: Mapped[int] = mapped_column(BigInt, ForeignKey("sweeps.id", ondelete="CASCADE"))
     config_hash: Mapped[str] = mapped_column(String)
-    idx: Mapped[int] = mapped_column(Integer)
+    idx: Mapped[int] = mapped_column(BigInt)
     arm: Mapped[str] = mapped_column(String)
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(BigInt)
     run_id: Mapped[int | None] = mapped_column(
-        Integer, ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+        BigInt, ForeignKey("runs.id", ondelete="SET NULL"), index=True)

@@ -4,7 +4,10 @@ cancel and resume requests, and the workers table.
 
 Lifecycle: queued → starting → running → completed | failed | cancelled | lost. Every
 transition is one UPDATE ... WHERE status IN (...) in its own write transaction
-(BEGIN IMMEDIATE on SQLite), stamped with its time.
+(BEGIN IMMEDIATE on SQLite), stamped with its time. On PostgreSQL (supervisors on several
+hosts) a claim locks the row it takes (SELECT ... FOR UPDATE SKIP LOCKED), and a
+read-then-write of one run (cancel, resume) locks that run first (FOR UPDATE); SQLite ignores
+both, its write lock already serialises every writer.
 """
 
 from __future__ import annotations
@@ -68,13 +71,15 @@ def enqueue_run(db: Database, *, config: dict[str, Any], epochs_total: int,
 def claim_next(db: Database, *, host: str, slot: str) -> RunRecord | None:
     """Take the oldest queued run for ``slot`` on ``host`` (queued → starting), or None:
     one that asks for no slot, for this slot, or for this slot's GPU (``gpu1`` for
-    ``gpu1.0``). One write transaction: two supervisors never claim the same run."""
+    ``gpu1.0``). One write transaction: two supervisors never claim the same run (on
+    PostgreSQL, concurrent claimers skip the row another one has locked and take the next)."""
     fits = {slot, slot.split(".")[0]}
     with db.session_scope() as session:
         run_id = session.execute(
             select(Run.id).where(Run.status == "queued",
                                  or_(Run.want_slot.is_(None), Run.want_slot.in_(fits)))
-            .order_by(Run.queued_at, Run.id).limit(1)).scalar()
+            .order_by(Run.queued_at, Run.id).limit(1)
+            .with_for_update(skip_locked=True)).scalar()
         if run_id is None:
             return None
         done = session.execute(
@@ -136,7 +141,7 @@ def request_cancel(db: Database, run_id: int) -> str:
     a request its supervisor acts on ("requested"). Finished runs are refused."""
     now = time.time()
     with db.session_scope() as session:
-        run = session.get(Run, run_id)
+        run = session.get(Run, run_id, with_for_update=True)
         if run is None:
             raise QueueError(f"ID: no run {run_id}")
         if run.status in ("queued", "created"):
@@ -157,7 +162,7 @@ def request_resume(db: Database, run_id: int, *, to: str = "queued") -> RunRecor
     if to not in ("queued", "created"):
         raise ValueError(f"resume to queued or created, not {to!r}")
     with db.session_scope() as session:
-        run = session.get(Run, run_id)
+        run = session.get(Run, run_id, with_for_update=True)
         if run is None:
             raise QueueError(f"ID: no run {run_id}")
         if run.status not in RESUMABLE:
@@ -184,7 +189,7 @@ def upsert_worker(db: Database, *, host: str, pid: int, proc_start: str | None,
                   slots: list[dict[str, Any]]) -> None:
     now = time.time()
     with db.session_scope() as session:
-        w = session.get(Worker, host)
+        w = session.get(Worker, host, with_for_update=True)
         if w is None:
             session.add(Worker(host=host, pid=pid, proc_start=proc_start, started_at=now,
                                heartbeat_at=now, slots_json=json.dumps(slots)))

@@ -1,8 +1,10 @@
 """Repository functions: every read and write of the records goes through here.
 
 Each function takes the ``Database`` first, runs in one ``session_scope`` (one transaction)
-and returns plain frozen dataclasses, dicts or lists; no session or ORM row leaves. Metric
-values that SQLite stored as NULL (it turns a float NaN into NULL) come back as NaN.
+and returns plain frozen dataclasses, dicts or lists; no session or ORM row leaves. A NaN metric
+value is written as NULL on every backend (SQLite would turn it into NULL anyway; PostgreSQL
+would keep NaN, which sorts above every number there), so the records hold the same values
+on both, and NULL comes back as NaN.
 
 An id beyond SQLite's 64-bit integers names no record: reads find nothing, writes say
 "no run N" as for any other missing id (the driver would raise OverflowError). Names are
@@ -96,6 +98,11 @@ def _value(v: float | None) -> float:
     return math.nan if v is None else float(v)
 
 
+def _stored(v: float) -> float | None:
+    """What a metric value is written as: NaN as NULL (the same on every backend)."""
+    return None if math.isnan(v) else v
+
+
 def _upsert(db: Database, table: Table, keys: Sequence[str]) -> Any:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE`` setting every other column."""
     if db.dialect == "sqlite":
@@ -103,7 +110,8 @@ def _upsert(db: Database, table: Table, keys: Sequence[str]) -> Any:
     elif db.dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
-        raise StoreError(f"the {db.dialect} backend is not supported (use SQLite)")
+        raise StoreError(f"the {db.dialect} backend is not supported (use SQLite or "
+                         "PostgreSQL)")
     stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=list(keys),
@@ -116,7 +124,7 @@ def _require_run(session: Session, run_id: int) -> None:
 
 
 def _upsert_latest(db: Database, session: Session, run_id: int,
-                   latest: dict[str, tuple[float, int | None, int | None]]) -> None:
+                   latest: dict[str, tuple[float | None, int | None, int | None]]) -> None:
     if latest:
         session.execute(_upsert(db, LatestMetric.__table__, ("run_id", "key")),
                         [{"run_id": run_id, "key": k, "value": v, "step": s, "epoch": e}
@@ -190,6 +198,8 @@ def update_run(db: Database, run_id: int, **fields: Any) -> None:
         raise StoreError(f"no run {run_id}")
     values = {_JSON_FIELDS.get(k, k): (_dumps(v) if k in _JSON_FIELDS and v is not None else v)
               for k, v in fields.items()}
+    if isinstance(values.get("resume_requested"), bool):  # a 0/1 column (PostgreSQL: bigint)
+        values["resume_requested"] = int(values["resume_requested"])
     with db.session_scope() as session:
         if not values:
             _require_run(session, run_id)
@@ -277,7 +287,7 @@ def log_step_metrics(db: Database, run_id: int,
     it, so a resumed run can log its steps again."""
     now = time.time()
     rows = [{"run_id": run_id, "key": str(k), "step": int(s), "epoch": int(e),
-             "value": float(v), "at": now} for k, s, e, v in points]
+             "value": _stored(float(v)), "at": now} for k, s, e, v in points]
     if not rows:
         return
     if not _fits(run_id):
@@ -301,7 +311,7 @@ def log_epoch(db: Database, run_id: int, epoch: int, scalars: dict[str, float],
     if not _fits(run_id):
         raise StoreError(f"no run {run_id}")
     now = time.time()
-    values = {str(k): float(v) for k, v in scalars.items()}
+    values = {str(k): _stored(float(v)) for k, v in scalars.items()}
     with db.session_scope() as session:
         result = session.execute(update(Run).where(Run.id == run_id).values(epoch=epoch)
                                  .execution_options(synchronize_session=False))

@@ -1,13 +1,15 @@
-"""Schema version and migrations.
+"""The hand-written schema versions 1..4 of SQLite files from before Alembic (the legacy
+path), and ``schema_info``.
 
-``MIGRATIONS[i]`` takes a database at version ``i`` to version ``i + 1`` (version 0 is the
-empty database). They are written out by hand in SQL, never derived from the ORM, so they
-stay fixed once released; a test checks that the migrated schema equals the one
-``Base.metadata.create_all`` builds from :mod:`mfm.store.models`. To change the schema: edit
-the models, append a migration, bump ``SCHEMA_VERSION``.
+``MIGRATIONS[i]`` takes a SQLite database at version ``i`` to version ``i + 1`` (version 0 is
+the empty database). They are frozen: schema changes are Alembic revisions now
+(:mod:`mfm.store.migrate`, ``mfm/store/migrations/versions``). A file at version 1..4 is
+brought to version 4 by these steps, then stamped with the Alembic baseline (which is the
+version-4 schema) and ``schema_info.version`` becomes ``SCHEMA_VERSION`` (5) for good: mfm
+releases from before Alembic refuse such a file as newer than themselves.
 
 All functions here run inside a transaction the caller holds (``BEGIN IMMEDIATE`` on SQLite,
-so concurrent openers of a fresh file wait for the first one instead of racing it).
+so concurrent openers of a file wait for the first one instead of racing it).
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, text
 
-from mfm.store.models import Base
 from mfm.text import visible
 
-__all__ = ["SCHEMA_VERSION", "MIGRATIONS", "SchemaVersionError", "read_version", "create_fresh",
-           "migrate", "user_tables"]
+__all__ = ["SCHEMA_VERSION", "LEGACY_VERSION", "MIGRATIONS", "SchemaVersionError",
+           "read_version", "write_version", "migrate", "user_tables"]
 
-SCHEMA_VERSION = 4
+# The last hand-written version: the schema the Alembic baseline revision creates.
+LEGACY_VERSION = 4
+# schema_info.version of every database Alembic manages (its revision is in alembic_version).
+SCHEMA_VERSION = 5
 
 
 def _v0_to_v1(conn: Connection) -> None:
@@ -199,11 +203,12 @@ def _v3_to_v4(conn: Connection) -> None:
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_v0_to_v1, _v1_to_v2, _v2_to_v3, _v3_to_v4]
-assert len(MIGRATIONS) == SCHEMA_VERSION, "one migration per schema version"
+assert len(MIGRATIONS) == LEGACY_VERSION, "one migration per hand-written schema version"
 
 
 def user_tables(conn: Connection) -> list[str]:
-    """Tables in the database, leaving out SQLite's own (sqlite_*)."""
+    """Tables in the database (its default schema on PostgreSQL), leaving out SQLite's own
+    (sqlite_*)."""
     return [t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_")]
 
 
@@ -233,7 +238,7 @@ def read_version(conn: Connection) -> int | None:
     return version
 
 
-def _write_version(conn: Connection, version: int) -> None:
+def write_version(conn: Connection, version: int) -> None:
     updated = conn.execute(text("UPDATE schema_info SET version = :v WHERE id = 1"),
                            {"v": version}).rowcount
     if not updated:
@@ -241,20 +246,14 @@ def _write_version(conn: Connection, version: int) -> None:
                      {"v": version})
 
 
-def create_fresh(conn: Connection) -> None:
-    """The current schema in an empty database, straight from the models."""
-    Base.metadata.create_all(conn)
-    _write_version(conn, SCHEMA_VERSION)
-
-
 def migrate(conn: Connection, from_version: int, to_version: int | None = None) -> None:
-    """Apply ``MIGRATIONS[from_version:to_version]`` (to the current version by default) in
+    """Apply ``MIGRATIONS[from_version:to_version]`` (to ``LEGACY_VERSION`` by default) in
     order and record the new version."""
     if to_version is None:
-        to_version = SCHEMA_VERSION
+        to_version = LEGACY_VERSION
     if not 0 <= from_version <= to_version <= len(MIGRATIONS):
         raise ValueError(f"cannot migrate from version {from_version} to {to_version}")
     for step in MIGRATIONS[from_version:to_version]:
         step(conn)
     if to_version > 0:
-        _write_version(conn, to_version)
+        write_version(conn, to_version)

@@ -1,10 +1,12 @@
-"""Two processes, each with its own Database, writing small transactions at once."""
+"""Two processes, each with its own Database, writing small transactions at once (SQLite
+and PostgreSQL)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import runpy
-import sqlite3
+
+from sqlalchemy import text
 
 from mfm.store import Database, repo
 
@@ -22,8 +24,8 @@ def _write(db_target: str, run_id: int, worker: int, barrier) -> None:
             repo.update_run(db, run_id, heartbeat_at=float(start))
 
 
-def test_two_processes_write_concurrently(db_path):
-    with Database(str(db_path)) as db:
+def test_two_processes_write_concurrently(db_url):
+    with Database(db_url) as db:
         run_id = repo.create_run(db, config={}, epochs_total=1)
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
@@ -31,21 +33,20 @@ def test_two_processes_write_concurrently(db_path):
     # test does not depend on how pytest names (or whether it can re-import) test modules.
     procs = [ctx.Process(target=runpy.run_path, kwargs={
         "path_name": __file__, "run_name": "__store_writer__",
-        "init_globals": {"WRITER_ARGS": (str(db_path), run_id, worker, barrier)}})
+        "init_globals": {"WRITER_ARGS": (db_url, run_id, worker, barrier)}})
         for worker in range(2)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0]
-    with Database(str(db_path)) as db:
+    with Database(db_url) as db:
         for worker in range(2):
             series = repo.get_step_series(db, run_id, f"w{worker}")
             assert [p.step for p in series] == list(range(POINTS))
         assert repo.latest_metrics(db, run_id) == {"w0": POINTS - 1.0, "w1": POINTS - 1.0}
-    con = sqlite3.connect(db_path)
-    assert con.execute("SELECT count(*) FROM step_metrics").fetchone() == (2 * POINTS,)
-    con.close()
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM step_metrics")).scalar() == 2 * POINTS
 
 
 if __name__ == "__store_writer__":

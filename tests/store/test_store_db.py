@@ -1,4 +1,6 @@
-"""Database: targets, file checks, per-connection pragmas, transactions, schema version."""
+"""Database: targets, file checks, per-connection pragmas, transactions, schema version; and
+PostgreSQL targets that cannot be opened (unreachable, wrong password, missing database or
+role, unknown driver): one line each, never showing the password."""
 
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from mfm.store import Database, StoreError, repo, resolve_db_target
-from mfm.store import schema
+from mfm.store import Database, StoreError, repo, resolve_db_target, schema
 from mfm.store.models import DatasetSpec
 
 
@@ -71,6 +72,21 @@ def test_empty_existing_file_becomes_a_database(db_path):
         assert db.schema_version() == schema.SCHEMA_VERSION
 
 
+def test_foreign_postgresql_database_is_refused(pg_url):
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE invoices (id integer PRIMARY KEY)")
+    try:
+        with pytest.raises(StoreError, match="holds tables that are not mfm records"):
+            Database(pg_url)
+        with engine.connect() as conn:
+            assert inspect(conn).get_table_names() == ["invoices"]
+    finally:
+        engine.dispose()
+
+
 def test_foreign_database_is_refused(db_path):
     con = sqlite3.connect(db_path)
     con.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
@@ -125,8 +141,8 @@ def test_write_sessions_take_the_write_lock_at_begin(db_path):
             assert _try_write_lock(db_path)
 
 
-def test_session_scope_rolls_back_and_reraises(db_path):
-    with Database(str(db_path)) as db:
+def test_session_scope_rolls_back_and_reraises(db_url):
+    with Database(db_url) as db:
         with pytest.raises(RuntimeError, match="boom"):
             with db.session_scope() as session:
                 session.add(DatasetSpec(name="x", spec_json="{}", created_at=0.0))
@@ -135,13 +151,15 @@ def test_session_scope_rolls_back_and_reraises(db_path):
         assert repo.get_dataset_spec(db, "x") is None
 
 
-def test_session_scope_maps_database_errors_to_one_line_store_error(db_path):
-    with Database(str(db_path)) as db:
+def test_session_scope_maps_database_errors_to_one_line_store_error(db_url):
+    with Database(db_url) as db:
         with pytest.raises(StoreError) as info:
             with db.session_scope() as session:
                 session.execute(text("SELECT * FROM no_such_table"))
     message = str(info.value)
-    assert "no such table: no_such_table" in message and "\n" not in message
+    said = ("no such table: no_such_table" if db.is_sqlite
+            else 'relation "no_such_table" does not exist')
+    assert said in message and "\n" not in message
 
 
 def test_newer_schema_version_is_refused(db_path):
@@ -156,10 +174,10 @@ def test_newer_schema_version_is_refused(db_path):
                                f"({schema.SCHEMA_VERSION}); upgrade mfm")
 
 
-def test_reopening_keeps_data_and_version(db_path):
-    with Database(str(db_path)) as db:
+def test_reopening_keeps_data_and_version(db_url):
+    with Database(db_url) as db:
         run_id = repo.create_run(db, config={"a": 1}, epochs_total=2)
-    with Database(str(db_path)) as db:
+    with Database(db_url) as db:
         assert db.schema_version() == schema.SCHEMA_VERSION
         assert repo.get_run(db, run_id).config == {"a": 1}
 
@@ -170,3 +188,138 @@ def test_store_imports_no_torch_textual_or_click():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == ""
+
+
+# -- PostgreSQL: targets that cannot be opened, one line each, the password never shown ------
+
+PASSWORD = "s3cret-Pa55"
+
+
+def _refused(target: str, *parts: str) -> str:
+    pytest.importorskip("psycopg", reason="needs psycopg (pip install -e '.[test]')")
+    with pytest.raises(StoreError) as info:
+        Database(target)
+    message = str(info.value)
+    assert "\n" not in message and PASSWORD not in message, message
+    for part in parts:
+        assert part in message, message
+    return message
+
+
+def test_unreachable_server_is_one_line_without_the_password():
+    """No server needed: nothing listens on port 1, nor in a socket folder that does not
+    exist."""
+    _refused(f"postgresql+psycopg://mfm:{PASSWORD}@127.0.0.1:1/mfm",
+             "--db: cannot reach the PostgreSQL server of "
+             "postgresql+psycopg://mfm:***@127.0.0.1:1/mfm (", "Connection refused",
+             "check the host and port, and that the server is running")
+    _refused(f"postgresql+psycopg://mfm:{PASSWORD}@/mfm?host=/no/such/socket/dir",
+             "cannot reach the PostgreSQL server of "
+             "postgresql+psycopg://mfm:***@/mfm?host=/no/such/socket/dir")
+
+
+@pytest.mark.parametrize("target, said", [
+    (f"postgresql+nosuchdriver://mfm:{PASSWORD}@db.example/mfm",
+     "--db: postgresql+nosuchdriver://mfm:***@db.example/mfm: unknown database driver "
+     "'postgresql+nosuchdriver'; use postgresql+psycopg://user@host/dbname or a SQLite file"),
+    (f"mysql://mfm:{PASSWORD}@db.example/mfm",
+     "--db: mysql://mfm:***@db.example/mfm: the 'mysql' backend is not supported; use a "
+     "SQLite file or postgresql+psycopg://user@host/dbname"),
+    (f"postgresql+psycopg://mfm:{PASSWORD}@db.example:port/mfm",
+     "--db: 'postgresql+psycopg://mfm:***@db.example:port/mfm' is not a valid database URL"),
+])
+def test_unknown_driver_backend_or_bad_url_is_one_line_without_the_password(target, said):
+    assert _refused(target).startswith(said)
+
+
+@pytest.mark.postgres
+def test_database_that_does_not_exist(pg_server_url):
+    from sqlalchemy import make_url
+
+    url = make_url(pg_server_url).set(database="mfm_no_such_db", password=PASSWORD)
+    _refused(url.render_as_string(hide_password=False),
+             ": database 'mfm_no_such_db' does not exist on that server; create it "
+             "(createdb mfm_no_such_db) or fix the URL", "postgres:***@/mfm_no_such_db")
+
+
+@pytest.mark.postgres
+def test_role_that_does_not_exist(pg_server_url):
+    from sqlalchemy import make_url
+
+    url = make_url(pg_server_url).set(username="mfm_nobody", password=PASSWORD)
+    _refused(url.render_as_string(hide_password=False),
+             ": role 'mfm_nobody' does not exist on that server", "mfm_nobody:***@")
+
+
+@pytest.fixture
+def pg_auth_url(pg_url, _pg_admin) -> str:
+    """A fresh database owned by a role whose password the server checks (scram-sha-256;
+    the other roles of the test server are trusted, so any password would do for them)."""
+    import os
+
+    from conftest import PG_AUTH_ENV
+    from sqlalchemy import make_url
+
+    auth = os.environ.get(PG_AUTH_ENV)
+    if not auth:
+        pytest.skip(f"needs {PG_AUTH_ENV}: a role with a password (.ci/pg-start.sh makes one)")
+    auth_url, fresh = make_url(auth), make_url(pg_url)
+    with _pg_admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{fresh.database}" OWNER TO "{auth_url.username}"'))
+    return auth_url.set(database=fresh.database).render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres
+def test_wrong_password(pg_auth_url):
+    from sqlalchemy import make_url
+
+    right = make_url(pg_auth_url)
+    with Database(pg_auth_url):
+        pass  # the right one opens
+    wrong = right.set(password=PASSWORD)
+    _refused(wrong.render_as_string(hide_password=False),
+             f"password authentication failed for user '{right.username}'",
+             f"{right.username}:***@", "check the password")
+    assert right.password not in _refused(wrong.render_as_string(hide_password=False))
+    _refused(right._replace(password=None).render_as_string(hide_password=False),
+             f"the server asks user '{right.username}' for a password and none was given")
+
+
+@pytest.mark.postgres
+def test_errors_after_opening_never_show_the_password(pg_auth_url):
+    from sqlalchemy import make_url
+
+    password = make_url(pg_auth_url).password
+    with Database(pg_auth_url) as db:
+        assert password not in repr(db) and password not in db.url
+        assert password not in db.display
+        with pytest.raises(StoreError) as info:
+            with db.session_scope() as session:
+                session.execute(text("SELECT * FROM no_such_table"))
+    message = str(info.value)
+    assert 'relation "no_such_table" does not exist' in message and "\n" not in message
+    assert password not in message and "mfm_pw:***@" in message
+
+
+@pytest.mark.postgres
+def test_plain_postgresql_url_means_psycopg(pg_url):
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with Database(plain) as db:
+        assert db.engine.url.drivername == "postgresql+psycopg"
+        assert db.schema_version() == schema.SCHEMA_VERSION
+
+
+def test_unreachable_server_through_the_cli_is_one_error_line(cli_env):
+    pytest.importorskip("psycopg", reason="needs psycopg (pip install -e '.[test]')")
+    from click.testing import CliRunner
+
+    from mfm.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["runs", "--db",
+                                   f"postgresql+psycopg://mfm:{PASSWORD}@127.0.0.1:1/mfm"])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: --db: cannot reach the PostgreSQL server of "
+        "postgresql+psycopg://mfm:***@127.0.0.1:1/mfm"), lines
+    assert PASSWORD not in res.output

@@ -1,14 +1,14 @@
-"""Repository round trips against a real SQLite file."""
+"""Repository round trips against a real SQLite file and a real PostgreSQL database (the
+``db_url`` fixture runs each test on both; PostgreSQL ones skip without a server)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import math
-import sqlite3
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from mfm.store import (
     STATUSES,
@@ -26,8 +26,8 @@ CONFIG = {"method": {"name": "mfm"}, "data": {"name": "cifar10", "imbalance_fact
 
 
 @pytest.fixture
-def db(db_path):
-    with Database(str(db_path)) as database:
+def db(db_url):
+    with Database(db_url) as database:
         yield database
 
 
@@ -52,13 +52,14 @@ def selects_on(db):
         event.remove(db.engine, "before_cursor_execute", count)
 
 
-def _count(db_path, table, run_id):
-    con = sqlite3.connect(db_path)
-    try:
-        sql = f"SELECT count(*) FROM {table} WHERE run_id = ?"
-        return con.execute(sql, (run_id,)).fetchone()[0]
-    finally:
-        con.close()
+def _rows(db, sql, **params):
+    """Rows as the database holds them, read past the repository."""
+    with db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql), params)]
+
+
+def _count(db, table, run_id):
+    return _rows(db, f"SELECT count(*) FROM {table} WHERE run_id = :r", r=run_id)[0][0]
 
 
 # -- runs -----------------------------------------------------------------------------------
@@ -184,7 +185,7 @@ def test_statuses_constant():
                         "cancelled", "lost")
 
 
-def test_delete_run_cascades_and_keeps_other_runs(db, db_path, run_id):
+def test_delete_run_cascades_and_keeps_other_runs(db, run_id):
     other = repo.create_run(db, config={}, epochs_total=1)
     for rid in (run_id, other):
         repo.log_step_metrics(db, rid, [("loss", s, 0, 1.0) for s in range(3)])
@@ -192,8 +193,8 @@ def test_delete_run_cascades_and_keeps_other_runs(db, db_path, run_id):
     repo.delete_run(db, run_id)
     assert repo.get_run(db, run_id) is None
     for table in ("step_metrics", "epoch_metrics", "class_metrics", "latest_metrics"):
-        assert _count(db_path, table, run_id) == 0
-        assert _count(db_path, table, other) > 0
+        assert _count(db, table, run_id) == 0
+        assert _count(db, table, other) > 0
     with pytest.raises(StoreError, match=f"no run {run_id}"):
         repo.delete_run(db, run_id)
 
@@ -224,10 +225,10 @@ def test_relogging_a_step_replaces_it(db, run_id):
         (0, 1.0), (1, 0.8), (2, 0.7)]
 
 
-def test_log_step_metrics_for_unknown_run_writes_nothing(db, db_path):
+def test_log_step_metrics_for_unknown_run_writes_nothing(db):
     with pytest.raises(StoreError, match="no run 77"):
         repo.log_step_metrics(db, 77, [("loss", 0, 0, 1.0)])
-    assert _count(db_path, "step_metrics", 77) == 0
+    assert _count(db, "step_metrics", 77) == 0
     repo.log_step_metrics(db, 77, [])  # nothing to write is not an error
 
 
@@ -242,6 +243,33 @@ def test_nan_and_inf_values_round_trip(db, run_id):
     assert math.isnan(repo.latest_metrics(db, run_id)["loss"])
 
 
+def test_nan_is_stored_as_null_on_every_backend(db, run_id):
+    """The same values in the records whatever the backend: PostgreSQL could hold NaN (and
+    would sort it above every number), SQLite cannot; both hold NULL."""
+    repo.log_step_metrics(db, run_id, [("loss", 0, 0, float("nan")), ("loss", 1, 0, 0.5),
+                                       ("loss", 2, 0, float("-inf"))])
+    repo.log_epoch(db, run_id, 0, {"loss": float("nan")}, None)
+    assert _rows(db, "SELECT step, value FROM step_metrics ORDER BY step") == [
+        (0, None), (1, 0.5), (2, -math.inf)]
+    assert _rows(db, "SELECT value FROM epoch_metrics") == [(None,)]
+    assert _rows(db, "SELECT value FROM latest_metrics") == [(None,)]
+    assert _rows(db, "SELECT max(value) FROM step_metrics") == [(0.5,)]
+
+
+def test_floats_and_large_integers_round_trip_exactly(db, run_id):
+    """Double precision on both (SQLite REAL, PostgreSQL double precision); whole numbers
+    are 64-bit on both (PostgreSQL's integer would stop at 2**31)."""
+    big = 2 ** 62
+    values = [0.1, 1 / 3, 1e-300, 1.7976931348623157e308, -0.0, 123456789.123456789]
+    repo.log_step_metrics(db, run_id, [("x", big + i, big, v) for i, v in enumerate(values)])
+    got = repo.get_step_series(db, run_id, "x")
+    assert [(p.step, p.epoch, p.value) for p in got] == [
+        (big + i, big, v) for i, v in enumerate(values)]
+    repo.update_run(db, run_id, pid=2 ** 40, heartbeat_at=1712345678.123456)
+    rec = repo.get_run(db, run_id)
+    assert (rec.pid, rec.heartbeat_at) == (2 ** 40, 1712345678.123456)
+
+
 def test_latest_metrics_upsert_keeps_the_last_write(db, run_id):
     repo.log_step_metrics(db, run_id, [("loss", 0, 0, 3.0), ("loss", 1, 0, 2.0), ("lr", 1, 0, .1)])
     assert repo.latest_metrics(db, run_id) == {"loss": 2.0, "lr": 0.1}
@@ -250,10 +278,8 @@ def test_latest_metrics_upsert_keeps_the_last_write(db, run_id):
     repo.log_step_metrics(db, run_id, [("loss", 2, 1, 1.5)])
     repo.log_epoch(db, run_id, 1, {"acc": 0.6}, None)
     assert repo.latest_metrics(db, run_id) == {"loss": 1.5, "lr": 0.1, "acc": 0.6}
-    con = sqlite3.connect(db.path)
-    rows = con.execute("SELECT key, step, epoch FROM latest_metrics WHERE run_id = ? "
-                       "ORDER BY key", (run_id,)).fetchall()
-    con.close()
+    rows = _rows(db, "SELECT key, step, epoch FROM latest_metrics WHERE run_id = :r "
+                     "ORDER BY key", r=run_id)
     assert rows == [("acc", None, 1), ("loss", 2, 1), ("lr", 1, 0)]
     assert repo.get_run(db, run_id).latest == {"loss": 1.5, "lr": 0.1, "acc": 0.6}
 
@@ -315,7 +341,7 @@ def test_dataset_spec_round_trip_replace_and_delete(db):
 
 
 def test_run_with_unknown_dataset_spec_is_refused(db):
-    with pytest.raises(StoreError, match="FOREIGN KEY"):
+    with pytest.raises(StoreError, match="(?i)FOREIGN KEY"):
         repo.create_run(db, config={}, epochs_total=1, dataset_spec_id=12345)
     assert repo.list_runs(db) == []
 

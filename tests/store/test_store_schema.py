@@ -1,4 +1,8 @@
-"""The schema built from the ORM equals the one the hand-written migrations build."""
+"""The schema: what opening an empty database creates (the models, stamped with the head
+revision) equals what the Alembic revisions build from nothing, on SQLite and PostgreSQL;
+on SQLite it also equals what the hand-written legacy steps build (then stamped). Files
+from before Alembic upgrade in place with every record kept; a database of a newer mfm is
+refused, unchanged."""
 
 from __future__ import annotations
 
@@ -6,10 +10,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
-from mfm.store import Database, repo
-from mfm.store import schema
+from mfm.store import Database, StoreError, migrate, repo, schema
 
 
 def _affinity(declared: str) -> str:
@@ -52,12 +55,65 @@ def schema_snapshot(path: Path) -> dict:
                 "autoincrement": "AUTOINCREMENT" in sql.upper(),
             }
         out["<version>"] = con.execute("SELECT id, version FROM schema_info").fetchall()
+        has_revision = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                   "AND name = 'alembic_version'").fetchone()[0]
+        out["<revision>"] = (con.execute("SELECT version_num FROM alembic_version").fetchall()
+                             if has_revision else None)
         return out
     finally:
         con.close()
 
 
+def portable_snapshot(url: str) -> dict:
+    """The schema as SQLAlchemy's inspector sees it, on any backend: tables, columns (type as
+    the backend names it, nullability, default), primary keys, foreign keys (with ON
+    DELETE), unique constraints, indexes; and the stored versions."""
+    engine = create_engine(Database(url, upgrade=False).engine.url)  # plain: no schema work
+    try:
+        with engine.connect() as conn:
+            insp = inspect(conn)
+            out: dict = {}
+            for table in sorted(insp.get_table_names()):
+                if table.startswith("sqlite_"):
+                    continue
+                pk = insp.get_pk_constraint(table)
+                out[table] = {
+                    "columns": [(c["name"], c["type"].compile(engine.dialect), c["nullable"],
+                                 None if c.get("default") is None else str(c["default"]))
+                                for c in insp.get_columns(table)],
+                    "pk": (pk.get("name"), tuple(pk["constrained_columns"])),
+                    "fks": sorted((fk.get("name") or "", tuple(fk["constrained_columns"]),
+                                   fk["referred_table"], tuple(fk["referred_columns"]),
+                                   (fk.get("options") or {}).get("ondelete") or "")
+                                  for fk in insp.get_foreign_keys(table)),
+                    "uniques": sorted((u.get("name") or "", tuple(u["column_names"]))
+                                      for u in insp.get_unique_constraints(table)),
+                    "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                                      for i in insp.get_indexes(table)),
+                }
+            out["<version>"] = [tuple(r) for r in conn.execute(
+                text("SELECT id, version FROM schema_info"))]
+            out["<revision>"] = [tuple(r) for r in conn.execute(
+                text("SELECT version_num FROM alembic_version"))]
+            return out
+    finally:
+        engine.dispose()
+
+
+def _alembic_built(url: str) -> str:
+    """The revisions run by Alembic itself from an empty database, base to head."""
+    db = Database(url, upgrade=False)
+    try:
+        with db.engine.begin() as conn:
+            migrate._alembic_upgrade(conn, "head")
+    finally:
+        db.close()
+    return url
+
+
 def _migrated(path: Path) -> Path:
+    """A SQLite file built by the hand-written steps (version 0 to 4), as mfm before Alembic
+    left it."""
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         schema.migrate(conn, 0)
@@ -65,18 +121,82 @@ def _migrated(path: Path) -> Path:
     return path
 
 
+def _legacy_upgraded(path: Path) -> Path:
+    _migrated(path)
+    Database(str(path)).close()
+    return path
+
+
 def test_one_migration_per_version():
-    assert len(schema.MIGRATIONS) == schema.SCHEMA_VERSION
+    assert len(schema.MIGRATIONS) == schema.LEGACY_VERSION
+
+
+def test_head_revision_constant_matches_the_scripts():
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate._config())
+    assert script.get_heads() == [migrate.HEAD_REVISION] == [migrate.head_revision()]
+    assert script.get_base() == migrate.BASELINE_REVISION
+    assert migrate.HEAD_REVISION in migrate.known_revisions()
+
+
+def test_fresh_schema_equals_the_revisions_on_both_backends(new_db_url):
+    fresh_url, built_url = new_db_url(), new_db_url()
+    Database(fresh_url).close()
+    fresh = portable_snapshot(fresh_url)
+    built = portable_snapshot(_alembic_built(built_url))
+    assert fresh["<version>"] == [(1, schema.SCHEMA_VERSION)]
+    assert fresh["<revision>"] == [(migrate.HEAD_REVISION,)]
+    assert set(fresh) >= {"schema_info", "dataset_specs", "configs", "runs", "step_metrics",
+                          "epoch_metrics", "class_metrics", "latest_metrics", "workers",
+                          "sweeps", "sweep_cells", "alembic_version"}
+    assert fresh == built
+    # and Alembic, asked to compare the models with that database, finds nothing to do
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from mfm.store.models import Base
+
+    with Database(fresh_url) as db, db.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_fresh_schema_equals_migrated_schema(tmp_path):
+    """SQLite, to the letter (WITHOUT ROWID, AUTOINCREMENT, affinities): created from the
+    models == built by the revisions == built by the legacy steps and stamped."""
     Database(str(tmp_path / "fresh.db")).close()
     fresh = schema_snapshot(tmp_path / "fresh.db")
-    migrated = schema_snapshot(_migrated(tmp_path / "migrated.db"))
+    built = schema_snapshot(Path(_alembic_built(str(tmp_path / "built.db"))))
+    legacy = schema_snapshot(_legacy_upgraded(tmp_path / "legacy.db"))
     assert fresh["<version>"] == [(1, schema.SCHEMA_VERSION)]
-    assert set(fresh) >= {"schema_info", "dataset_specs", "configs", "runs", "step_metrics",
-                          "epoch_metrics", "class_metrics", "latest_metrics"}
-    assert fresh == migrated
+    assert fresh["<revision>"] == [(migrate.HEAD_REVISION,)]
+    assert fresh["runs"]["autoincrement"] and fresh["step_metrics"]["without_rowid"]
+    assert fresh == built == legacy
+
+
+@pytest.mark.parametrize("change", [
+    "ALTER TABLE runs ADD COLUMN extra TEXT",
+    "CREATE INDEX ix_step_metrics_epoch ON step_metrics (epoch)",
+    "CREATE UNIQUE INDEX ix_runs_name ON runs (name)",
+    "ALTER TABLE workers ALTER COLUMN pid TYPE integer",
+    "ALTER TABLE runs ALTER COLUMN host SET NOT NULL",
+])
+def test_portable_snapshot_notices_a_schema_change(db_url, change):
+    """The comparison on both backends is only worth something if it sees a column, index,
+    type or nullability that one side lacks."""
+    Database(db_url).close()
+    before = portable_snapshot(db_url)
+    db = Database(db_url, upgrade=False)
+    if db.is_sqlite and "ALTER COLUMN" in change:
+        db.close()
+        pytest.skip("SQLite cannot alter a column")
+    try:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(change)
+    finally:
+        db.close()
+    assert portable_snapshot(db_url) != before
 
 
 @pytest.mark.parametrize("change", [
@@ -97,7 +217,7 @@ def test_snapshot_notices_a_schema_change(tmp_path, change):
 
 
 def test_migrated_database_opens_without_changes_and_works(tmp_path):
-    path = _migrated(tmp_path / "migrated.db")
+    path = _legacy_upgraded(tmp_path / "migrated.db")
     before = schema_snapshot(path)
     with Database(str(path)) as db:
         run_id = repo.create_run(db, config={"x": 1}, epochs_total=1)
@@ -148,8 +268,12 @@ def test_a_v3_file_written_by_earlier_code_upgrades_in_place(tmp_path):
         before = {t: con.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
                   for t in ("runs", "dataset_specs", "configs", "epoch_metrics",
                             "step_metrics", "class_metrics", "latest_metrics")}
+    with Database(str(path), upgrade=False) as db:
+        status = migrate.status(db)
+        assert (status.state, status.legacy_version, status.revision) == ("legacy", 3, None)
     with Database(str(path)) as db:
         assert db.schema_version() == SCHEMA_VERSION
+        assert migrate.current_revision(db) == migrate.HEAD_REVISION
         runs = {r.id: r for r in repo.list_runs(db)}
         assert [runs[i].status for i in (1, 2, 3)] == ["completed", "queued", "failed"]
         assert runs[1].summary["final"]["acc"] == 0.6
@@ -163,3 +287,98 @@ def test_a_v3_file_written_by_earlier_code_upgrades_in_place(tmp_path):
         hashes = dict(con.execute("SELECT id, config_json FROM runs").fetchall())
         for run_id, stored in con.execute("SELECT id, config_hash FROM runs"):
             assert stored == config_hash(hashes[run_id])
+
+
+def test_v3_file_upgrades_through_the_upgrade_function(tmp_path):
+    """What ``mfm db upgrade`` does: open without upgrading, upgrade, report."""
+    import shutil
+
+    path = tmp_path / "old.db"
+    shutil.copy(FIXTURE_V3, path)
+    with Database(str(path), upgrade=False) as db:
+        assert migrate.current_revision(db) is None
+        assert migrate.upgrade(db) == (None, migrate.HEAD_REVISION)
+        status = migrate.status(db)
+        assert (status.state, status.revision, status.head) == (
+            "current", migrate.HEAD_REVISION, migrate.HEAD_REVISION)
+        assert status.message == f"revision {migrate.HEAD_REVISION} (head)"
+        assert migrate.upgrade(db) == (migrate.HEAD_REVISION, migrate.HEAD_REVISION)
+        assert len(repo.list_runs(db)) == 3
+
+
+def test_status_of_an_empty_database_and_upgrade_creates_it(db_url):
+    with Database(db_url, upgrade=False) as db:
+        assert migrate.status(db).state == "empty"
+        assert migrate.current_revision(db) is None
+        assert migrate.upgrade(db) == (None, migrate.HEAD_REVISION)
+        assert migrate.status(db).state == "current"
+        repo.create_run(db, config={}, epochs_total=1)
+
+
+def _set_revision(url: str, revision: str) -> None:
+    db = Database(url, upgrade=False)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        db.close()
+
+
+def test_database_of_a_newer_mfm_is_refused_unchanged(db_url):
+    with Database(db_url) as db:
+        run_id = repo.create_run(db, config={"a": 1}, epochs_total=1)
+    _set_revision(db_url, "9999_future")
+    before = portable_snapshot(db_url)
+    with pytest.raises(StoreError) as info:
+        Database(db_url)
+    message = str(info.value)
+    assert "\n" not in message and "'9999_future'" in message and "upgrade mfm" in message
+    with Database(db_url, upgrade=False) as db:
+        status = migrate.status(db)
+        assert (status.state, status.revision) == ("newer", "9999_future")
+        assert "newer mfm" in status.message
+        with pytest.raises(StoreError, match="9999_future"):
+            migrate.upgrade(db)
+    assert portable_snapshot(db_url) == before
+    _set_revision(db_url, migrate.HEAD_REVISION)
+    with Database(db_url) as db:
+        assert repo.get_run(db, run_id).config == {"a": 1}
+
+
+def test_schema_info_5_without_a_revision_is_refused(tmp_path):
+    path = tmp_path / "odd.db"
+    Database(str(path)).close()
+    with sqlite3.connect(path) as con:
+        con.execute("DROP TABLE alembic_version")
+    con.close()
+    with pytest.raises(StoreError, match="damaged or not mfm records .*no alembic_version"):
+        Database(str(path))
+
+
+def _open_and_write(url: str, barrier, out) -> None:
+    try:
+        barrier.wait(timeout=60)
+        with Database(url) as db:
+            out.put(("ok", repo.create_run(db, config={}, epochs_total=1)))
+    except BaseException as e:  # noqa: BLE001 — reported to the test
+        out.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def test_concurrent_openers_of_an_empty_database_create_it_once(db_url):
+    """Supervisors on several hosts may open a new database at the same moment: one creates
+    the schema (SQLite's write lock, PostgreSQL's advisory lock), the others find it."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_and_write, args=(db_url, barrier, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert [kind for kind, _ in results] == ["ok"] * 4, results
+    assert len({run_id for _, run_id in results}) == 4
+    snap = portable_snapshot(db_url)
+    assert snap["<version>"] == [(1, schema.SCHEMA_VERSION)]
+    assert snap["<revision>"] == [(migrate.HEAD_REVISION,)]
