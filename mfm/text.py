@@ -10,9 +10,10 @@ module only decides which characters reach it. Torch-free, dependency-free.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 
-__all__ = ["NAME_MAX", "visible", "one_line", "check_name", "MESSAGE_MAX"]
+__all__ = ["NAME_MAX", "visible", "one_line", "check_name", "MESSAGE_MAX", "pct"]
 
 NAME_MAX = 200
 MESSAGE_MAX = 300
@@ -63,3 +64,11 @@ def check_name(what: str, name: str) -> str | None:
         return (f"{what}: control characters are not allowed in names "
                 f"(got {_shown(bad)} at position {name.index(bad) + 1})")
     return None
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage without the sign (0.8312 -> ``83.1``); ``—`` for a value
+    that is missing (None) or not a number (NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{100 * float(value):.{digits}f}"

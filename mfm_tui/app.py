@@ -11,18 +11,24 @@ import os
 import sys
 from collections.abc import Iterable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.screen import Screen
 
 from mfm.text import MESSAGE_MAX, visible
-from mfm_tui.screens.base import one_line
+from mfm_tui.screens.base import BaseScreen, one_line
 from mfm_tui.screens.message import MIN_HEIGHT, MIN_WIDTH, MessageScreen, TooSmallScreen
 from mfm_tui.services import ServiceError, Services, check_target
+
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
+    from mfm_tui.services import StatusInfo
 
 __all__ = ["MfmApp", "main"]
 
@@ -54,12 +60,12 @@ class DbOpened(Message):
 
 
 class StatusPolled(Message):
-    def __init__(self, info: Any):
+    def __init__(self, info: StatusInfo | None):
         super().__init__()
         self.info = info
 
 
-class MfmApp(App):
+class MfmApp(App[None]):
     """The workbench. ``services`` is its only way to the records and the runner."""
 
     CSS_PATH = "app.tcss"
@@ -77,7 +83,7 @@ class MfmApp(App):
         self.services = services
         self.db_ready = False
         self.db_error: str | None = None
-        self.status_info: Any = None
+        self.status_info: StatusInfo | None = None
         self.poll_status = poll_status
         self._too_small: TooSmallScreen | None = None
 
@@ -106,9 +112,8 @@ class MfmApp(App):
             return
         self.db_ready = True
         for screen in self.screen_stack:
-            start = getattr(screen, "start_polling", None)
-            if start is not None and screen.is_current:
-                start()
+            if isinstance(screen, BaseScreen) and screen.is_current:
+                screen.start_polling()
         if self.poll_status:
             self._poll_status()
 
@@ -116,6 +121,7 @@ class MfmApp(App):
 
     @work(thread=True, group="status")
     def _poll_status(self) -> None:
+        info: StatusInfo | None
         try:
             info = self.services.status()
         except Exception:  # noqa: BLE001 — the status bar keeps its last value
@@ -132,7 +138,7 @@ class MfmApp(App):
 
     # -- size ---------------------------------------------------------------------------------
 
-    def on_resize(self, event: Any) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         self._check_size(event.size.width, event.size.height)
 
     def _check_size(self, width: int, height: int) -> None:
@@ -167,7 +173,7 @@ class MfmApp(App):
 
     # -- notifications: always literal text ----------------------------------------------------
 
-    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
         """Every notification is literal text: messages carry run, spec and config names and
         error texts, which must never be read as markup (``markup`` is accepted and ignored),
@@ -177,7 +183,7 @@ class MfmApp(App):
         super().notify(text, title=visible(title, limit=80), severity=severity,
                        timeout=timeout, markup=False)
 
-    def _run_binding(self, node: Any, action: str) -> None:
+    def _run_binding(self, node: DOMNode, action: str) -> None:
         self.call_later(self.run_action, action, node)
 
 

@@ -1,22 +1,48 @@
-"""Turning run records into the short texts the tables show (pure functions)."""
+"""Turning run records into the short texts the tables show (pure functions).
+
+Which statuses count as active, live or resumable is the store's rule
+(``mfm.store.records``); the predicates below import it where they run, never at the top:
+importing ``mfm.store`` loads SQLAlchemy, which must wait until after the first frame, and
+they are only ever asked about records, which exist once the store is open.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mfm.text import pct
 from mfm_tui.literal import NAME_CELL, cut, shown
 
+if TYPE_CHECKING:
+    from mfm.store.records import RunRecord
+
 __all__ = ["pct", "duration", "when", "progress", "data_text", "groups_text", "epoch_text",
-           "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "matches"]
+           "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "matches", "is_active", "is_live",
+           "is_resumable"]
 
 
-def pct(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "—"
-    return f"{100 * float(v):.1f}"
+def is_active(r: RunRecord) -> bool:
+    """Starting or running: a process holds the run (cancel it before deleting it)."""
+    from mfm.store.records import ACTIVE
+
+    return r.status in ACTIVE
+
+
+def is_live(r: RunRecord) -> bool:
+    """Not finished (waiting or active): the run still changes, and can be cancelled."""
+    from mfm.store.records import LIVE
+
+    return r.status in LIVE
+
+
+def is_resumable(r: RunRecord) -> bool:
+    """Ended without completing: it can be queued again to resume."""
+    from mfm.store.records import RESUMABLE
+
+    return r.status in RESUMABLE
 
 
 def duration(seconds: float | None) -> str:
@@ -51,11 +77,11 @@ def progress(done: int, total: int, width: int = 8) -> str:
     return "▰" * filled + "▱" * (width - filled)
 
 
-def epochs_done(r: Any) -> int:
+def epochs_done(r: RunRecord) -> int:
     return 0 if r.epoch is None else r.epoch + 1
 
 
-def epoch_text(r: Any) -> str:
+def epoch_text(r: RunRecord) -> str:
     return f"{epochs_done(r)}/{r.epochs_total}"
 
 
@@ -70,18 +96,18 @@ def data_text(config: dict[str, Any]) -> str:
     return text
 
 
-def _final(r: Any) -> dict[str, Any]:
+def _final(r: RunRecord) -> dict[str, Any]:
     summary = r.summary or {}
     return summary.get("final") or {}
 
 
-def last_metric(r: Any, key: str) -> Any:
+def last_metric(r: RunRecord, key: str) -> Any:
     if key in r.latest:
         return r.latest[key]
     return _final(r).get(key)
 
 
-def groups_text(r: Any) -> str:
+def groups_text(r: RunRecord) -> str:
     vals = [last_metric(r, k) for k in ("many", "medium", "few")]
     if all(v is None for v in vals):
         return "—"
@@ -89,10 +115,10 @@ def groups_text(r: Any) -> str:
                     else f"{100 * float(v):.0f}" for v in vals)
 
 
-def status_text(r: Any, positions: dict[int, int] | None, now: float) -> str:
+def status_text(r: RunRecord, positions: dict[int, int] | None, now: float) -> str:
     if r.status == "queued":
         return f"queued #{positions[r.id]}" if positions and r.id in positions else "queued"
-    if r.status in ("starting", "running"):
+    if is_active(r):
         text = f"{r.status} {progress(epochs_done(r), r.epochs_total)}"
         if r.cancel_requested_at is not None:
             text += " ✗"
@@ -100,26 +126,26 @@ def status_text(r: Any, positions: dict[int, int] | None, now: float) -> str:
     return r.status
 
 
-def where_text(r: Any, now: float) -> str:
+def where_text(r: RunRecord, now: float) -> str:
     if r.status == "queued" and getattr(r, "want_slot", None):
         return f"wants {cut(r.want_slot, 16)}"
     where = cut(r.slot or r.device or "—", 16)
     if r.device and r.slot and r.device not in r.slot:
         where = f"{cut(r.slot, 16)}:{cut(r.device, 16)}"
-    if r.status in ("starting", "running") and r.heartbeat_at is not None:
+    if is_active(r) and r.heartbeat_at is not None:
         where += f" ♥{max(0, now - r.heartbeat_at):.0f}s"
     return where
 
 
-def run_duration(r: Any, now: float) -> float | None:
+def run_duration(r: RunRecord, now: float) -> float | None:
     if r.started_at is None:
         return None
     end = r.finished_at if r.finished_at is not None else (
-        now if r.status in ("starting", "running") else None)
+        now if is_active(r) else None)
     return None if end is None else end - r.started_at
 
 
-def best_acc(r: Any) -> Any:
+def best_acc(r: RunRecord) -> Any:
     best = (r.summary or {}).get("best") or {}
     return best.get("acc")
 
@@ -130,7 +156,7 @@ RUN_COLUMNS = (("mark", " "), ("id", "id"), ("name", "name"), ("data", "data"),
                ("started", "started"), ("duration", "time"))
 
 
-def run_cells(r: Any, *, marked: bool, positions: dict[int, int], now: float,
+def run_cells(r: RunRecord, *, marked: bool, positions: dict[int, int], now: float,
               localtime: Callable[[float], time.struct_time] = time.localtime) -> tuple[str, ...]:
     """One table row, in RUN_COLUMNS order: plain strings, user-supplied ones made visible
     and long names cut (the screen shows them as literal Text, never as markup)."""
@@ -145,7 +171,7 @@ def _num(v: Any) -> float:
     return -1.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-SORTS: dict[str, Callable[[Any], Any]] = {
+SORTS: dict[str, Callable[[RunRecord], Any]] = {
     "newest": lambda r: (-r.created_at, -r.id),
     "id": lambda r: r.id,
     "status": lambda r: (r.status, -r.id),
@@ -157,11 +183,11 @@ SORTS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def sort_key(name: str) -> Callable[[Any], Any]:
+def sort_key(name: str) -> Callable[[RunRecord], Any]:
     return SORTS[name]
 
 
-def matches(r: Any, text: str) -> bool:
+def matches(r: RunRecord, text: str) -> bool:
     """Every word of ``text`` occurs in the run's id, name, status, method or data; a word
     like ``status:running`` or ``method:mfm`` matches that field only."""
     fields = {"id": str(r.id), "name": (r.name or "").lower(), "status": r.status,

@@ -1,9 +1,12 @@
 """The app's only door to the records and the runner (``mfm.store``, ``mfm.runner``).
 
 Every method blocks (SQL, files, processes), so the UI calls them from thread workers only.
-They return plain values: the store's frozen dataclasses, dicts, lists and the small frozen
-dataclasses below; no session or ORM row leaves. Heavy imports (SQLAlchemy) happen on first
-use, so building a ``Services`` costs nothing and the first frame is not kept waiting.
+They return plain values: the store's frozen dataclasses (``mfm.store.records``,
+``mfm.store.views``), dicts, lists and the small frozen dataclasses below; no session, ORM row
+or query is written here (the store's functions are). Importing anything from ``mfm.store``
+loads SQLAlchemy, so it happens inside the methods, on first use: building a ``Services``
+costs nothing and the first frame is not kept waiting (the store's types are imported for
+annotations only).
 
 A test builds one on a temporary database with a fixed clock, a fixed time zone and no GPU
 probe, and hands it to the app's constructor.
@@ -17,17 +20,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from mfm.text import check_name, visible
 
-__all__ = ["ServiceError", "Services", "check_target", "RunsDelta", "RunSeries", "StatusInfo",
-           "QueuedRuns", "ConfigUse"]
+if TYPE_CHECKING:
+    from mfm.config import Config
+    from mfm.store.db import Database
+    from mfm.store.records import ConfigRecord, DatasetSpecRecord, RunRecord
+    from mfm.store.views import ConfigUse, Fingerprint, RunsDelta
 
-ACTIVE = ("starting", "running")
+__all__ = ["ServiceError", "Services", "check_target", "RunSeries", "StatusInfo", "QueuedRuns",
+           "split_config"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
 CHART_STEP_KEYS = ("loss", "meta_loss", "weight_mean")
-LIVE = ("created", "queued", "starting", "running")  # statuses whose runs still change
-SQLITE_HEADER = b"SQLite format 3\x00"  # as mfm.store.db.SQLITE_HEADER
+SQLITE_HEADER = b"SQLite format 3\x00"  # as mfm.store.paths.SQLITE_HEADER
 
 
 class ServiceError(Exception):
@@ -35,20 +45,10 @@ class ServiceError(Exception):
 
 
 @dataclass(frozen=True)
-class RunsDelta:
-    """What changed in the runs table since the fingerprints the caller already has."""
-
-    changed: tuple[Any, ...]            # RunRecord, new or changed
-    removed: tuple[int, ...]            # ids gone from the records
-    positions: dict[int, int]           # queued run id -> position (1 = next)
-    fingerprints: dict[int, tuple]      # id -> fingerprint, to pass to the next poll
-
-
-@dataclass(frozen=True)
 class RunSeries:
     """New points of one run since the cursors the caller passed (see ``run_series``)."""
 
-    run: Any                                       # RunRecord
+    run: RunRecord
     steps: dict[str, list[tuple[int, float]]]      # key -> [(step, value)] after the cursor
     epochs: dict[str, list[tuple[int, float]]]     # key -> [(epoch, value)] after the cursor
     class_acc: list[float] | None                  # the latest per-class vector, if new
@@ -69,13 +69,6 @@ class StatusInfo:
 class QueuedRuns:
     run_ids: tuple[int, ...]
     supervisor: str                     # what happened about the supervisor, one line
-
-
-@dataclass(frozen=True)
-class ConfigUse:
-    name: str
-    version: int
-    run_ids: tuple[int, ...]
 
 
 def _check_name(what: str, name: str) -> None:
@@ -117,21 +110,15 @@ def check_target(target: str) -> None:
                            f"(for '{shown}')")
 
 
-def _fingerprint_columns() -> list[Any]:
-    from mfm.store.models import Run
-
-    return [Run.id, Run.status, Run.epoch, Run.heartbeat_at, Run.started_at, Run.finished_at,
-            Run.slot, Run.device, Run.name, Run.attempt, Run.cancel_requested_at,
-            Run.queued_at, Run.class_counts_json.is_(None), Run.summary_json.is_(None)]
-
-
 class Services:
     """The backend of mfm-tui, for one database target.
 
     ``runs_root``: checkpoints and logs (default: as ``mfm`` decides, honouring MFM_RUNS_DIR).
     ``clock`` / ``localtime``: "now" and how timestamps become wall-clock fields (tests pass
     fixed ones). ``gpu_probe``: per-GPU utilisation (default NVML). ``start_supervisor``:
-    whether queueing starts a detached supervisor when none serves the database.
+    whether queueing starts a detached supervisor when none serves the database;
+    ``supervisor_args``: its ``mfm worker`` options (default: the runner's
+    ``DEFAULT_SUPERVISOR_ARGS``, as ``mfm run`` starts it).
     """
 
     def __init__(self, db_target: str, *, runs_root: str | Path | None = None,
@@ -139,15 +126,15 @@ class Services:
                  localtime: Callable[[float], time.struct_time] = time.localtime,
                  gpu_probe: Callable[[], list[dict[str, float]]] | None = None,
                  start_supervisor: bool = True,
-                 supervisor_args: Sequence[str] = ("--idle-exit", "600")):
+                 supervisor_args: Sequence[str] | None = None):
         self.db_target = db_target
         self._runs_root = Path(runs_root) if runs_root is not None else None
         self.clock = clock
         self.localtime = localtime
         self._gpu_probe = gpu_probe
         self.start_supervisor = start_supervisor
-        self.supervisor_args = list(supervisor_args)
-        self._db: Any = None
+        self.supervisor_args = list(supervisor_args) if supervisor_args is not None else None
+        self._db: Database | None = None
         self._lock = threading.Lock()
         self.started_supervisors: list[int] = []
 
@@ -179,9 +166,10 @@ class Services:
                                    ) from None
 
     @property
-    def db(self) -> Any:
+    def db(self) -> Database:
         if self._db is None:
             self.open()
+        assert self._db is not None
         return self._db
 
     def close(self) -> None:
@@ -193,14 +181,15 @@ class Services:
     def runs_root(self) -> Path:
         if self._runs_root is not None:
             return self._runs_root
-        from mfm.cli.context import runs_root
+        from mfm.store.paths import runs_root
 
-        return runs_root(self.db_target)
+        return runs_root(self.db_target, os.environ)
 
     def now(self) -> float:
         return self.clock()
 
-    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, fn: Callable[Concatenate[Database, P], T], *args: P.args,
+              **kwargs: P.kwargs) -> T:
         """Run a store function, turning its errors into one-line ServiceErrors."""
         from mfm.store import StoreError
         from mfm.store.queue import QueueError
@@ -212,52 +201,23 @@ class Services:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def list_runs(self) -> list[Any]:
+    def list_runs(self) -> list[RunRecord]:
         from mfm.store import repo
 
         return self._call(repo.list_runs)
 
-    def get_run(self, run_id: int) -> Any:
+    def get_run(self, run_id: int) -> RunRecord | None:
         from mfm.store import repo
 
         return self._call(repo.get_run, run_id)
 
-    def poll_runs(self, known: dict[int, tuple] | None = None) -> RunsDelta:
+    def poll_runs(self, known: dict[int, Fingerprint] | None = None) -> RunsDelta:
         """The runs that are new or changed since ``known`` (id -> fingerprint from the last
-        poll; None or {} = all of them), the ones that are gone, and queue positions.
+        poll; None or {} = all of them), the ones that are gone, and queue positions: cheap
+        whatever the number of runs (``mfm.store.views.runs_delta``)."""
+        from mfm.store import views
 
-        Cheap whatever the number of runs: ids and statuses come from the status index alone,
-        and only runs that are not finished have their live columns read (a finished run
-        changes only by changing status: resume, lost). Changed runs are then read in full.
-        """
-        from sqlalchemy import select
-
-        from mfm.store import queue, repo
-        from mfm.store.models import Run
-
-        known = known or {}
-        with self.db.session_scope(read_only=True) as session:
-            statuses = dict(session.execute(select(Run.id, Run.status)).all())
-            live = [st for st in LIVE if st in statuses.values()]
-            rows = session.execute(select(*_fingerprint_columns())
-                                   .where(Run.status.in_(live))).all() if live else []
-        prints: dict[int, tuple] = {rid: (st,) for rid, st in statuses.items()}
-        prints.update({row[0]: tuple(row[1:]) for row in rows})
-        removed = set(known) - set(prints)
-        dirty = [rid for rid, fp in prints.items() if known.get(rid) != fp]
-        if not known or len(dirty) > 50:
-            wanted = set(dirty)
-            changed: list[Any] = [r for r in self._call(repo.list_runs, confusion=False)
-                                  if r.id in wanted]
-        else:
-            changed = [r for r in (self._call(repo.get_run, rid) for rid in sorted(dirty))
-                       if r is not None]
-        read = {r.id for r in changed}
-        gone = {rid for rid in dirty if rid not in read}  # deleted in between
-        fingerprints = {rid: fp for rid, fp in prints.items() if rid not in gone}
-        positions = self._call(queue.queue_positions) if "queued" in live else {}
-        return RunsDelta(tuple(changed), tuple(sorted(removed | (gone & set(known)))),
-                         positions, fingerprints)
+        return self._call(views.runs_delta, known)
 
     def run_series(self, run_id: int, *, after_step: dict[str, int] | None = None,
                    after_epoch: int | None = None, class_epoch: int | None = None,
@@ -287,7 +247,7 @@ class Services:
         lines, offset = self.read_log(run, log_offset) if log_offset >= 0 else ([], log_offset)
         return RunSeries(run, steps, epochs, class_acc, lines, offset)
 
-    def read_log(self, run: Any, offset: int = 0, *,
+    def read_log(self, run: RunRecord, offset: int = 0, *,
                  max_bytes: int = 64 * 1024) -> tuple[list[str], int]:
         """Complete lines of the run's log from ``offset`` (at most the last ``max_bytes`` of
         what is new); returns them and the offset to read from next."""
@@ -330,6 +290,7 @@ class Services:
     def delete_run(self, run_id: int) -> str:
         """Delete a run and its metrics; refused while it is starting or running."""
         from mfm.store import repo
+        from mfm.store.records import ACTIVE
 
         rec = self._call(repo.get_run, run_id)
         if rec is None:
@@ -342,7 +303,7 @@ class Services:
     # -- queueing -----------------------------------------------------------------------------
 
     def compose(self, *, dataset_spec: dict[str, Any] | None,
-                named_config: dict[str, Any] | None, overrides: Sequence[str] = ()) -> Any:
+                named_config: dict[str, Any] | None, overrides: Sequence[str] = ()) -> Config:
         """The validated Config (raises mfm.config.ConfigError). Pure: no records touched."""
         from mfm.specs import compose
 
@@ -355,7 +316,7 @@ class Services:
 
         return serving_slots(self.db, self.db_target, self.runs_root()) or default_slot_names()
 
-    def queue_runs(self, configs: Sequence[Any], names: Sequence[str | None],
+    def queue_runs(self, configs: Sequence[Config], names: Sequence[str | None],
                    dataset_spec_id: int | None = None,
                    config_id: int | None = None, slot: str = "") -> QueuedRuns:
         """Queue each validated Config as ``mfm run`` does: preflight checks, enqueue with the
@@ -383,7 +344,10 @@ class Services:
             holder = serving(self.db_target, self.runs_root())
             return (f"supervisor pid {holder.get('pid')} serves it" if holder is not None
                     else "no supervisor serves this database (start one: mfm worker --detach)")
-        pid, started = ensure_supervisor(self.db_target, self.runs_root(), self.supervisor_args)
+        pid, started = (ensure_supervisor(self.db_target, self.runs_root())
+                        if self.supervisor_args is None
+                        else ensure_supervisor(self.db_target, self.runs_root(),
+                                               self.supervisor_args))
         if not started:
             return f"supervisor pid {pid} serves it"
         self.started_supervisors.append(pid)
@@ -391,12 +355,12 @@ class Services:
 
     # -- dataset specs ------------------------------------------------------------------------
 
-    def list_dataset_specs(self) -> list[Any]:
+    def list_dataset_specs(self) -> list[DatasetSpecRecord]:
         from mfm.store import repo
 
         return self._call(repo.list_dataset_specs)
 
-    def get_dataset_spec(self, name: str) -> Any:
+    def get_dataset_spec(self, name: str) -> DatasetSpecRecord | None:
         from mfm.store import repo
 
         return self._call(repo.get_dataset_spec, name)
@@ -431,31 +395,23 @@ class Services:
 
     # -- named configs ------------------------------------------------------------------------
 
-    def list_configs(self) -> list[Any]:
+    def list_configs(self) -> list[ConfigRecord]:
         from mfm.store import repo
 
         return self._call(repo.list_configs)
 
-    def get_config(self, name: str, version: int | None = None) -> Any:
+    def get_config(self, name: str, version: int | None = None) -> ConfigRecord | None:
         from mfm.store import repo
 
         return self._call(repo.get_config, name, version)
 
     def config_use(self, name: str) -> ConfigUse | None:
         """The latest version of a named config and the runs that use any of its versions."""
-        from sqlalchemy import select
+        from mfm.store import views
 
-        from mfm.store.models import Config, Run
+        return self._call(views.config_use, name)
 
-        latest = self.get_config(name)
-        if latest is None:
-            return None
-        with self.db.session_scope(read_only=True) as session:
-            ids = session.execute(select(Run.id).join(Config, Run.config_id == Config.id)
-                                  .where(Config.name == name).order_by(Run.id)).scalars().all()
-        return ConfigUse(name, latest.version, tuple(ids))
-
-    def save_config(self, name: str, config: dict[str, Any]) -> tuple[Any, str]:
+    def save_config(self, name: str, config: dict[str, Any]) -> tuple[ConfigRecord, str]:
         """Save a named config. Changed content becomes a new version, so runs that used an
         earlier one keep pointing at what they ran with. Returns (record, what happened)."""
         from mfm.config import ConfigError
@@ -485,20 +441,9 @@ class Services:
 
     def delete_config(self, name: str) -> str:
         """Delete every version of a named config; refused while runs reference one."""
-        from sqlalchemy import delete
+        from mfm.store import views
 
-        from mfm.store.models import Config
-
-        use = self.config_use(name)
-        if use is None:
-            raise ServiceError(f"no config named {name!r}")
-        if use.run_ids:
-            raise ServiceError(f"config {name!r} is used by run(s) "
-                               f"{', '.join(map(str, use.run_ids))}; it is kept so they keep "
-                               "their record")
-        with self.db.session_scope() as session:
-            session.execute(delete(Config).where(Config.name == name)
-                            .execution_options(synchronize_session=False))
+        use = self._call(views.delete_config, name)
         return f"config {name!r} deleted ({use.version} version(s))"
 
     # -- status -------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ from mfm.cli.errors import UserError
 from mfm.store import Database, StoreError, resolve_db_target
 from mfm.store.db import BUSY_TIMEOUT_MAX_MS, BUSY_TIMEOUT_MS
 from mfm.store.fsinfo import warn_if_network_fs
+from mfm.store.paths import runs_root
 from mfm.text import visible
 
-__all__ = ["App", "runs_root", "pass_app", "busy_timeout_ms"]
+__all__ = ["App", "pass_app", "busy_timeout_ms"]
 
 BUSY_TIMEOUT_ENV = "MFM_BUSY_TIMEOUT_MS"
 
@@ -39,36 +40,25 @@ def busy_timeout_ms(env: Mapping[str, str]) -> int:
     return value
 
 
-def runs_root(db_target: str) -> Path:
-    """Checkpoints and logs go in ``runs/`` beside a SQLite file, else in ./runs
-    (``MFM_RUNS_DIR`` overrides both)."""
-    if os.environ.get("MFM_RUNS_DIR"):
-        return Path(os.environ["MFM_RUNS_DIR"]).resolve()
-    target = db_target
-    if target.startswith("sqlite:///"):
-        target = target[len("sqlite:///"):]
-    elif "://" in target:
-        return Path("runs").resolve()
-    return Path(target).resolve().parent / "runs"
-
-
 @dataclass
 class App:
     db_target: str
 
-    def open_db(self) -> Database:
+    def open_db(self, *, upgrade: bool = True) -> Database:
         """Open the records (once per command); warns once if they sit on NFS & co.
-        ``MFM_BUSY_TIMEOUT_MS`` sets how long a write waits for another process's lock."""
+        ``MFM_BUSY_TIMEOUT_MS`` sets how long a write waits for another process's lock.
+        ``upgrade=False`` looks at the schema without creating or migrating it."""
         timeout = busy_timeout_ms(os.environ)
         try:
-            db = Database(self.db_target, busy_timeout_ms=timeout)
+            db = Database(self.db_target, busy_timeout_ms=timeout, upgrade=upgrade)
         except StoreError as e:
             raise UserError(str(e)) from None
         warn_if_network_fs(self.db_target)
         return db
 
     def runs_root(self) -> Path:
-        return runs_root(self.db_target)
+        """Checkpoints and logs: beside a SQLite file, else ./runs (MFM_RUNS_DIR wins)."""
+        return runs_root(self.db_target, os.environ)
 
 
 def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:

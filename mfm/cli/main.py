@@ -10,6 +10,7 @@ from mfm import __version__
 from mfm.crashlog import guard
 from mfm.text import one_line
 from mfm.cli.datasets import datasets
+from mfm.cli.db import db
 from mfm.cli.queue import cancel, logs, resume
 from mfm.cli.worker import worker
 from mfm.cli.records import export, runs, show
@@ -46,6 +47,7 @@ cli.add_command(resume)
 cli.add_command(logs)
 cli.add_command(worker)
 cli.add_command(sweep)
+cli.add_command(db)
 
 
 def _invoke(argv: list[str] | None) -> None:

@@ -20,17 +20,14 @@ from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.cli.progress import summary_table
 from mfm.store import Database, RunRecord, repo
-from mfm.text import visible
+from mfm.store.records import ACTIVE
+from mfm.text import pct, visible
 
 __all__ = ["runs", "show", "export", "run_document"]
 
 
 # Characters of a run's name shown in the table (the full name: mfm show ID).
 NAME_COLUMN = 60
-
-
-def _pct(v: Any) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
 
 
 def _when(ts: float | None, short: bool = False) -> str:
@@ -42,7 +39,7 @@ def _where(r: RunRecord, positions: dict[int, int], now: float) -> str:
     if r.status == "queued":
         wish = f", wants {r.want_slot}" if r.want_slot else ""
         return f"#{positions.get(r.id, '?')} in queue{wish}"
-    if r.status in ("starting", "running"):
+    if r.status in ACTIVE:
         beat = "" if r.heartbeat_at is None else f" ♥{now - r.heartbeat_at:.0f}s"
         return f"{r.slot or r.device or '?'}{beat}"
     return ""
@@ -103,8 +100,8 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
         data = r.config.get("data", {})
         cells = (str(r.id), visible(r.name or "", limit=NAME_COLUMN), r.status,
                  f"{data.get('name', '?')}/{data.get('imbalance_factor', 0):g}",
-                 r.method, f"{done}/{r.epochs_total}", _pct(r.latest.get("acc")),
-                 _pct(best.get("acc")), _where(r, positions, now),
+                 r.method, f"{done}/{r.epochs_total}", pct(r.latest.get("acc")),
+                 pct(best.get("acc")), _where(r, positions, now),
                  _when(r.created_at, short=True))
         # Text, never markup: a name such as "[/]" or "[bold]x" is shown as typed
         table.add_row(*(Text(visible(c)) for c in cells))
@@ -234,7 +231,7 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
             bar = "" if acc is None else "█" * int(round(acc * 20))
             table.add_row(*(Text(visible(c)) for c in (
                 str(r["class"]), str(r["name"]), str(r["train"]), str(r["meta"]),
-                str(r["test"]), _pct(acc), bar)))
+                str(r["test"]), pct(acc), bar)))
         con.print(table)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["RunRecord", "MetricPoint", "DatasetSpecRecord", "ConfigRecord", "STATUSES",
-           "TERMINAL_STATUSES", "check_status"]
+           "WAITING", "ACTIVE", "LIVE", "RESUMABLE", "TERMINAL_STATUSES", "check_status"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,21 @@ class ConfigRecord:
 
 STATUSES = ("created", "queued", "starting", "running", "completed", "failed", "cancelled", "lost")
 """Every status a run can have, in lifecycle order."""
+
+# Groups of statuses: the one home of these rules (the queue, the supervisor, the CLI, the
+# sweeps and the TUI import them).
+
+WAITING = ("queued", "created")
+"""Not started yet: in the queue (or being enqueued); cancelling one ends it at once."""
+
+ACTIVE = ("starting", "running")
+"""A process holds the run: it must be cancelled (and have stopped) before it is deleted."""
+
+LIVE = (*WAITING, *ACTIVE)
+"""Not finished: the run still changes by itself, and can be cancelled."""
+
+RESUMABLE = ("cancelled", "failed", "lost")
+"""Ended without completing: can be queued again to resume from its last checkpoint."""
 
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "lost")
 """Statuses a run ends in (``mark_finished``)."""

@@ -4,7 +4,7 @@ poll loop that schedules the next poll only after the previous one has been appl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from textual import work
 from textual.message import Message
@@ -13,7 +13,17 @@ from textual.timer import Timer
 
 from mfm_tui.literal import literal_cells
 
-__all__ = ["BaseScreen", "PollResult", "ServiceDone", "one_line"]
+if TYPE_CHECKING:
+    from textual.widgets import DataTable
+
+    from mfm_tui.app import MfmApp
+    from mfm_tui.services import Services
+
+__all__ = ["BaseScreen", "PollResult", "ServiceDone", "one_line", "refill_list"]
+
+A = TypeVar("A")  # what a screen's poll needs (read on the UI thread)
+V = TypeVar("V")  # what a poll brings back (read in a worker thread)
+T = TypeVar("T")
 
 
 def one_line(err: BaseException) -> str:
@@ -22,7 +32,7 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
-def refill_list(table: Any, rows: list[tuple[str, tuple[str, ...]]],
+def refill_list(table: DataTable[Any], rows: list[tuple[str, tuple[str, ...]]],
                 follow: str | None = None) -> None:
     """Replace a list table's rows (key, cells). Cells are shown as literal text, never as
     markup (the caller cuts long names). The cursor goes to the row keyed ``follow``, else
@@ -39,29 +49,36 @@ def refill_list(table: Any, rows: list[tuple[str, tuple[str, ...]]],
         table.move_cursor(row=keys.index(want))
 
 
-class PollResult(Message):
-    def __init__(self, value: Any = None, error: str | None = None):
+class PollResult(Message, Generic[V]):
+    """A poll's fetch has ended (posted from its worker thread): its value or its error."""
+
+    def __init__(self, value: V | None = None, error: str | None = None):
         super().__init__()
         self.value = value
         self.error = error
 
 
-class ServiceDone(Message):
-    def __init__(self, tag: str, value: Any = None, error: str | None = None):
+class ServiceDone(Message, Generic[T]):
+    """A blocking call made with ``call_service`` has ended (posted from its worker thread):
+    its value for ``done``, or its one-line error for ``failed``."""
+
+    def __init__(self, value: T | None, error: str | None, done: Callable[[T], object],
+                 failed: Callable[[str], object] | None):
         super().__init__()
-        self.tag = tag
         self.value = value
         self.error = error
+        self.done = done
+        self.failed = failed
 
 
-class BaseScreen(Screen):
+class BaseScreen(Screen[None], Generic[A, V]):
     """A screen with ``fetch`` (run in a thread) / ``apply`` (on the UI thread) polling.
 
     Subclasses set ``POLL_INTERVAL`` (None: no polling) and implement ``poll_args`` (UI
-    thread: what the fetch needs), ``fetch`` (worker thread: services calls only) and
-    ``apply`` (UI thread). ``call_service(tag, fn, *args)`` runs one blocking call and hands
-    its value to ``done_<tag>(value)`` (errors are shown as notifications unless a
-    ``failed_<tag>(error)`` exists).
+    thread: what the fetch needs, an ``A``), ``fetch`` (worker thread: services calls only,
+    returns a ``V``) and ``apply`` (UI thread, gets the ``V``). ``call_service(fn, done,
+    failed)`` runs one blocking call in a thread worker and hands its value to ``done`` on
+    the UI thread (its error to ``failed``, else to a notification).
     """
 
     POLL_INTERVAL: float | None = 1.0
@@ -74,17 +91,21 @@ class BaseScreen(Screen):
         self.polls = 0  # polls applied (tests wait on it)
 
     @property
-    def services(self) -> Any:
-        return self.app.services  # type: ignore[attr-defined]
+    def mfm_app(self) -> MfmApp:
+        return cast("MfmApp", self.app)
+
+    @property
+    def services(self) -> Services:
+        return self.mfm_app.services
 
     # -- polling ------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        if getattr(self.app, "db_ready", False):
+        if self.mfm_app.db_ready:
             self.start_polling()
 
     def on_screen_resume(self) -> None:
-        if getattr(self.app, "db_ready", False):
+        if self.mfm_app.db_ready:
             if not self._poll_started:
                 self.start_polling()
             elif self.POLL_INTERVAL is not None:
@@ -113,20 +134,22 @@ class BaseScreen(Screen):
         self._poll_worker(self.poll_args())
 
     @work(thread=True, group="poll")
-    def _poll_worker(self, args: Any) -> None:
+    def _poll_worker(self, args: A) -> None:
+        value: V | None = None
+        error: str | None = None
         try:
-            value, error = self.fetch(args), None
+            value = self.fetch(args)
         except Exception as e:  # noqa: BLE001 — shown, and the loop goes on
-            value, error = None, one_line(e)
+            error = one_line(e)
         self.post_message(PollResult(value, error))
 
-    def on_poll_result(self, message: PollResult) -> None:
+    def on_poll_result(self, message: PollResult[V]) -> None:
         message.stop()
         self._poll_busy = False
         if message.error is not None:
             self.poll_failed(message.error)
         else:
-            self.apply(message.value)
+            self.apply(cast(V, message.value))
             self.polls += 1
         if self.POLL_INTERVAL is not None and self.is_attached:
             self._poll_timer = self.set_timer(self.POLL_INTERVAL, self._tick)
@@ -137,14 +160,14 @@ class BaseScreen(Screen):
             self.poll_now()
         # else: on_screen_resume polls when the screen comes back
 
-    def poll_args(self) -> Any:
-        return None
+    def poll_args(self) -> A:
+        raise NotImplementedError  # only screens with a POLL_INTERVAL poll
 
-    def fetch(self, args: Any) -> Any:  # worker thread
-        return None
+    def fetch(self, args: A) -> V:  # worker thread
+        raise NotImplementedError
 
-    def apply(self, value: Any) -> None:
-        pass
+    def apply(self, value: V) -> None:
+        raise NotImplementedError
 
     def poll_failed(self, error: str) -> None:
         self.notify(error, title="refresh failed", severity="error", timeout=4)
@@ -164,28 +187,29 @@ class BaseScreen(Screen):
         self._validate_pending = False
         self.validate()  # type: ignore[attr-defined]
 
-    def call_service(self, tag: str, fn: Callable[..., Any], *args: Any) -> None:
-        self._service_worker(tag, fn, args)
+    def call_service(self, fn: Callable[[], T], done: Callable[[T], object],
+                     failed: Callable[[str], object] | None = None) -> None:
+        """Run ``fn`` (blocking: services calls) in a thread worker; on the UI thread, hand
+        its value to ``done``, or its one-line error to ``failed`` (default: a notification).
+        Arguments are bound on the UI thread: ``partial(self.services.cancel_run, run_id)``."""
+        self._service_worker(fn, done, failed)
 
     @work(thread=True, group="service")
-    def _service_worker(self, tag: str, fn: Callable[..., Any], args: tuple) -> None:
+    def _service_worker(self, fn: Callable[[], T], done: Callable[[T], object],
+                        failed: Callable[[str], object] | None) -> None:
+        value: T | None = None
+        error: str | None = None
         try:
-            value, error = fn(*args), None
+            value = fn()
         except Exception as e:  # noqa: BLE001 — a one-line message for the user
-            value, error = None, one_line(e)
-        self.post_message(ServiceDone(tag, value, error))
+            error = one_line(e)
+        self.post_message(ServiceDone(value, error, done, failed))
 
-    def on_service_done(self, message: ServiceDone) -> None:
+    def on_service_done(self, message: ServiceDone[Any]) -> None:
         message.stop()
-        if message.error is not None:
-            failed = getattr(self, f"failed_{message.tag}", None)
-            if failed is not None:
-                failed(message.error)
-            else:
-                self.notify(message.error, severity="error", timeout=6)
-            return
-        done = getattr(self, f"done_{message.tag}", None)
-        if done is not None:
-            done(message.value)
-        elif isinstance(message.value, str):
-            self.notify(message.value, timeout=4)
+        if message.error is None:
+            message.done(message.value)
+        elif message.failed is not None:
+            message.failed(message.error)
+        else:
+            self.notify(message.error, severity="error", timeout=6)

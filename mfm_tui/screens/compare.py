@@ -3,7 +3,7 @@ by side, per-class differences of a pair, and a summary table."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +17,10 @@ from mfm_tui.widgets.charts import ClassChart, DiffChart, LineChart
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
+if TYPE_CHECKING:
+    from mfm.store.records import RunRecord
+    from mfm_tui.services import RunSeries
+
 __all__ = ["CompareScreen", "summary_rows"]
 
 TABS = ("curves", "classes", "diff", "summary")
@@ -24,18 +28,18 @@ SUMMARY_COLUMNS = ("id", "name", "method", "data", "status", "ep", "acc%", "many
                    "few", "best%")
 
 
-def label(run: Any) -> str:
+def label(run: RunRecord) -> str:
     """How a run is named in a legend or a chart title: its id and its name, literal, cut."""
     return f"{run.id} {cut(run.name, NAME_LABEL)}" if run.name else f"run {run.id}"
 
 
-def summary_rows(runs: list[Any]) -> list[tuple[str, ...]]:
-    rows = []
+def summary_rows(runs: list[RunRecord]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for r in runs:
         final = (r.summary or {}).get("final") or {}
         best = (r.summary or {}).get("best") or {}
 
-        def last(key: str) -> Any:
+        def last(key: str) -> float | None:
             return r.latest.get(key, final.get(key))
 
         rows.append((str(r.id), cut(r.name or "", NAME_CELL), shown(r.method),
@@ -45,7 +49,11 @@ def summary_rows(runs: list[Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-class CompareScreen(BaseScreen):
+CompareCursors = tuple[dict[int, int | None], dict[int, int | None]]
+"""(run id -> last epoch read, run id -> epoch of the per-class vector shown)."""
+
+
+class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
     POLL_INTERVAL = 2.0
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -57,7 +65,7 @@ class CompareScreen(BaseScreen):
     def __init__(self, run_ids: list[int]):
         super().__init__()
         self.run_ids = list(run_ids)
-        self.runs: dict[int, Any] = {}
+        self.runs: dict[int, RunRecord] = {}
         self.after_epoch: dict[int, int | None] = {rid: None for rid in self.run_ids}
         self.class_acc: dict[int, list[float] | None] = {}
         self.pair = (0, 1)
@@ -90,20 +98,20 @@ class CompareScreen(BaseScreen):
 
     # -- polling ------------------------------------------------------------------------------
 
-    def poll_args(self) -> Any:
+    def poll_args(self) -> CompareCursors:
         return dict(self.after_epoch), {rid: self._class_epoch(rid) for rid in self.run_ids}
 
     def _class_epoch(self, rid: int) -> int | None:
         run = self.runs.get(rid)
         return None if run is None or self.class_acc.get(rid) is None else run.epoch
 
-    def fetch(self, args: Any) -> Any:
+    def fetch(self, args: CompareCursors) -> dict[int, RunSeries]:
         after, class_epochs = args
         return {rid: self.services.run_series(rid, after_epoch=after[rid], step_keys=(),
                                               class_epoch=class_epochs[rid], log_offset=-1)
                 for rid in self.run_ids}
 
-    def apply(self, data: dict[int, Any]) -> None:
+    def apply(self, data: dict[int, RunSeries]) -> None:
         acc = self.query_one("#cmp-acc", LineChart)
         for rid, series in data.items():
             run = self.runs[rid] = series.run

@@ -4,32 +4,41 @@ new version, so runs keep pointing at the version they ran with."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Set as AbstractSet
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
-from mfm.config import ConfigError, FieldInfo, describe
+from mfm.config import ConfigError, FieldInfo, applies_to, describe
 from mfm.text import check_name
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
-from mfm_tui.widgets.form import FieldRow, SchemaForm
+from mfm_tui.widgets.form import (
+    FieldRow,
+    SchemaForm,
+    method_of,
+    schema_default,
+    section_of,
+)
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
-__all__ = ["ConfigsScreen", "applies", "config_from_values", "flatten"]
+if TYPE_CHECKING:
+    from mfm.store.records import ConfigRecord
+    from mfm.store.views import ConfigUse
 
-METHOD_SECTIONS = {"mfm": "mfm", "mwnet": "mwnet"}
+__all__ = ["ConfigsScreen", "applies", "config_from_values", "flatten"]
 
 
 def applies(info: FieldInfo, method: str) -> bool:
-    """Whether a key means something for ``method`` (its section or its ``methods``)."""
-    section = info.key.partition(".")[0] if "." in info.key else ""
-    if section in METHOD_SECTIONS and METHOD_SECTIONS[section] != method:
-        return False
-    return info.methods is None or method in info.methods
+    """Whether a key means something for ``method`` (``mfm.config.applies_to``'s rule)."""
+    methods = applies_to(info.key)
+    return methods is None or method in methods
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +52,7 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: str,
-                       keep: set[str] = frozenset()) -> dict[str, Any]:
+                       keep: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     """The named config to save: method.name, every applicable value that differs from its
     default, and the applicable keys in ``keep`` (those the loaded config set explicitly)."""
     out: dict[str, Any] = {"method": {"name": method}}
@@ -64,7 +73,7 @@ def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: 
     return out
 
 
-class ConfigsScreen(BaseScreen):
+class ConfigsScreen(BaseScreen[None, None]):
     POLL_INTERVAL = None
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
@@ -78,8 +87,8 @@ class ConfigsScreen(BaseScreen):
     def __init__(self) -> None:
         super().__init__()
         self.fields = [f for f in describe() if not f.key.startswith("data.")]
-        self.configs: list[Any] = []
-        self.loaded: Any = None  # the ConfigRecord in the form, if any
+        self.configs: list[ConfigRecord] = []
+        self.loaded: ConfigRecord | None = None  # the config in the form, if any
         self.keep: set[str] = set()
         self.valid = False
 
@@ -88,7 +97,7 @@ class ConfigsScreen(BaseScreen):
                      "mfm run --config-name NAME[@VERSION]", classes="screen-title", markup=False)
         with Horizontal():
             with Vertical(id="cfg-side"):
-                table: DataTable = DataTable(id="cfg-list", cursor_type="row")
+                table: DataTable[Text] = DataTable(id="cfg-list", cursor_type="row")
                 table.add_columns("name", "v", "method")
                 yield table
             with Vertical(id="cfg-main"):
@@ -106,7 +115,7 @@ class ConfigsScreen(BaseScreen):
         self.call_after_refresh(self.validate)
 
     def when_ready(self) -> None:
-        self.call_service("listed", self.services.list_configs)
+        self.call_service(self.services.list_configs, self.show_list)
 
     @property
     def form(self) -> SchemaForm:
@@ -114,18 +123,18 @@ class ConfigsScreen(BaseScreen):
 
     def method(self) -> str:
         row = self.form.row("method.name")
-        return str(row.raw()) if row is not None else "ce"
+        return str(row.raw()) if row is not None else str(schema_default("method.name"))
 
     # -- list ---------------------------------------------------------------------------------
 
-    def done_listed(self, configs: list[Any], follow: str | None = None) -> None:
+    def show_list(self, configs: list[ConfigRecord], follow: str | None = None) -> None:
         self.configs = configs
         refill_list(self.query_one("#cfg-list", DataTable),
                     [(rec.name, (cut(rec.name, NAME_CELL), str(rec.version),
-                                 cut(rec.config.get("method", {}).get("name", "ce"), 20)))
+                                 cut(method_of(rec.config), 20)))
                      for rec in configs], follow)
 
-    def selected(self) -> Any:
+    def selected(self) -> ConfigRecord | None:
         table = self.query_one("#cfg-list", DataTable)
         if not self.configs or not 0 <= table.cursor_row < len(self.configs):
             return None
@@ -139,9 +148,9 @@ class ConfigsScreen(BaseScreen):
         rec = self.selected()
         if rec is not None:
             self.fill(rec.name, rec.config, rec)
-            self.call_service("used", self.services.config_use, rec.name)
+            self.call_service(partial(self.services.config_use, rec.name), self.show_use)
 
-    def fill(self, name: str, config: dict[str, Any], rec: Any = None) -> None:
+    def fill(self, name: str, config: dict[str, Any], rec: ConfigRecord | None = None) -> None:
         flat = flatten(config)
         self.form.set_values(flat)
         self.loaded = rec
@@ -153,7 +162,7 @@ class ConfigsScreen(BaseScreen):
             f"version {rec.version}" if rec is not None else "new config")
         self.validate()
 
-    def done_used(self, use: Any) -> None:
+    def show_use(self, use: ConfigUse | None) -> None:
         if use is None or self.loaded is None or use.name != self.loaded.name:
             return
         runs = (f"used by run(s) {', '.join(map(str, use.run_ids))}: saving a change makes "
@@ -186,11 +195,13 @@ class ConfigsScreen(BaseScreen):
     def validate(self) -> bool:
         method = self.method()
         form = self.form
+        shown_sections = set()
         for row in form.rows():
             row.display = applies(row.info, method)
-        for sec, m in METHOD_SECTIONS.items():
-            for label in form.query(f"#sec-{sec}"):
-                label.display = m == method
+            if row.display:
+                shown_sections.add(section_of(row.info.key))
+        for label in form.section_labels():
+            label.display = label.section in shown_sections
         config, errors = self.current_config()
         form.show_errors(errors)
         visible = {r.info.key for r in form.rows() if r.display}
@@ -218,18 +229,21 @@ class ConfigsScreen(BaseScreen):
             return
         config, _ = self.current_config()
         name = self.query_one("#cfg-name", Input).value.strip()
-        self.call_service("saved", self.save, name, config)
+        assert config is not None  # validate() said so
+        self.call_service(partial(self.save, name, config), self.saved)
 
-    def save(self, name: str, config: dict[str, Any]) -> tuple[Any, str, list[Any], Any]:
+    def save(self, name: str, config: dict[str, Any]
+             ) -> tuple[ConfigRecord, str, list[ConfigRecord], ConfigUse | None]:  # worker
         rec, message = self.services.save_config(name, config)
         return rec, message, self.services.list_configs(), self.services.config_use(name)
 
-    def done_saved(self, value: tuple[Any, str, list[Any], Any]) -> None:
+    def saved(self, value: tuple[ConfigRecord, str, list[ConfigRecord], ConfigUse | None]
+              ) -> None:
         rec, message, configs, use = value
-        self.done_listed(configs, follow=rec.name)
+        self.show_list(configs, follow=rec.name)
         self.loaded = rec
         self.keep = set(flatten(rec.config))
-        self.done_used(use)
+        self.show_use(use)
         self.notify(message, timeout=5)
 
     def action_new(self) -> None:
@@ -253,17 +267,17 @@ class ConfigsScreen(BaseScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call_service("deleted", self.delete, rec.name)
+                self.call_service(partial(self.delete, rec.name), self.deleted)
 
         self.app.push_screen(ConfirmScreen(
             f"Delete config '{cut(rec.name, NAME_TITLE)}' and all its versions? (Refused while "
             "runs use it.)",
             yes="Delete"), answered)
 
-    def delete(self, name: str) -> tuple[str, list[Any]]:  # worker
+    def delete(self, name: str) -> tuple[str, list[ConfigRecord]]:  # worker
         return self.services.delete_config(name), self.services.list_configs()
 
-    def done_deleted(self, value: tuple[str, list[Any]]) -> None:
+    def deleted(self, value: tuple[str, list[ConfigRecord]]) -> None:
         message, configs = value
-        self.done_listed(configs)
+        self.show_list(configs)
         self.notify(message, timeout=4)

@@ -3,8 +3,10 @@ train / meta / val / test counts (no torch), save, load, delete."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,6 +21,9 @@ from mfm_tui.widgets.charts import CountsChart
 from mfm_tui.widgets.form import FieldRow, SchemaForm
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from mfm.store.records import DatasetSpecRecord
 
 __all__ = ["DatasetsScreen", "SPEC_KEYS", "spec_from_values"]
 
@@ -41,7 +46,7 @@ def spec_from_values(values: dict[str, Any]) -> dict[str, Any]:
     return {"data": {k.partition(".")[2]: v for k, v in values.items() if k.startswith("data.")}}
 
 
-class DatasetsScreen(BaseScreen):
+class DatasetsScreen(BaseScreen[None, None]):
     POLL_INTERVAL = None
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
@@ -53,7 +58,7 @@ class DatasetsScreen(BaseScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.specs: list[Any] = []
+        self.specs: list[DatasetSpecRecord] = []
         self.valid = False
         self.preview: dict[str, Any] | None = None
         self._preview_timer: Timer | None = None
@@ -65,7 +70,7 @@ class DatasetsScreen(BaseScreen):
                      classes="screen-title", markup=False)
         with Horizontal():
             with Vertical(id="spec-side"):
-                table: DataTable = DataTable(id="spec-list", cursor_type="row")
+                table: DataTable[Text] = DataTable(id="spec-list", cursor_type="row")
                 table.add_columns("name", "source", "IF")
                 yield table
             with Vertical(id="spec-main"):
@@ -84,14 +89,14 @@ class DatasetsScreen(BaseScreen):
         self.validate()
 
     def when_ready(self) -> None:
-        self.call_service("listed", self.services.list_dataset_specs)
+        self.call_service(self.services.list_dataset_specs, self.show_list)
 
     # -- list ---------------------------------------------------------------------------------
 
-    def done_listed(self, specs: list[Any], follow: str | None = None) -> None:
+    def show_list(self, specs: list[DatasetSpecRecord], follow: str | None = None) -> None:
         self.specs = specs
 
-        def cells(rec: Any) -> tuple[str, ...]:
+        def cells(rec: DatasetSpecRecord) -> tuple[str, ...]:
             data = rec.spec.get("data", {})
             factor = data.get("imbalance_factor", 10)
             return (cut(rec.name, NAME_CELL), cut(data.get("name", "digits"), 16),
@@ -99,7 +104,7 @@ class DatasetsScreen(BaseScreen):
         refill_list(self.query_one("#spec-list", DataTable),
                     [(rec.name, cells(rec)) for rec in specs], follow)
 
-    def selected(self) -> Any:
+    def selected(self) -> DatasetSpecRecord | None:
         table = self.query_one("#spec-list", DataTable)
         if not self.specs or not 0 <= table.cursor_row < len(self.specs):
             return None
@@ -169,11 +174,10 @@ class DatasetsScreen(BaseScreen):
     def schedule_preview(self, spec: dict[str, Any]) -> None:
         if self._preview_timer is not None:
             self._preview_timer.stop()
-        self._preview_timer = self.set_timer(PREVIEW_DELAY,
-                                             lambda: self.call_service(
-                                                 "previewed", self.services.preview_counts, spec))
+        self._preview_timer = self.set_timer(PREVIEW_DELAY, lambda: self.call_service(
+            partial(self.services.preview_counts, spec), self.previewed, self.not_previewed))
 
-    def done_previewed(self, counts: dict[str, Any]) -> None:
+    def previewed(self, counts: dict[str, Any]) -> None:
         self.preview = counts
         self.previews += 1
         self.query_one("#spec-chart", CountsChart).set_counts(counts)
@@ -184,7 +188,7 @@ class DatasetsScreen(BaseScreen):
             + (f" · val {sum(counts['val']):,}" if sum(counts.get("val", ())) else "")
             + f" · test {sum(counts['test']):,} · split {counts['split_hash'][:10]}")
 
-    def failed_previewed(self, error: str) -> None:
+    def not_previewed(self, error: str) -> None:
         self.previews += 1
         self.preview = None
         self.query_one("#spec-chart", CountsChart).set_counts(None)
@@ -198,15 +202,17 @@ class DatasetsScreen(BaseScreen):
             return
         spec, _ = self.current_spec()
         name = self.query_one("#spec-name", Input).value.strip()
-        self.call_service("saved", self.save, name, spec)
+        assert spec is not None  # validate() said so
+        self.call_service(partial(self.save, name, spec), self.saved)
 
-    def save(self, name: str, spec: dict[str, Any]) -> tuple[str, list[Any]]:  # worker
+    def save(self, name: str, spec: dict[str, Any]
+             ) -> tuple[str, list[DatasetSpecRecord]]:  # worker
         self.services.save_dataset_spec(name, spec)
         return name, self.services.list_dataset_specs()
 
-    def done_saved(self, value: tuple[str, list[Any]]) -> None:
+    def saved(self, value: tuple[str, list[DatasetSpecRecord]]) -> None:
         name, specs = value
-        self.done_listed(specs, follow=name)
+        self.show_list(specs, follow=name)
         shown_name = cut(name, NAME_TITLE)
         self.notify(f"dataset spec '{shown_name}' saved (mfm run --dataset {shown_name})",
                     timeout=4)
@@ -228,17 +234,17 @@ class DatasetsScreen(BaseScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call_service("deleted", self.delete, rec.name)
+                self.call_service(partial(self.delete, rec.name), self.deleted)
 
         self.app.push_screen(ConfirmScreen(
             f"Delete dataset spec '{cut(rec.name, NAME_TITLE)}'? Runs that used it keep their "
             "frozen config.",
             yes="Delete"), answered)
 
-    def delete(self, name: str) -> tuple[str, list[Any]]:  # worker
+    def delete(self, name: str) -> tuple[str, list[DatasetSpecRecord]]:  # worker
         return self.services.delete_dataset_spec(name), self.services.list_dataset_specs()
 
-    def done_deleted(self, value: tuple[str, list[Any]]) -> None:
+    def deleted(self, value: tuple[str, list[DatasetSpecRecord]]) -> None:
         message, specs = value
-        self.done_listed(specs)
+        self.show_list(specs)
         self.notify(message, timeout=4)

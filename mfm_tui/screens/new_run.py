@@ -5,7 +5,8 @@ the queue."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -16,8 +17,17 @@ from mfm.config import ConfigError
 from mfm.text import check_name
 from mfm_tui.literal import NAME_CELL, cut, literal, shown
 from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.form import method_of, schema_default
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from mfm.config import Config
+    from mfm.store.records import ConfigRecord, DatasetSpecRecord, RunRecord
+    from mfm_tui.services import QueuedRuns
+
+Lists = tuple["list[DatasetSpecRecord]", "list[ConfigRecord]", "list[str]"]
+"""What the form's selects offer: dataset specs, named configs, slot names."""
 
 __all__ = ["NewRunScreen", "parse_overrides", "describe_config", "MAX_SEEDS"]
 
@@ -42,26 +52,26 @@ def parse_overrides(text: str) -> list[str]:
     return [i.strip() for i in items if i.strip()]
 
 
-def describe_config(cfg: Any) -> str:
+def describe_config(cfg: Config) -> str:
     d = cfg.data
     return shown(f"{cfg.method.name} · {cfg.model.name} · {d.name} IF {d.imbalance_factor:g} "
                  f"{d.profile} · {cfg.train.epochs} epoch{'s' if cfg.train.epochs != 1 else ''}"
                  f" · batch {cfg.train.batch_size} · lr {cfg.optim.lr:g} · device {cfg.device}")
 
 
-class NewRunScreen(BaseScreen):
+class NewRunScreen(BaseScreen[None, None]):
     POLL_INTERVAL = None
     BINDINGS = [
         Binding("ctrl+s", "queue", "Queue", priority=True),
         Binding("escape", "app.pop_screen", "Back"),
     ]
 
-    def __init__(self, clone_of: Any = None):
+    def __init__(self, clone_of: RunRecord | None = None):
         super().__init__()
         self.clone_of = clone_of
-        self.specs: dict[int, Any] = {}
-        self.configs: dict[int, Any] = {}
-        self.plan: tuple[list[Any], list[str | None]] | None = None
+        self.specs: dict[int, DatasetSpecRecord] = {}
+        self.configs: dict[int, ConfigRecord] = {}
+        self.plan: tuple[list[Config], list[str | None]] | None = None
         self.busy = False
 
     def compose(self) -> ComposeResult:
@@ -100,7 +110,7 @@ class NewRunScreen(BaseScreen):
         yield StatusBar()
         yield KeysBar()
 
-    def _row(self, label: str, control: Any) -> ComposeResult:
+    def _row(self, label: str, control: Input | Select[Any]) -> ComposeResult:
         with Horizontal(classes="nr-row"):
             yield Label(label, classes="f-label")
             yield control
@@ -114,13 +124,15 @@ class NewRunScreen(BaseScreen):
             f"clone-of-{self.clone_of.id}"
 
     def _spec_options(self) -> list[tuple[str, Any]]:
-        opts: list[tuple[str, Any]] = [("defaults (digits, IF 10)", None)]
+        data, factor = schema_default("data.name"), schema_default("data.imbalance_factor")
+        opts: list[tuple[str, Any]] = [(f"defaults ({data}, IF {factor:g})", None)]
         if self.clone_of is not None:
             opts.insert(0, (f"run {self.clone_of.id}'s data", CLONE))
         return opts
 
     def _config_options(self) -> list[tuple[str, Any]]:
-        opts: list[tuple[str, Any]] = [("defaults (ce, resnet20)", None)]
+        method, model = schema_default("method.name"), schema_default("model.name")
+        opts: list[tuple[str, Any]] = [(f"defaults ({method}, {model})", None)]
         if self.clone_of is not None:
             opts.insert(0, (f"run {self.clone_of.id}'s config", CLONE))
         return opts
@@ -130,13 +142,13 @@ class NewRunScreen(BaseScreen):
         self.validate()
 
     def when_ready(self) -> None:
-        self.call_service("listed", self.load_lists)
+        self.call_service(self.load_lists, self.show_lists)
 
-    def load_lists(self) -> tuple[list[Any], list[Any], list[str]]:  # worker
+    def load_lists(self) -> Lists:  # worker
         return (self.services.list_dataset_specs(), self.services.list_configs(),
                 self.services.slot_names())
 
-    def done_listed(self, value: tuple[list[Any], list[Any], list[str]]) -> None:
+    def show_lists(self, value: Lists) -> None:
         specs, configs, slots = value
         slot_sel = self.query_one("#nr-slot", Select)
         keep_slot = slot_sel.value
@@ -157,7 +169,7 @@ class NewRunScreen(BaseScreen):
                      f"IF {_factor(r.spec)})"), r.id) for r in specs])
         cfg_sel.set_options(self._config_options() + [
             (literal(f"{cut(r.name, NAME_CELL)} v{r.version} "
-                     f"({cut(r.config.get('method', {}).get('name', 'ce'), 20)})"), r.id)
+                     f"({cut(method_of(r.config), 20)})"), r.id)
             for r in configs])
         for sel, keep in ((spec_sel, keep_spec), (cfg_sel, keep_cfg)):
             with sel.prevent(Select.Changed):
@@ -191,7 +203,7 @@ class NewRunScreen(BaseScreen):
             named, cfg_id = self.configs[cfg_v].config, cfg_v
         return spec, named, spec_id, cfg_id
 
-    def build(self) -> tuple[list[Any], list[str | None], str]:
+    def build(self) -> tuple[list[Config], list[str | None], str]:
         """The validated configs (one per seed) and names; ConfigError naming the field."""
         spec, named, _, _ = self._sources()
         overrides = parse_overrides(self.query_one("#nr-set", Input).value)
@@ -212,13 +224,14 @@ class NewRunScreen(BaseScreen):
             raise ConfigError("", why)
         if seeds == 1:
             return [base], [name], describe_config(base) + f" · seed {base.seed}"
-        configs, names = [], []
+        configs: list[Config] = []
+        names: list[str | None] = []
         for i in range(seeds):
             seed = base.seed + i
             configs.append(self.services.compose(dataset_spec=spec, named_config=named,
                                                  overrides=[*overrides, f"seed={seed}"]))
             names.append(f"{name or 'run'}-s{seed}")
-            if why := check_name("name", names[-1]):
+            if why := check_name("name", f"{name or 'run'}-s{seed}"):
                 raise ConfigError("", f"{why} with its -s{seed} suffix")
         return configs, names, (describe_config(base) +
                                 f" · seeds {base.seed}..{base.seed + seeds - 1}")
@@ -250,18 +263,19 @@ class NewRunScreen(BaseScreen):
         _, _, spec_id, cfg_id = self._sources()
         configs, names = self.plan
         self.busy = True
-        slot = self.query_one("#nr-slot", Select).value or ""
-        self.call_service("queued", self.services.queue_runs, configs, names, spec_id, cfg_id,
-                          slot)
+        chosen = self.query_one("#nr-slot", Select).value
+        slot = chosen if isinstance(chosen, str) else ""
+        self.call_service(partial(self.services.queue_runs, configs, names, spec_id, cfg_id,
+                                  slot), self.queued, self.not_queued)
 
-    def done_queued(self, result: Any) -> None:
+    def queued(self, result: QueuedRuns) -> None:
         self.busy = False
         ids = ", ".join(map(str, result.run_ids))
         self.app.notify(f"queued run{'s' if len(result.run_ids) > 1 else ''} {ids}; "
                         f"{result.supervisor}", timeout=6)
         self.app.pop_screen()
 
-    def failed_queued(self, error: str) -> None:
+    def not_queued(self, error: str) -> None:
         self.busy = False
         err = self.query_one("#nr-error", Static)
         err.update(f"not queued: {shown(error)}")

@@ -3,20 +3,25 @@ modulation per site (MFM) or the example weights (MWNet), the resolved config an
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
 
-from mfm_tui.format import data_text, duration, epoch_text, pct, run_duration, status_text, \
-    where_text
+from mfm_tui.format import data_text, duration, epoch_text, is_live, is_resumable, pct, \
+    run_duration, status_text, where_text
 from mfm_tui.literal import NAME_TITLE, cut, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.charts import ClassChart, LineChart
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from mfm.store.records import RunRecord
+    from mfm_tui.services import RunSeries
 
 __all__ = ["RunScreen", "config_text", "mod_rows"]
 
@@ -48,7 +53,11 @@ def mod_rows(latest: dict[str, float]) -> list[tuple[str, ...]]:
             for site, stats in sorted(sites.items())]
 
 
-class RunScreen(BaseScreen):
+SeriesCursors = tuple[dict[str, int], int | None, int | None, int]
+"""(after_step, after_epoch, class_epoch, log_offset): where the last poll stopped."""
+
+
+class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("right_square_bracket", "tab(1)", "Next tab"),
@@ -60,7 +69,7 @@ class RunScreen(BaseScreen):
     def __init__(self, run_id: int):
         super().__init__()
         self.run_id = run_id
-        self.run: Any = None
+        self.run: RunRecord | None = None
         self.after_step: dict[str, int] = {}
         self.after_epoch: int | None = None
         self.class_epoch: int | None = None
@@ -97,16 +106,16 @@ class RunScreen(BaseScreen):
 
     # -- polling ------------------------------------------------------------------------------
 
-    def poll_args(self) -> Any:
+    def poll_args(self) -> SeriesCursors:
         return (dict(self.after_step), self.after_epoch, self.class_epoch, self.log_offset)
 
-    def fetch(self, args: Any) -> Any:
+    def fetch(self, args: SeriesCursors) -> RunSeries:
         after_step, after_epoch, class_epoch, log_offset = args
         return self.services.run_series(self.run_id, after_step=after_step,
                                         after_epoch=after_epoch, class_epoch=class_epoch,
                                         log_offset=log_offset)
 
-    def apply(self, data: Any) -> None:
+    def apply(self, data: RunSeries) -> None:
         first = self.run is None
         self.run = run = data.run
         self._header(run)
@@ -123,10 +132,10 @@ class RunScreen(BaseScreen):
                 mod.add_points(f"{site} {'γ' if stat == 'gamma_mean' else 'β'}", points)
         acc = self.query_one("#acc-chart", LineChart)
         for key in ACC_KEYS:
-            points = data.epochs.get(key)
-            if points:
+            epoch_points = data.epochs.get(key)
+            if epoch_points:
                 acc.add_points("val" if key == "val_acc" else key,
-                               [(e + 1, v) for e, v in points])
+                               [(e + 1, v) for e, v in epoch_points])
         last = [pts[-1][0] for pts in data.epochs.values() if pts]
         if last:
             self.after_epoch = max(last + [self.after_epoch or 0])
@@ -153,7 +162,7 @@ class RunScreen(BaseScreen):
         self.log_offset = data.log_offset
         self.refresh_bindings()
 
-    def _header(self, run: Any) -> None:
+    def _header(self, run: RunRecord) -> None:
         now = self.services.now()
         final = (run.summary or {}).get("final") or {}
         best = (run.summary or {}).get("best") or {}
@@ -180,11 +189,11 @@ class RunScreen(BaseScreen):
     # -- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        status = self.run.status if self.run is not None else None
+        run = self.run
         if action == "cancel_run":
-            return status in ("created", "queued", "starting", "running") or None
+            return (run is not None and is_live(run)) or None
         if action == "resume":
-            return status in ("cancelled", "failed", "lost") or None
+            return (run is not None and is_resumable(run)) or None
         return True
 
     def action_tab(self, step: int) -> None:
@@ -195,11 +204,12 @@ class RunScreen(BaseScreen):
         tabs.active = shown[(i + step) % len(shown)]
 
     def action_cancel_run(self) -> None:
-        self.call_service("acted", self.services.cancel_run, self.run_id)
+        self.call_service(partial(self.services.cancel_run, self.run_id), self.acted)
 
     def action_resume(self) -> None:
-        self.call_service("acted", self.services.resume_run, self.run_id)
+        self.call_service(partial(self.services.resume_run, self.run_id), self.acted)
 
-    def done_acted(self, message: str) -> None:
+    def acted(self, message: str) -> None:
+        """Cancel or resume went through: say what happened, show it at once."""
         self.notify(message, timeout=4)
         self.poll_now()

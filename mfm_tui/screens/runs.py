@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING
 
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
-from mfm_tui.format import RUN_COLUMNS, SORTS, matches, run_cells
+from mfm_tui.format import (
+    RUN_COLUMNS,
+    SORTS,
+    is_active,
+    is_live,
+    is_resumable,
+    matches,
+    run_cells,
+)
 from mfm_tui.literal import NAME_TITLE, cut, literal, literal_cells
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
+if TYPE_CHECKING:
+    from mfm.store.records import RunRecord
+    from mfm.store.views import Fingerprint, RunsDelta
+
 __all__ = ["RunsScreen"]
 
-ACTIVE = ("starting", "running")
-CANCELLABLE = ("created", "queued", "starting", "running")
-RESUMABLE = ("cancelled", "failed", "lost")
 SORT_NAMES = tuple(SORTS)
 MAX_COMPARE = 6
 
 
-class RunsScreen(BaseScreen):
+class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
     BINDINGS = [
         Binding("n", "new_run", "New run"),
         Binding("o", "open", "Open"),
@@ -40,8 +52,8 @@ class RunsScreen(BaseScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.records: dict[int, Any] = {}
-        self.fingerprints: dict[int, tuple] = {}
+        self.records: dict[int, RunRecord] = {}
+        self.fingerprints: dict[int, Fingerprint] = {}
         self.positions: dict[int, int] = {}
         self.marked: list[int] = []
         self.order: list[int] = []
@@ -55,7 +67,7 @@ class RunsScreen(BaseScreen):
         yield Static("", id="runs-title", markup=False)
         yield Input(placeholder="filter: words, status:running, method:mfm   (/ to focus, "
                                 "esc back to the table)", id="filter", compact=True)
-        table: DataTable = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Text] = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         for key, label in RUN_COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -68,13 +80,13 @@ class RunsScreen(BaseScreen):
 
     # -- polling ------------------------------------------------------------------------------
 
-    def poll_args(self) -> Any:
+    def poll_args(self) -> dict[int, Fingerprint]:
         return dict(self.fingerprints)
 
-    def fetch(self, known: dict[int, tuple]) -> Any:
+    def fetch(self, known: dict[int, Fingerprint]) -> RunsDelta:
         return self.services.poll_runs(known)
 
-    def apply(self, delta: Any) -> None:
+    def apply(self, delta: RunsDelta) -> None:
         changed = {r.id for r in delta.changed}
         for r in delta.changed:
             self.records[r.id] = r
@@ -104,10 +116,11 @@ class RunsScreen(BaseScreen):
         return run_cells(self.records[rid], marked=rid in self.marked, positions=self.positions,
                          now=now, localtime=self.services.localtime)
 
-    def refresh_table(self, dirty: set[int] = frozenset(), *, reorder: bool = True) -> None:
+    def refresh_table(self, dirty: set[int] | frozenset[int] = frozenset(), *,
+                      reorder: bool = True) -> None:
         """Bring the table up to date: rebuild it when the visible order changed, otherwise
         rewrite only the cells that differ (changed runs, and live ones whose times move)."""
-        table = self.query_one("#runs", DataTable)
+        table: DataTable[Text] = self.query_one("#runs", DataTable)
         now = self.services.now()
         order = self.visible_ids() if reorder else self.order
         if order != self.order:
@@ -123,7 +136,7 @@ class RunsScreen(BaseScreen):
                 table.move_cursor(row=order.index(current), animate=False)
         else:
             live = [rid for rid in order
-                    if rid in dirty or self.records[rid].status in ACTIVE]
+                    if rid in dirty or is_active(self.records[rid])]
             for rid in live:
                 cells = self._cells(rid, now)
                 old = self.cells.get(rid)
@@ -151,7 +164,7 @@ class RunsScreen(BaseScreen):
             return None
         return self.order[table.cursor_row]
 
-    def current(self) -> Any:
+    def current(self) -> RunRecord | None:
         rid = self.current_id()
         return None if rid is None else self.records.get(rid)
 
@@ -173,7 +186,7 @@ class RunsScreen(BaseScreen):
         if event.input.id == "filter":
             self.query_one("#runs", DataTable).focus()
 
-    def on_key(self, event: Any) -> None:
+    def on_key(self, event: events.Key) -> None:
         if event.key == "escape" and self.focused is self.query_one("#filter", Input):
             event.stop()
             self.query_one("#runs", DataTable).focus()
@@ -197,11 +210,11 @@ class RunsScreen(BaseScreen):
         if action in ("open", "mark", "clone"):
             return r is not None or None
         if action == "cancel_run":
-            return (r is not None and r.status in CANCELLABLE) or None
+            return (r is not None and is_live(r)) or None
         if action == "resume":
-            return (r is not None and r.status in RESUMABLE) or None
+            return (r is not None and is_resumable(r)) or None
         if action == "delete":
-            return (r is not None and r.status not in ACTIVE) or None
+            return (r is not None and not is_active(r)) or None
         if action == "compare":
             return 2 <= len(self.marked) <= MAX_COMPARE or None
         return True
@@ -253,12 +266,12 @@ class RunsScreen(BaseScreen):
     def action_cancel_run(self) -> None:
         r = self.current()
         if r is not None:
-            self.call_service("acted", self.services.cancel_run, r.id)
+            self.call_service(partial(self.services.cancel_run, r.id), self.acted)
 
     def action_resume(self) -> None:
         r = self.current()
         if r is not None:
-            self.call_service("acted", self.services.resume_run, r.id)
+            self.call_service(partial(self.services.resume_run, r.id), self.acted)
 
     def action_delete(self) -> None:
         from mfm_tui.screens.confirm import ConfirmScreen
@@ -266,20 +279,21 @@ class RunsScreen(BaseScreen):
         r = self.current()
         if r is None:
             return
-        if r.status in ACTIVE:
+        if is_active(r):
             self.notify(f"run {r.id} is {r.status}: cancel it before deleting it",
                         severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.call_service("acted", self.services.delete_run, r.id)
+                self.call_service(partial(self.services.delete_run, r.id), self.acted)
 
         self.app.push_screen(ConfirmScreen(
             f"Delete run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}, "
             f"{r.status}, with all "
             "its metrics? Checkpoints on disk are left alone.", yes="Delete"), answered)
 
-    def done_acted(self, message: str) -> None:
+    def acted(self, message: str) -> None:
+        """An action on a run went through: say what happened, show it at once."""
         self.notify(message, timeout=4)
         self.poll_now()

@@ -12,11 +12,24 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from mfm.config import ConfigError, FieldInfo, parse_override
+from mfm.config import ConfigError, FieldInfo, describe, parse_override
 from mfm.text import visible
 from mfm_tui.literal import lines
 
-__all__ = ["FieldRow", "SchemaForm", "field_id", "format_value"]
+__all__ = ["FieldRow", "SchemaForm", "SectionLabel", "field_id", "format_value",
+           "method_of", "schema_default", "section_of"]
+
+
+def schema_default(key: str) -> Any:
+    """The default of a config key, as the schema says (``mfm.config.describe``)."""
+    return next(f.default for f in describe() if f.key == key)
+
+
+def method_of(config: dict[str, Any]) -> str:
+    """The method a (named) config trains with: its method.name, else the schema's default."""
+    method = config.get("method")
+    name = method.get("name") if isinstance(method, dict) else None
+    return str(name if name is not None else schema_default("method.name"))
 
 
 def field_id(key: str) -> str:
@@ -34,11 +47,16 @@ def format_value(value: Any) -> str:
     return visible(value)
 
 
+def _bound(x: float) -> str:
+    """A bound as written in the schema: whole numbers in full (4294967295, not 4.29497e+09)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
+
+
 def _range(info: FieldInfo) -> str:
     parts = []
     for sym, bound in ((">=", info.ge), (">", info.gt), ("<=", info.le), ("<", info.lt)):
         if bound is not None:
-            parts.append(f"{sym} {bound:g}")
+            parts.append(f"{sym} {_bound(bound)}")
     return f" [{' and '.join(parts)}]" if parts else ""
 
 
@@ -133,6 +151,19 @@ class FieldRow(Vertical):
         self.post_message(self.Changed(self))
 
 
+def section_of(key: str) -> str:
+    """The section a key is shown under: its prefix, or ``run`` for top-level keys."""
+    return key.partition(".")[0] if "." in key else "run"
+
+
+class SectionLabel(Label):
+    """A section's heading (``[optim]``)."""
+
+    def __init__(self, section: str):
+        super().__init__(f"[{section}]", classes="section", markup=False, id=f"sec-{section}")
+        self.section = section
+
+
 class SchemaForm(VerticalScroll, can_focus=False):
     """Rows for a list of schema fields, with section headings. Not focusable itself: tab
     goes from field to field and the form scrolls to the focused one."""
@@ -154,16 +185,19 @@ class SchemaForm(VerticalScroll, can_focus=False):
     def compose(self) -> ComposeResult:
         section = None
         for info in self.fields:
-            sec = info.key.partition(".")[0] if "." in info.key else "run"
+            sec = section_of(info.key)
             if sec != section:
                 section = sec
-                yield Label(f"[{sec}]", classes="section", markup=False, id=f"sec-{sec}")
+                yield SectionLabel(sec)
             yield FieldRow(info, self.initial.get(info.key), label=self.labels.get(info.key))
 
     def rows(self) -> list[FieldRow]:
         if not self._rows:  # cached once mounted; rows are never added or removed after
             self._rows = list(self.query(FieldRow))
         return self._rows
+
+    def section_labels(self) -> list[SectionLabel]:
+        return list(self.query(SectionLabel))
 
     def row(self, key: str) -> FieldRow | None:
         if not self._by_key:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.widgets import Static
 
 from mfm_tui.literal import NAME_TITLE, cut
 
+if TYPE_CHECKING:
+    from mfm_tui.services import StatusInfo
+
 __all__ = ["StatusBar", "status_text"]
 
 
-def status_text(info: Any, db_name: str) -> str:
+def status_text(info: StatusInfo | None, db_name: str) -> str:
     if info is None:
         return f" {db_name} · reading the records…"
     parts = []
@@ -45,7 +48,7 @@ class StatusBar(Static):
     def on_mount(self) -> None:
         self.show(getattr(self.app, "status_info", None))
 
-    def show(self, info: Any) -> None:
+    def show(self, info: StatusInfo | None) -> None:
         services = getattr(self.app, "services", None)
         name = services.display if services is not None else ""
         self.update(status_text(info, cut(name, NAME_TITLE)))

@@ -84,6 +84,29 @@ def test_importing_the_app_loads_neither_torch_nor_sqlalchemy():
     assert res.stdout.strip() == "clean"
 
 
+def test_opening_the_records_and_listing_runs_never_loads_torch(tmp_path):
+    """The app's import, its Services on a fresh database, listing and polling runs, the
+    status line and the dataset specs and configs: all torch-free (SQLAlchemy is fine)."""
+    code = textwrap.dedent(f"""
+        import sys
+        import mfm_tui.app
+        from mfm_tui.services import Services
+
+        s = Services({str(tmp_path / 'e.db')!r}, runs_root={str(tmp_path / 'runs')!r},
+                     gpu_probe=lambda: [], start_supervisor=False)
+        s.open()
+        delta = s.poll_runs({{}})
+        print("runs", len(s.list_runs()), len(delta.changed), s.status().counts,
+              len(s.list_dataset_specs()), len(s.list_configs()), s.config_use("none"))
+        s.close()
+        print("torch" if "torch" in sys.modules else "no torch")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.splitlines() == ["runs 0 0 {} 0 0 None", "no torch"]
+
+
 def test_visiting_every_screen_never_loads_torch(tmp_path):
     """Every screen, a preview and a queued run's form (no supervisor): still no torch."""
     code = textwrap.dedent(f"""

@@ -104,7 +104,13 @@ async def test_config_form_from_schema_versions_and_guards(fixed_db, make_app, m
     async with app.run_test(size=SIZE) as pilot:
         await open_mode(pilot, until, "f3", ConfigsScreen)
         screen = app.screen
-        assert not row(app, "mfm.bound").display  # method ce: no mfm section
+        # the default method is mfm: its section shows, other methods' keys do not
+        assert row(app, "method.name").control.value == "mfm"
+        assert row(app, "mfm.bound").display and row(app, "mfm.meta_lr").display
+        assert not row(app, "method.focal_gamma").display
+        row(app, "method.name").control.value = "ce"
+        await until(pilot, lambda: not row(app, "mfm.bound").display
+                    and not screen.query_one("#sec-mfm").display, 5, "no mfm section for ce")
         assert not row(app, "method.focal_gamma").display
         row(app, "method.name").control.value = "mfm"
         await until(pilot, lambda: row(app, "mfm.bound").display

@@ -92,7 +92,8 @@ def test_define_queue_watch_and_open_a_run_in_tmux(tui_env, kill_supervisors):
         t.keys("C-s")
         t.wait_for("e2e-digits  digits  20", 10, "the saved spec in the list")
 
-        # 2. a config: resnet_tiny, 1 epoch, loss logged every step
+        # 2. a config: resnet_tiny, method ce (not the default, mfm), 1 epoch, loss logged
+        # every step
         t.keys("F3")
         t.wait_for("Method configs", 20, "the configs screen")
         t.type("e2e-tiny")
@@ -100,7 +101,12 @@ def test_define_queue_watch_and_open_a_run_in_tmux(tui_env, kill_supervisors):
         t.type("resnet_t")
         t.keys("Enter")
         t.wait_for("resnet_tiny", 5, "the model choice")
-        t.keys("Tab", "Tab", "Tab", "C-a", "C-k")
+        t.keys("Tab", "Tab", "Enter")
+        t.type("ce")
+        t.keys("Enter")
+        t.wait_for("method.name               ce ", 5, "the method choice")
+        time.sleep(0.5)  # the form re-validates (and hides mfm's section) after the change
+        t.keys("Tab", "C-a", "C-k")
         t.type("1")
         t.keys(*["Tab"] * 6, "C-a", "C-k")
         t.type("1")
