@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from mfm.text import check_name, visible
+from mfm.text import check_name
 
 if TYPE_CHECKING:
     from mfm.config import Config
@@ -37,7 +37,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 CHART_STEP_KEYS = ("loss", "meta_loss", "weight_mean")
-SQLITE_HEADER = b"SQLite format 3\x00"  # as mfm.store.paths.SQLITE_HEADER
 
 
 class ServiceError(Exception):
@@ -82,32 +81,13 @@ def check_target(target: str) -> None:
     """Refuse at once, before the first frame, a SQLite file the records cannot live in: a
     directory, a file that is not SQLite, a folder that does not exist. ServiceError with one
     line naming the file. Other targets (URLs of other backends, ``file:`` URIs) are left to
-    ``open``. Deliberately without SQLAlchemy (mfm.store would cost the first frame ~0.2 s);
-    the messages are those of mfm.store's own check, which ``open`` runs again."""
-    if target == ":memory:":
-        return
-    path_text = target
-    if "://" in target:
-        if not target.startswith("sqlite:///"):
-            return
-        path_text = target[len("sqlite:///"):].split("?", 1)[0]
-        if path_text in ("", ":memory:") or path_text.startswith("file:"):
-            return
-    shown = visible(target if "://" not in target else path_text)
-    path = Path(os.path.abspath(os.path.expanduser(path_text)))
-    if path.is_dir():
-        raise ServiceError(f"--db: '{shown}' is a directory, not a SQLite database")
-    if path.exists():
-        try:
-            with path.open("rb") as f:
-                head = f.read(len(SQLITE_HEADER))
-        except OSError as e:
-            raise ServiceError(f"--db: cannot read '{shown}': {e.strerror}") from None
-        if head and head != SQLITE_HEADER:
-            raise ServiceError(f"--db: '{shown}' is not a SQLite database")
-    elif not path.parent.is_dir():
-        raise ServiceError(f"--db: directory '{visible(path.parent)}' does not exist "
-                           f"(for '{shown}')")
+    ``open``. The rule is mfm.store.paths' (no SQLAlchemy: the first frame stays fast), the
+    one the store applies again when it opens the file."""
+    from mfm.store.paths import sqlite_file, sqlite_file_problem
+
+    found = sqlite_file(target)
+    if found is not None and (problem := sqlite_file_problem(*found)) is not None:
+        raise ServiceError(problem)
 
 
 class Services:
@@ -143,9 +123,9 @@ class Services:
     @property
     def display(self) -> str:
         """The database as shown to the user (its file name, or the URL)."""
-        target = self.db_target
-        if target.startswith("sqlite:///"):
-            target = target[len("sqlite:///"):]
+        from mfm.store.paths import sqlite_path
+
+        target = sqlite_path(self.db_target)
         return target if "://" in target else os.path.basename(target) or target
 
     def open(self) -> None:

@@ -9,12 +9,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
+from mfm.text import pct
 
 __all__ = ["RichProgress", "summary_table"]
 
 
 def _pct(v: Any) -> str:
-    return "—" if v is None else f"{100 * v:.2f}"
+    return pct(v, 2)
 
 
 class RichProgress(Callbacks):

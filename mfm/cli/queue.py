@@ -14,6 +14,7 @@ from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.runner.procs import is_alive, signal_group
 from mfm.store import queue, repo
+from mfm.store.records import LIVE, RESUMABLE
 from mfm.text import one_line
 
 __all__ = ["cancel", "resume", "logs"]
@@ -37,7 +38,7 @@ def cancel(app: App, run_ids: tuple[int, ...]) -> None:
         if repo.get_run(db, run_id) is None:
             raise UserError(f"ID: no run {run_id} in {app.db_target} (see mfm runs)")
         rec = repo.get_run(db, run_id)
-        if rec.status not in ("queued", "created", *queue.ACTIVE):
+        if rec.status not in LIVE:
             raise UserError(f"ID: run {run_id} is already {rec.status}; nothing to cancel")
     host = socket.gethostname()
     for run_id in run_ids:
@@ -68,10 +69,11 @@ def resume(app: App, run_id: int) -> None:
       mfm resume 7
     """
     from mfm.runner.launch import serving, start_detached_supervisor
+    from mfm.runner.submit import DEFAULT_SUPERVISOR_ARGS
 
     db = app.open_db()
     before = repo.get_run(db, run_id)
-    if before is not None and before.status in queue.RESUMABLE and before.epoch is not None:
+    if before is not None and before.status in RESUMABLE and before.epoch is not None:
         _check_checkpoint(run_id, before.checkpoint_dir, before.epoch)
     try:
         rec = queue.request_resume(db, run_id)
@@ -80,7 +82,7 @@ def resume(app: App, run_id: int) -> None:
     done = 0 if rec.epoch is None else rec.epoch + 1
     start_over = rec.epoch is None and not _has_checkpoint(rec.checkpoint_dir)
     if serving(app.db_target, app.runs_root()) is None:
-        start_detached_supervisor(app.db_target, app.runs_root(), ["--idle-exit", "600"])
+        start_detached_supervisor(app.db_target, app.runs_root(), list(DEFAULT_SUPERVISOR_ARGS))
     if start_over:
         click.echo(f"run {run_id}: queued to start again from epoch 1/{rec.epochs_total} (it "
                    f"recorded no epoch and has no checkpoint; attempt {rec.attempt})")
@@ -155,7 +157,7 @@ def logs(app: App, run_id: int, follow: bool, tail_lines: int | None) -> None:
         if not follow:
             return
         rec = repo.get_run(db, run_id)
-        if rec.status not in ("queued", "created", *queue.ACTIVE):
+        if rec.status not in LIVE:
             if path.exists() and path.stat().st_size > offset:
                 continue  # print what came in with the end
             click.echo(f"-- run {run_id} is {rec.status}", err=True)

@@ -18,6 +18,7 @@ from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.store import Database, queue
+from mfm.store.records import LIVE, RESUMABLE
 from mfm.store import sweeps as sweep_store
 from mfm.sweeps.spec import SweepError, SweepSpec, read_sweep
 from mfm.sweeps.table import (COLUMNS, ArmRow, CellRun, arm_rows, fmt_mean_std, per_class_mean,
@@ -485,7 +486,7 @@ def list_cmd(app: App, as_json: bool) -> None:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in recs:
         st = r.statuses or {}
-        active = sum(st.get(k, 0) for k in ("queued", "created", "starting", "running"))
+        active = sum(st.get(k, 0) for k in LIVE)
         bad = sum(st.get(k, 0) for k in ("failed", "cancelled", "lost"))
         table.add_row(*(Text(x) for x in (
             str(r.id), visible(r.name, 60), str(r.cells), str(st.get("completed", 0)),
@@ -513,7 +514,7 @@ def cancel_cmd(app: App, ref: str) -> None:
     n = 0
     for c in sweep_store.sweep_cells(db, rec.id):
         r = c.run
-        if r is None or r.status not in ("queued", "created", *queue.ACTIVE):
+        if r is None or r.status not in LIVE:
             continue
         try:
             state = queue.request_cancel(db, r.id)
@@ -544,7 +545,7 @@ def resume_cmd(app: App, ref: str) -> None:
     n = 0
     for c in sweep_store.sweep_cells(db, rec.id):
         r = c.run
-        if r is None or r.status not in queue.RESUMABLE:
+        if r is None or r.status not in RESUMABLE:
             continue
         if r.epoch is not None and not os.path.exists(os.path.join(r.checkpoint_dir or "",
                                                                    "last.pt")):

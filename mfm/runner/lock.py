@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mfm.store.paths import sqlite_path
+
 __all__ = ["SupervisorLock", "lock_path_for"]
 
 
@@ -19,7 +21,7 @@ def lock_path_for(db_target: str, runs_root: Path, host: str | None = None) -> P
     folder named by a hash of the URL. The host is in the name: on a shared filesystem each
     host serves its own GPUs."""
     host = host or socket.gethostname()
-    target = db_target[len("sqlite:///"):] if db_target.startswith("sqlite:///") else db_target
+    target = sqlite_path(db_target)
     if "://" not in target:
         p = Path(target).resolve()
         return p.with_name(f"{p.name}.{host}.worker.lock")

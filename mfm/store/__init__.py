@@ -3,44 +3,15 @@
 Open a ``Database`` (a path or a SQLAlchemy URL) and read or write through the functions in
 ``mfm.store.repo`` (also re-exported here); they return plain frozen dataclasses. The schema
 is migrated by Alembic (``mfm.store.migrate``). This package imports no torch, textual or
-click.
+click. Names load on first use, so that the light modules (``records``: statuses and record
+types; ``paths``: where files live) import without SQLAlchemy — the TUI's first frame needs
+them before any database is opened.
 """
 
-from mfm.store import migrate, queue, repo
-from mfm.store.db import Database, StoreError, resolve_db_target
-from mfm.store.records import (
-    STATUSES,
-    TERMINAL_STATUSES,
-    ConfigRecord,
-    DatasetSpecRecord,
-    MetricPoint,
-    RunRecord,
-)
-from mfm.store.repo import (
-    create_run,
-    delete_dataset_spec,
-    delete_run,
-    get_all_class_accuracy,
-    get_class_accuracy,
-    get_config,
-    get_dataset_spec,
-    get_epoch_series,
-    get_run,
-    get_step_series,
-    latest_metrics,
-    list_configs,
-    list_dataset_specs,
-    list_runs,
-    log_epoch,
-    log_step_metrics,
-    mark_finished,
-    mark_running,
-    metric_keys,
-    save_config,
-    save_dataset_spec,
-    update_run,
-)
-from mfm.store.schema import SCHEMA_VERSION
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = [
     "Database", "StoreError", "resolve_db_target", "SCHEMA_VERSION", "STATUSES",
@@ -52,3 +23,30 @@ __all__ = [
     "save_dataset_spec", "get_dataset_spec", "list_dataset_specs", "delete_dataset_spec",
     "save_config", "get_config", "list_configs",
 ]
+
+_SUBMODULES = {"repo", "queue", "migrate", "sweeps", "views", "records", "paths", "db",
+               "schema", "models", "hashing", "fsinfo"}
+_HOME = {
+    "Database": "db", "StoreError": "db", "resolve_db_target": "db",
+    "SCHEMA_VERSION": "schema",
+    "STATUSES": "records", "TERMINAL_STATUSES": "records", "RunRecord": "records",
+    "MetricPoint": "records", "DatasetSpecRecord": "records", "ConfigRecord": "records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"mfm.store.{name}")
+    if name in _HOME:
+        home = _HOME[name]
+    elif name in __all__:
+        home = "repo"
+    else:
+        raise AttributeError(f"module 'mfm.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"mfm.store.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

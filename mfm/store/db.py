@@ -21,13 +21,13 @@ from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mfm.store import migrate, schema
+from mfm.store.paths import SQLITE_HEADER, sqlite_file_problem
 from mfm.text import visible
 
 __all__ = ["Database", "StoreError", "resolve_db_target", "DEFAULT_DB", "SQLITE_HEADER",
            "BUSY_TIMEOUT_MS", "BUSY_TIMEOUT_MAX_MS"]
 
 DEFAULT_DB = "experiments.db"
-SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_MS = 30_000
 BUSY_TIMEOUT_MAX_MS = 2 ** 31 - 1  # SQLite keeps it in a C int
 # Marks the engine variant whose transactions only read (plain deferred BEGIN).
@@ -87,19 +87,10 @@ def _parse_target(target: str) -> tuple[URL, Path | None, str]:
 
 
 def _check_file(path: Path, shown: str) -> None:
-    """Refuse, before anything is created or written, what SQLite would choke on or damage."""
-    if path.is_dir():
-        raise StoreError(f"--db: '{shown}' is a directory, not a SQLite database")
-    if path.exists():
-        try:
-            with path.open("rb") as f:
-                head = f.read(len(SQLITE_HEADER))
-        except OSError as e:
-            raise StoreError(f"--db: cannot read '{shown}': {e.strerror}") from None
-        if head and head != SQLITE_HEADER:
-            raise StoreError(f"--db: '{shown}' is not a SQLite database")
-    elif not path.parent.is_dir():
-        raise StoreError(f"--db: directory '{path.parent}' does not exist (for '{shown}')")
+    """Refuse, before anything is created or written, what SQLite would choke on or damage
+    (the rule is mfm.store.paths', which the TUI also applies before its first frame)."""
+    if (problem := sqlite_file_problem(path, shown)) is not None:
+        raise StoreError(problem)
 
 
 def _on_read_only_fs(folder: Path) -> bool:

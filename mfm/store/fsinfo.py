@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from mfm.store.paths import sqlite_path
+
 __all__ = ["NETWORK_FS", "filesystem_type", "on_network_fs", "warn_if_network_fs"]
 
 NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "fuse.sshfs", "sshfs",
@@ -43,7 +45,7 @@ def warn_if_network_fs(db_target: str, stream: TextIO | None = None,
                        mounts_text: str | None = None) -> str | None:
     """Print one clear warning if a SQLite database file is on a network filesystem; return
     the filesystem type (None when local or not SQLite)."""
-    target = db_target[len("sqlite:///"):] if db_target.startswith("sqlite:///") else db_target
+    target = sqlite_path(db_target)
     if "://" in target:
         return None
     fs = on_network_fs(Path(target).resolve().parent, mounts_text)

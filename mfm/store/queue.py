@@ -22,7 +22,7 @@ from sqlalchemy import func, or_, select, update
 from mfm.store.db import Database
 from mfm.store.hashing import config_hash
 from mfm.store.models import Run, Worker
-from mfm.store.records import RunRecord
+from mfm.store.records import ACTIVE, RESUMABLE, WAITING, RunRecord
 from mfm.store.repo import _run_record
 
 __all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", "set_process",
@@ -30,8 +30,6 @@ __all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", 
            "upsert_worker", "worker_heartbeat", "stop_worker", "list_workers", "cancel_requested",
            "count_by_status"]
 
-ACTIVE = ("starting", "running")
-RESUMABLE = ("cancelled", "failed", "lost")
 
 
 class QueueError(ValueError):
@@ -144,7 +142,7 @@ def request_cancel(db: Database, run_id: int) -> str:
         run = session.get(Run, run_id, with_for_update=True)
         if run is None:
             raise QueueError(f"ID: no run {run_id}")
-        if run.status in ("queued", "created"):
+        if run.status in WAITING:
             session.execute(update(Run).where(Run.id == run_id).values(
                 status="cancelled", finished_at=now, cancel_requested_at=now))
             return "cancelled"
@@ -159,7 +157,7 @@ def request_resume(db: Database, run_id: int, *, to: str = "queued") -> RunRecor
     """Queue a cancelled, failed or lost run again, to continue from its last checkpoint.
     ``to="created"``: take it for this process instead (a foreground run that no supervisor
     may claim)."""
-    if to not in ("queued", "created"):
+    if to not in WAITING:
         raise ValueError(f"resume to queued or created, not {to!r}")
     with db.session_scope() as session:
         run = session.get(Run, run_id, with_for_update=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 from mfm.store import Database, RunRecord, repo
 from mfm.store.hashing import config_hash
+from mfm.store.records import LIVE
 from mfm.store.sweeps import runs_by_hash
 from mfm.sweeps.spec import Cell, SweepError, SweepSpec, expand
 from mfm.text import visible
@@ -29,7 +30,6 @@ __all__ = ["CellPlan", "SweepPlan", "plan_sweep", "resolve_base", "ACTIONS", "TO
 
 ACTIONS = ("reuse", "stale", "active", "resume", "failed", "new")
 TO_RUN = ("new", "resume")
-_ACTIVE = ("queued", "created", "starting", "running")
 _INTERRUPTED = ("cancelled", "lost")
 
 
@@ -180,7 +180,7 @@ def plan_sweep(db: Database, spec: SweepSpec, *, code_version: str | None,
         runs = found.get(h, [])
         done = [r for r in runs if r.status == "completed"]
         fresh = [r for r in done if r.code_version == code_version or code_version is None]
-        active = [r for r in runs if r.status in _ACTIVE]
+        active = [r for r in runs if r.status in LIVE]
         interrupted = [r for r in runs if r.status in _INTERRUPTED]
         failed = [r for r in runs if r.status == "failed"]
         run: RunRecord | None
