@@ -50,16 +50,15 @@ def time_variant(name: str, overrides: list[str], *, model_name: str, size: int,
                  device: torch.device) -> tuple[float, float]:
     method_name = name.split()[0]
     cfg = load_config(None, [f"method.name={method_name}", f"model.name={model_name}",
-                             f"train.batch_size={batch}", *overrides])
+                             f"train.batch_size={batch}", "train.epochs=100", *overrides])
     counts = [max(1, int(500 * (0.01 ** (c / (classes - 1))))) for c in range(classes)]
     torch.manual_seed(0)
-    method = create_method(cfg.method, counts, 100, run_config=cfg)
+    method = create_method(cfg, counts)
     model = create_model(model_name, num_classes=classes, in_channels=channels).to(device)
     x = torch.randn(batch, channels, size, size, device=device)
     y = torch.randint(0, classes, (batch,), device=device)
-    if hasattr(method, "attach"):
-        method.attach(model=model, meta_x=torch.randn(batch, channels, size, size, device=device),
-                      meta_y=torch.arange(batch, device=device) % classes, device=device)
+    method.attach(model=model, meta_x=torch.randn(batch, channels, size, size, device=device),
+                  meta_y=torch.arange(batch, device=device) % classes, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
                           weight_decay=5e-4, foreach=True)
     model.train()
@@ -95,10 +94,11 @@ def phases(*, model_name: str, size: int, channels: int, batch: int, classes: in
     from mfm.meta.bilevel import buffer_copies, virtual_step
 
     cfg = load_config(None, ["method.name=mfm", f"model.name={model_name}", "mfm.sites=bn",
-                             "mfm.modulator=free", f"train.batch_size={batch}"])
+                             "mfm.modulator=free", f"train.batch_size={batch}",
+                             "train.epochs=100"])
     counts = [max(1, int(500 * (0.01 ** (c / (classes - 1))))) for c in range(classes)]
     torch.manual_seed(0)
-    method = create_method(cfg.method, counts, 100, run_config=cfg)
+    method = create_method(cfg, counts)
     model = create_model(model_name, num_classes=classes, in_channels=channels)
     x, y = torch.randn(batch, channels, size, size), torch.randint(0, classes, (batch,))
     method.attach(model=model, meta_x=torch.randn(batch, channels, size, size),

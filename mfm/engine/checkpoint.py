@@ -1,50 +1,16 @@
-"""Checkpoints written atomically (temp file + fsync + rename), read with weights_only=True."""
+"""Checkpoints read with weights_only=True, and the RNG state they carry. They are written with
+:func:`mfm.atomic.save_atomic` (temp file + fsync + rename)."""
 
 from __future__ import annotations
 
-import io
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["save_atomic", "load_checkpoint", "capture_rng", "restore_rng"]
-
-
-def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """Write ``obj`` to ``path`` so that a reader sees the old file or the new one, never half.
-
-    The checkpoint is serialised in memory first and then written with plain ``os.write``
-    calls, so a full disk fails as an ``OSError`` (``ENOSPC``) naming the temporary file,
-    not as torch's ``unexpected pos`` error; the temporary file is removed and ``path``
-    keeps its previous content.
-    """
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    data = buf.getbuffer()  # no copy
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            try:
-                written = 0
-                while written < len(data):
-                    written += os.write(fd, data[written:])
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            if e.filename is None and e.errno:
-                raise OSError(e.errno, e.strerror or os.strerror(e.errno), tmp) from e
-            raise
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["load_checkpoint", "capture_rng", "restore_rng"]
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

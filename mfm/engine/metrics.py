@@ -6,13 +6,18 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "shot_groups", "group_accuracy"]
+__all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "shot_groups", "group_accuracy"]
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Counts[i, j] = how many samples of true class i were predicted as j (int64)."""
     idx = targets.long() * num_classes + preds.long()
     return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def accuracy(confusion: torch.Tensor) -> float:
+    """Overall accuracy (trace / total); 0.0 for an empty matrix."""
+    return float(confusion.diagonal().sum()) / max(int(confusion.sum()), 1)
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> list[float]:

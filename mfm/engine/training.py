@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from mfm.atomic import save_atomic
 from mfm.config import Config
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
-from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_atomic
+from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng
 from mfm.engine.divergence import Diverged, LossWatch, check_weights
-from mfm.engine.metrics import confusion_matrix, group_accuracy, per_class_accuracy, shot_groups
+from mfm.engine.metrics import (accuracy, confusion_matrix, group_accuracy, per_class_accuracy,
+                                shot_groups)
 from mfm.engine.schedule import make_scheduler
 from mfm.methods import Method, create_method
 from mfm.models import create_model
 
-__all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "build_model", "fit",
-           "train_one_epoch", "evaluate"]
+__all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "build_model",
+           "build_optimizer", "evaluate", "evaluate_all", "fit", "train_one_epoch"]
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -126,9 +128,60 @@ def evaluate(model: torch.nn.Module, method: Method,
                       confusion=conf.cpu())
 
 
+@dataclass
+class _Progress:
+    """Where training stands: what a checkpoint carries across a resume."""
+
+    start_epoch: int = 0
+    global_step: int = 0
+    best: dict[str, Any] | None = None
+    seconds: list[float] = field(default_factory=list)
+    restored: EpochResult | None = None  # the checkpointed epoch's result, announced again
+
+
+def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                           nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
+                           weight_decay=cfg.optim.weight_decay, foreach=True)
+
+
+def evaluate_all(model: torch.nn.Module, method: Method, data: Any,
+                 groups: dict[str, list[int]]) -> tuple[Evaluation, dict[str, float], list[float]]:
+    """Evaluate on the test set (and the validation set, if the data has one) and compute the
+    scores once: (test evaluation, {test_loss, acc, many/medium/few, [val_acc]}, per-class
+    test accuracy)."""
+    test = evaluate(model, method, data.test, data.num_classes)
+    class_acc = per_class_accuracy(test.confusion)
+    scores = {"test_loss": test.loss, "acc": accuracy(test.confusion),
+              **group_accuracy(class_acc, groups)}
+    if getattr(data, "val", None) is not None:
+        scores["val_acc"] = accuracy(evaluate(model, method, data.val, data.num_classes).confusion)
+    return test, scores, class_acc
+
+
 def _summary_entry(scalars: dict[str, float], epoch: int) -> dict[str, Any]:
     keep = ("acc", "many", "medium", "few", "test_loss", "val_acc")
     return {"epoch": epoch, **{k: scalars[k] for k in keep if k in scalars}}
+
+
+def _restore(path: Path | None, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: Any, method: Method, data: Any, device: torch.device) -> _Progress:
+    """Load ``last.pt`` into everything that trains; :class:`CheckpointMissing` without it."""
+    if path is None or not path.exists():
+        raise CheckpointMissing(path if path is not None else Path(LAST))
+    state = load_checkpoint(path, map_location=device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    method.load_state_dict(state["method"])
+    data.load_loader_state(state["loader"])
+    restore_rng(state["rng"])
+    restored = None
+    if state.get("result") is not None:  # checkpoints written before this key existed lack it
+        restored = EpochResult(epoch=state["epoch"], **state["result"])
+    return _Progress(start_epoch=state["epoch"] + 1, global_step=state["global_step"],
+                     best=state["best"], seconds=list(state.get("seconds", [])),
+                     restored=restored)
 
 
 def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | None = None,
@@ -139,7 +192,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     With ``resume=True`` and a ``last.pt`` in ``checkpoint_dir``, training continues after
     the last completed epoch with the optimiser, scheduler, method, data-order and RNG state
     it had, so the remaining epochs are the ones an uninterrupted run would have produced.
-    ``method_options`` go to a meta method's ``attach`` (e.g. ``modulator_path``).
+    ``method_options`` go to the method's ``attach`` (e.g. mfm's ``modulator_path``).
 
     ``resume=True`` requires ``checkpoint_dir/last.pt``: without it :class:`CheckpointMissing`
     is raised rather than training from scratch (which would write new epochs over the
@@ -152,111 +205,83 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     """
     cb = callbacks or Callbacks()
     epochs = cfg.train.epochs
-    method = create_method(cfg.method, data.train_counts, epochs, run_config=cfg)
+    method = create_method(cfg, data.train_counts)
     model = build_model(cfg, method, num_classes=data.num_classes, in_channels=data.in_channels,
                         device=device)
-    if hasattr(method, "attach"):  # meta methods take the balanced meta set
-        method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device,
-                      **(method_options or {}))
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                                nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
-                                weight_decay=cfg.optim.weight_decay, foreach=True)
+    method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device,
+                  **(method_options or {}))
+    optimizer = build_optimizer(cfg, model)
     scheduler = make_scheduler(optimizer, epochs=epochs, warmup_epochs=cfg.optim.warmup_epochs,
                                milestones=cfg.optim.milestones, decay=cfg.optim.lr_decay)
     groups = shot_groups(data.train_counts, cfg.train.many_threshold, cfg.train.few_threshold)
+    checkpoints = checkpoint_dir if checkpoint_dir is not None and cfg.train.checkpoint else None
 
-    start_epoch, global_step, best = 0, 0, None
-    restored: EpochResult | None = None
-    seconds: list[float] = []
-    last_path = checkpoint_dir / LAST if checkpoint_dir is not None else None
+    progress = _Progress()
     if resume:
-        if last_path is None or not last_path.exists():
-            raise CheckpointMissing(last_path if last_path is not None else Path(LAST))
-        state = load_checkpoint(last_path, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        method.load_state_dict(state["method"])
-        data.load_loader_state(state["loader"])
-        restore_rng(state["rng"])
-        start_epoch, global_step = state["epoch"] + 1, state["global_step"]
-        best = state["best"]
-        seconds = list(state.get("seconds", []))
-        if state.get("result") is not None:  # checkpoints written before this key existed lack it
-            restored = EpochResult(epoch=state["epoch"], **state["result"])
-
+        progress = _restore(checkpoint_dir / LAST if checkpoint_dir is not None else None,
+                            model=model, optimizer=optimizer, scheduler=scheduler,
+                            method=method, data=data, device=device)
     cb.on_start(StartInfo(
         device=str(device), split_hash=data.split_hash, classes=list(data.classes),
         train_counts=list(data.train_counts), meta_counts=list(data.meta_counts),
-        test_counts=list(data.test_counts), epochs=epochs, start_epoch=start_epoch,
+        test_counts=list(data.test_counts), epochs=epochs, start_epoch=progress.start_epoch,
         steps_per_epoch=len(data.train), num_parameters=sum(p.numel() for p in model.parameters())))
-    if restored is not None:
-        cb.on_epoch_restored(restored)
+    if progress.restored is not None:
+        cb.on_epoch_restored(progress.restored)
 
-    final_eval: Evaluation | None = None
-    final_scalars: dict[str, float] = {}
-    for epoch in range(start_epoch, epochs):
+    final: tuple[Evaluation, dict[str, float]] | None = None
+    for epoch in range(progress.start_epoch, epochs):
         cb.on_epoch_start(epoch)
         t0 = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, global_step = train_one_epoch(
-            model, method, optimizer, data.train, epoch=epoch, global_step=global_step,
+        train_loss, progress.global_step = train_one_epoch(
+            model, method, optimizer, data.train, epoch=epoch, global_step=progress.global_step,
             log_every=cfg.train.log_every, callbacks=cb)
         # never evaluate, checkpoint or record non-finite weights (a last step that overflowed)
-        check_weights(model, epoch=epoch, step=global_step)
+        check_weights(model, epoch=epoch, step=progress.global_step)
         cb.on_train_end(epoch)
         scheduler.step()
-        if hasattr(method, "on_epoch_end"):
-            method.on_epoch_end(epoch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - t0
-        seconds.append(train_seconds)
-        ev = evaluate(model, method, data.test, data.num_classes)
-        class_acc = per_class_accuracy(ev.confusion)
-        total = int(ev.confusion.sum())
-        scalars = {"train_loss": train_loss, "test_loss": ev.loss, "lr": lr,
-                   "acc": float(ev.confusion.diagonal().sum()) / max(total, 1),
-                   "epoch_seconds": train_seconds,
-                   **group_accuracy(class_acc, groups)}
-        if getattr(data, "val", None) is not None:
-            vconf = evaluate(model, method, data.val, data.num_classes).confusion
-            scalars["val_acc"] = float(vconf.diagonal().sum()) / max(int(vconf.sum()), 1)
-        is_best = best is None or scalars["acc"] > best["acc"]
+        progress.seconds.append(train_seconds)
+
+        test, scores, class_acc = evaluate_all(model, method, data, groups)
+        scalars = {"train_loss": train_loss, "lr": lr, "epoch_seconds": train_seconds, **scores}
+        is_best = progress.best is None or scalars["acc"] > progress.best["acc"]
         if is_best:
-            best = _summary_entry(scalars, epoch)
-        final_eval, final_scalars = ev, scalars
+            progress.best = _summary_entry(scalars, epoch)
+        final = test, scalars
         result = EpochResult(epoch=epoch, scalars=scalars, class_acc=class_acc, is_best=is_best)
-        if checkpoint_dir is not None and cfg.train.checkpoint:
+        if checkpoints is not None:
             # the checkpoint carries the epoch's result: a kill between this write and the
             # store's record below is mended on resume (on_epoch_restored)
             save_atomic({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "method": method.state_dict(),
                 "loader": data.loader_state(), "rng": capture_rng(), "epoch": epoch,
-                "global_step": global_step, "best": best, "seconds": seconds,
+                "global_step": progress.global_step, "best": progress.best,
+                "seconds": progress.seconds,
                 "result": {"scalars": scalars, "class_acc": class_acc, "is_best": is_best},
-            }, checkpoint_dir / LAST)
+            }, checkpoints / LAST)
             if is_best:
-                save_atomic({"model": model.state_dict(), "epoch": epoch}, checkpoint_dir / BEST)
+                save_atomic({"model": model.state_dict(), "epoch": epoch}, checkpoints / BEST)
         cb.on_epoch(result)
 
-    if final_eval is None:  # resumed a run whose every epoch was already done
-        final_eval = evaluate(model, method, data.test, data.num_classes)
-        class_acc = per_class_accuracy(final_eval.confusion)
-        total = int(final_eval.confusion.sum())
-        final_scalars = {"acc": float(final_eval.confusion.diagonal().sum()) / max(total, 1),
-                         **group_accuracy(class_acc, groups)}
+    if final is None:  # resumed a run whose every epoch was already done
+        test, scores, _ = evaluate_all(model, method, data, groups)
+        final = test, scores
+    test, scalars = final
+    seconds = progress.seconds
     summary = {
-        "final": _summary_entry(final_scalars, epochs - 1),
-        "best": best,
+        "final": _summary_entry(scalars, epochs - 1),
+        "best": progress.best,
         "epochs": epochs,
         "seconds_per_epoch": (sum(seconds) / len(seconds)) if seconds else None,
         "device": str(device),
         "groups": {k: v for k, v in groups.items()},
     }
-    confusion = final_eval.confusion.tolist()
-    if hasattr(method, "on_fit_end"):
-        method.on_fit_end(checkpoint_dir)
+    confusion = test.confusion.tolist()
+    method.on_fit_end(checkpoint_dir)
     cb.on_end(summary, confusion)
     return FitResult(summary=summary, confusion=confusion)

@@ -23,13 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Modulator", "ModContext", "SITE_CHOICES", "site_selection", "LABEL_DEPENDENT"]
-
-SITE_CHOICES = ("penultimate", "stage", "bn")
-
-
-def LABEL_DEPENDENT(source: str, inputs: str) -> bool:  # noqa: N802 (reads as a predicate)
-    return source == "free_per_class" or (source == "network" and inputs == "loss_freq")
+__all__ = ["Modulator", "ModContext", "site_selection"]
 
 
 def site_selection(all_sites: dict[str, tuple[str, int]], sites: str) -> dict[str, int]:

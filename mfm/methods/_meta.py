@@ -20,16 +20,14 @@ class MetaMethod(Method):
     """Base of the meta methods. Subclasses build ``self.meta_module`` in ``build`` and
     implement ``training_step``. ``self.opts`` is their config section."""
 
-    needs_run_config = True
     opts: Any
 
-    def __init__(self, cfg, class_counts, epochs, *, run_config):
-        super().__init__(cfg, class_counts, epochs)
-        self.run_config = run_config
-        self.base_lr = run_config.optim.lr
-        self.weight_decay = run_config.optim.weight_decay
-        self.meta_batch = run_config.train.batch_size
-        self.log_every = run_config.train.log_every
+    def __init__(self, config, class_counts):
+        super().__init__(config, class_counts)
+        self.base_lr = config.optim.lr
+        self.weight_decay = config.optim.weight_decay
+        self.meta_batch = config.train.batch_size
+        self.log_every = config.train.log_every
         self.last_meta_loss: torch.Tensor | None = None
         self.meta_module: nn.Module | None = None
         self.meta_optimizer: torch.optim.Optimizer | None = None
@@ -48,7 +46,7 @@ class MetaMethod(Method):
         if self.opts.meta_batch_size:
             self.meta_batch = self.opts.meta_batch_size
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(self.run_config.seed + 7919)
+        self.generator.manual_seed(self.config.seed + 7919)
         self.virtual_names = select_virtual(model, self.opts.virtual_params)
         self.meta_module = self.build(model).to(device)
         params = [p for p in self.meta_module.parameters() if p.requires_grad]
@@ -115,8 +113,7 @@ class MetaMethod(Method):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"].cpu() if self.device.type == "cpu"
-                                 else state["generator"].cpu())
+        self.generator.set_state(state["generator"].cpu())
         if self.meta_module is not None and "meta_module" in state:
             self.meta_module.load_state_dict(state["meta_module"])
         if self.meta_optimizer is not None and "meta_optimizer" in state:

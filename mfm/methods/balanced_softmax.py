@@ -17,8 +17,8 @@ from .registry import register_method
 
 @register_method("balanced_softmax")
 class BalancedSoftmax(Method):
-    def __init__(self, cfg, class_counts, epochs):
-        super().__init__(cfg, class_counts, epochs)
+    def __init__(self, config, class_counts):
+        super().__init__(config, class_counts)
         total = sum(self.class_counts)
         self.log_prior = [math.log(n / total) for n in self.class_counts]
 

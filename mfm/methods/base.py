@@ -1,17 +1,20 @@
 """The Method base class: a training loss plus a default training step.
 
-A method is built as ``Method(cfg, class_counts, epochs)`` from the run's ``MethodConfig``, the
-per-class training counts (all >= 1) and the number of epochs. ``epoch`` arguments are 0-based.
+A method is built as ``Method(config, class_counts)`` from the run's whole ``Config`` (``cfg`` is
+its method section, ``epochs`` its ``train.epochs``) and the per-class training counts (all >= 1).
+``epoch`` arguments are 0-based. The engine calls every hook below on every method; the base
+versions do nothing, so a method overrides only what it needs.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from mfm.config import MethodConfig
+from mfm.config import Config
 
 __all__ = ["Method", "check_counts"]
 
@@ -38,14 +41,27 @@ class Method:
     name: str = "base"
     classifier: str = "linear"
 
-    def __init__(self, cfg: MethodConfig, class_counts: Sequence[int], epochs: int):
+    def __init__(self, config: Config, class_counts: Sequence[int]):
+        epochs = config.train.epochs
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1 (got {epochs!r})")
-        self.cfg = cfg
+        self.config = config
+        self.cfg = config.method
         self.class_counts = check_counts(class_counts)
         self.num_classes = len(self.class_counts)
         self.epochs = epochs
         self._cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+
+    # -- set-up and end, called by the engine ---------------------------------------------------
+    def attach(self, *, model: nn.Module, meta_x: torch.Tensor, meta_y: torch.Tensor,
+               device: torch.device, **options: Any) -> None:
+        """Called once the model is built (and on ``device``), before any step: meta methods
+        take the model and the balanced meta set here. ``options`` are the run's method
+        options (``fit(method_options=...)``, e.g. mfm's ``modulator_path``)."""
+
+    def on_fit_end(self, checkpoint_dir: Path | None) -> None:
+        """Called once training ended (not for a stopped or failed run): a method writes its
+        own files to ``checkpoint_dir`` here (MFM: the modulator, for transfer)."""
 
     # -- the loss -------------------------------------------------------------------------------
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:

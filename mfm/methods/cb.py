@@ -37,9 +37,9 @@ def class_balanced_weights(class_counts: Sequence[int], beta: float) -> list[flo
 
 @register_method("cb")
 class ClassBalanced(Method):
-    def __init__(self, cfg, class_counts, epochs):
-        super().__init__(cfg, class_counts, epochs)
-        self.class_weights = class_balanced_weights(self.class_counts, cfg.cb_beta)
+    def __init__(self, config, class_counts):
+        super().__init__(config, class_counts)
+        self.class_weights = class_balanced_weights(self.class_counts, self.cfg.cb_beta)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
         if self.cfg.cb_loss == "focal":

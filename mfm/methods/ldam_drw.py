@@ -34,12 +34,12 @@ def ldam_margins(class_counts, max_margin: float) -> list[float]:
 class LDAMDRW(Method):
     classifier = "cosine"
 
-    def __init__(self, cfg, class_counts, epochs):
-        super().__init__(cfg, class_counts, epochs)
-        self.margins = ldam_margins(self.class_counts, cfg.ldam_max_margin)
-        self.drw_weights = class_balanced_weights(self.class_counts, cfg.cb_beta)
+    def __init__(self, config, class_counts):
+        super().__init__(config, class_counts)
+        self.margins = ldam_margins(self.class_counts, self.cfg.ldam_max_margin)
+        self.drw_weights = class_balanced_weights(self.class_counts, self.cfg.cb_beta)
         # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 at epoch 29.
-        self.drw_epoch = math.floor(cfg.drw_start * epochs + 1e-9)
+        self.drw_epoch = math.floor(self.cfg.drw_start * self.epochs + 1e-9)
 
     def reweighting(self, epoch: int) -> bool:
         """Whether the deferred class-balanced weights are on at this (0-based) epoch."""

@@ -16,22 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfm.atomic import save_atomic, write_json_atomic
 from mfm.meta.bilevel import bilevel_update, functional_forward
 from mfm.meta.modulation import ModContext, Modulator, site_selection
 
 from ._meta import MetaMethod
 from .registry import register_method
+from .transfer import (DESCRIPTION_FILE, MODULATOR_FILE, MODULATOR_KIND, ModulatorFileError,
+                       check_transfer, file_description)
 
 __all__ = ["MetaFeatureModulator", "ModulatorFileError", "check_transfer", "expected_describe",
-           "load_modulator_file",
-           "MODULATOR_FILE", "MODULATOR_KIND"]
-
-MODULATOR_FILE = "modulator.pt"
-MODULATOR_KIND = "mfm-modulator/1"
-
-
-class ModulatorFileError(ValueError):
-    """A modulator checkpoint that cannot be used (one line, names mfm.modulator_from)."""
+           "load_modulator_file", "DESCRIPTION_FILE", "MODULATOR_FILE", "MODULATOR_KIND"]
 
 
 def load_modulator_file(path: str | Path) -> dict[str, Any]:
@@ -56,36 +51,11 @@ def expected_describe(model_sites: dict[str, tuple[str, int]], opts) -> dict[str
             "base_loss": opts.base_loss}
 
 
-def check_transfer(state: dict[str, Any], want: dict[str, Any]) -> None:
-    """Raise ModulatorFileError unless the saved modulator fits a run that wants ``want``."""
-    saved = state["describe"]
-    for k in ("form", "source", "inputs"):
-        if saved[k] != want[k]:
-            raise ModulatorFileError(f"mfm.modulator_from: the saved modulator has mfm."
-                                     f"{'modulator' if k == 'source' else k}={saved[k]!r}, "
-                                     f"this run asks for {want[k]!r}")
-    # A loss/frequency network reads each sample's loss under the run's base loss; files written
-    # before the key was recorded were trained when ce was the only default.
-    saved_loss = saved.get("base_loss", "ce")
-    if (want["source"] == "network" and want["inputs"] == "loss_freq"
-            and saved_loss != want["base_loss"]):
-        raise ModulatorFileError(
-            f"mfm.modulator_from: the saved modulator reads the loss of mfm.base_loss="
-            f"{saved_loss}, this run asks for {want['base_loss']} "
-            f"(set mfm.base_loss={saved_loss})")
-    shapes = lambda d: ", ".join(f"{n}:{c}" for n, c in d.items())  # noqa: E731
-    same_names = list(saved["sites"]) == list(want["sites"])
-    if not same_names or (want["inputs"] == "features" and saved["sites"] != want["sites"]):
-        raise ModulatorFileError(
-            f"mfm.modulator_from: site/channel mismatch: the saved modulator has "
-            f"[{shapes(saved['sites'])}], this model has [{shapes(want['sites'])}]")
-
-
 @register_method("mfm")
 class MetaFeatureModulator(MetaMethod):
-    def __init__(self, cfg, class_counts, epochs, *, run_config):
-        super().__init__(cfg, class_counts, epochs, run_config=run_config)
-        self.opts = run_config.mfm
+    def __init__(self, config, class_counts):
+        super().__init__(config, class_counts)
+        self.opts = config.mfm
         total = sum(self.class_counts)
         self.log_prior = [math.log(n / total) for n in self.class_counts]
         self.ctx = ModContext()
@@ -114,7 +84,7 @@ class MetaFeatureModulator(MetaMethod):
     def resolved_modulator_path(self) -> str:
         """``mfm.modulator_from`` as a file path (a run id is resolved by the caller, which
         sets ``modulator_path``)."""
-        return getattr(self, "modulator_path", None) or self.opts.modulator_from
+        return self.modulator_path or self.opts.modulator_from
 
     def _load_transfer(self, modulator: Modulator, path: str) -> None:
         state = load_modulator_file(path)
@@ -216,12 +186,15 @@ class MetaFeatureModulator(MetaMethod):
 
     # -- transfer --------------------------------------------------------------------------------
     def on_fit_end(self, checkpoint_dir: Path | None) -> None:
-        """A finished run with a modulator network saves it for transfer."""
+        """A finished run with a modulator network saves it for transfer: ``modulator.pt`` and,
+        written after it, its description ``modulator.json`` (read when a transfer is queued)."""
         if checkpoint_dir is None or self.opts.modulator != "network" or self.meta_module is None:
             return
-        from mfm.engine.checkpoint import save_atomic
-
-        save_atomic({"kind": MODULATOR_KIND, "describe": self.meta_module.describe(),
-                     "hidden": self.opts.hidden,
+        describe = self.meta_module.describe()
+        save_atomic({"kind": MODULATOR_KIND, "describe": describe, "hidden": self.opts.hidden,
                      "state": {k: v.cpu() for k, v in self.meta_module.state_dict().items()}},
                     Path(checkpoint_dir) / MODULATOR_FILE)
+        write_json_atomic(file_description(describe, model=self.config.model.name,
+                                           sites=self.opts.sites, hidden=self.opts.hidden,
+                                           num_classes=self.num_classes),
+                          Path(checkpoint_dir) / DESCRIPTION_FILE)

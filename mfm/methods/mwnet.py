@@ -31,9 +31,9 @@ class WeightNet(nn.Module):
 
 @register_method("mwnet")
 class MetaWeightNet(MetaMethod):
-    def __init__(self, cfg, class_counts, epochs, *, run_config):
-        super().__init__(cfg, class_counts, epochs, run_config=run_config)
-        self.opts = run_config.mwnet
+    def __init__(self, config, class_counts):
+        super().__init__(config, class_counts)
+        self.opts = config.mwnet
 
     def build(self, model: nn.Module) -> nn.Module:
         return WeightNet(self.opts.hidden)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
-from mfm.config import METHOD_NAMES, MethodConfig
+from mfm.config import METHOD_NAMES, Config
 
 from .base import Method
 
 __all__ = ["create_method", "list_methods", "register_method"]
 
 _METHODS: dict[str, type[Method]] = {}
-_NOT_METHODS = {"base", "registry"}
+_NOT_METHODS = {"base", "registry", "transfer"}
 M = TypeVar("M", bound=type[Method])
 
 
@@ -42,19 +42,15 @@ def list_methods() -> list[str]:
     return sorted(_METHODS, key=lambda n: (order.get(n, len(order)), n))
 
 
-def create_method(cfg: MethodConfig, class_counts: Sequence[int], epochs: int,
-                  run_config: Any = None) -> Method:
-    """Build the method ``cfg.name`` for these per-class training counts and epoch count.
-    Methods with a config section of their own (mfm, mwnet) read it from ``run_config``."""
+def create_method(config: Config, class_counts: Sequence[int]) -> Method:
+    """Build the method ``config.method.name`` of the run ``config`` (its method section, the
+    epoch count and, for mfm and mwnet, their own sections) for these per-class training
+    counts."""
     _load_builtin()
-    if cfg.name not in _METHODS:
-        raise ValueError(f"unknown method {cfg.name!r}; available: {', '.join(list_methods())}")
-    cls = _METHODS[cfg.name]
-    if getattr(cls, "needs_run_config", False):
-        if run_config is None:
-            raise ValueError(f"method {cfg.name!r} needs the run config (its own section)")
-        return cls(cfg, class_counts, epochs, run_config=run_config)
-    return cls(cfg, class_counts, epochs)
+    name = config.method.name
+    if name not in _METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(list_methods())}")
+    return _METHODS[name](config, class_counts)
 
 
 def _load_builtin() -> None:

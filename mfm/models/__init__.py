@@ -2,7 +2,7 @@
 
 from .registry import create_model, list_models, register_model
 from .sites import ModulationSite, list_sites, set_modulation
-from .resnet import CifarResNet, NormedLinear  # noqa: E402  (registers the built-in models)
+from .resnet import CifarResNet, NormedLinear  # after the registry: registers the ResNets
 
 __all__ = ["CifarResNet", "ModulationSite", "NormedLinear", "create_model", "list_models",
            "list_sites", "register_model", "set_modulation"]

@@ -1,7 +1,9 @@
 """Model registry: ``@register_model(name)`` on a factory, ``create_model(name, ...)`` to build.
 
 A factory takes keyword arguments ``num_classes``, ``in_channels`` and ``classifier`` and
-returns an ``nn.Module`` on the CPU; the caller moves it to a device.
+returns an ``nn.Module`` on the CPU; the caller moves it to a device. This module holds only the
+table and the decorator; model modules (``resnet``) register into it, and ``mfm.models``
+imports them after it, so the table is full once the package is imported.
 """
 
 from __future__ import annotations
@@ -27,20 +29,15 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 def list_models() -> list[str]:
     """Registered model names, in registration order."""
-    _load_builtin()
     return list(_MODELS)
 
 
 def create_model(name: str, *, num_classes: int, in_channels: int = 3,
                  classifier: str = "linear") -> nn.Module:
     """Build model ``name`` with a ``linear`` or ``cosine`` classifier (on the CPU)."""
-    _load_builtin()
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(_MODELS)}")
     if classifier not in ("linear", "cosine"):
         raise ValueError(f"classifier must be linear | cosine (got {classifier!r})")
     return _MODELS[name](num_classes=num_classes, in_channels=in_channels, classifier=classifier)
 
-
-def _load_builtin() -> None:
-    from . import resnet  # noqa: F401  (registers the CIFAR ResNets)

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if rec is None:
         print(f"no run {args.run_id} in {args.db}", file=sys.stderr)
         return 2
-    repo.update_run(db, args.run_id, checkpoint_dir=args.checkpoint_dir)
+    if rec.checkpoint_dir != args.checkpoint_dir:  # queued elsewhere (another runs folder)
+        repo.update_run(db, args.run_id, checkpoint_dir=args.checkpoint_dir)
     try:
         options = method_options(db, rec.config)
     except PreflightError as e:

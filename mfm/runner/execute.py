@@ -92,7 +92,7 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     from mfm.data import build_data
     from mfm.engine import (CheckpointMissing, Diverged, RunStopped, fit, resolve_device,
                             seed_everything)
-    from mfm.engine.fit import LAST
+    from mfm.engine.training import LAST
 
     rec = repo.get_run(db, run_id)
     if rec is None:
@@ -139,12 +139,7 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
         _flush_quietly(sink)
         reason = one_line(f"{type(e).__name__}: {e}")
         return _record_end(db, run_id, Outcome("failed", None, err, reason=reason))
-    try:
-        _retry(lambda: repo.update_run(db, run_id, summary=result.summary))
-    except StoreError as e:
-        line = one_line(f"training completed but its summary could not be recorded ({e}); "
-                        f"mfm resume {run_id} records it from the last checkpoint")
-        return _record_end(db, run_id, Outcome("failed", result.summary, line, reason=line))
+    # the summary and confusion matrix were recorded by the sink's on_end, inside fit
     return _record_end(db, run_id, Outcome("completed", result.summary, None))
 
 

@@ -1,7 +1,7 @@
 """Queueing runs: the one path `mfm run` and mfm-tui both take.
 
-Every config is checked (data present, transfer source resolvable, slot wish possible) before
-any is queued; each run is enqueued with its resolved config and the code version frozen, and
+Every config is checked (data present, transfer source resolvable and fitting, slot wish
+possible) before any is queued, without loading torch (the caller may be mfm-tui); each run is enqueued with its resolved config and the code version frozen, and
 gets its checkpoint folder. Starting a supervisor is a separate step (:func:`ensure_supervisor`)
 so a caller can queue many runs and start one supervisor.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from mfm.runner.launch import (SlotWishError, check_slot_wish, code_version, serving,
                                serving_slots, start_detached_supervisor)
-from mfm.runner.preflight import PreflightError, check_data, method_options
+from mfm.runner.preflight import PreflightError, check_data, check_modulator
 
 __all__ = ["SubmitError", "submit_runs", "ensure_supervisor", "DEFAULT_SUPERVISOR_ARGS"]
 
@@ -37,7 +37,7 @@ def submit_runs(db: Any, *, db_target: str, runs_root: Path, configs: Sequence[A
         wish = check_slot_wish(slot, serving_slots(db, db_target, runs_root))
         for cfg in configs:
             check_data(cfg)
-            method_options(db, cfg)
+            check_modulator(db, cfg)
     except (SlotWishError, PreflightError) as e:
         raise SubmitError(str(e)) from None
     version = code_version()
@@ -47,6 +47,8 @@ def submit_runs(db: Any, *, db_target: str, runs_root: Path, configs: Sequence[A
                                    name=name, code_version=version,
                                    dataset_spec_id=dataset_spec_id, config_id=config_id,
                                    want_slot=wish or None)
+        # the run's folder is recorded here, once; a run process given another one (a
+        # supervisor with another runs folder) records that instead
         repo.update_run(db, run_id, checkpoint_dir=str(runs_root / str(run_id)))
         ids.append(run_id)
     return ids

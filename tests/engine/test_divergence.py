@@ -26,7 +26,7 @@ from mfm.store import Database, repo
 CPU = torch.device("cpu")
 TINY = ["model.name=resnet_tiny", "train.epochs=2", "device=cpu", "train.batch_size=64"]
 NAN = float("nan")
-fit_module = importlib.import_module("mfm.engine.fit")  # mfm.engine.fit the name is the function
+fit_module = importlib.import_module("mfm.engine.training")
 
 
 def tiny(*overrides: str):
@@ -186,7 +186,7 @@ def test_off_the_cpu_the_loss_is_read_only_on_logging_steps_and_at_epoch_end(mon
     monkeypatch.setattr(Watch, "check", lambda self, *, epoch: (checks.append(self._seen.item()),
                                                                 real_check(self, epoch=epoch)))
     cfg, data = tiny()
-    method = create_method(cfg.method, data.train_counts, 2, run_config=cfg)
+    method = create_method(cfg, data.train_counts)
     model = fit_module.build_model(cfg, method, num_classes=data.num_classes,
                                    in_channels=data.in_channels, device=CPU)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)

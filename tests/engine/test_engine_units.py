@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng, save_atomic
+from mfm.atomic import save_atomic
+from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng
 from mfm.engine.metrics import confusion_matrix, group_accuracy, per_class_accuracy, shot_groups
 from mfm.engine.schedule import lr_factor, make_scheduler, milestone_epochs
 

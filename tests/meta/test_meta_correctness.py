@@ -17,9 +17,9 @@ LR = 0.1
 
 def make(name: str, overrides: list[str], dtype=torch.float64, seed: int = 0):
     cfg = load_config(None, [f"method.name={name}", "model.name=resnet_tiny",
-                             "train.batch_size=11", *overrides])
+                             "train.batch_size=11", "train.epochs=4", *overrides])
     torch.manual_seed(seed)
-    method = create_method(cfg.method, COUNTS, 4, run_config=cfg)
+    method = create_method(cfg, COUNTS)
     model = create_model("resnet_tiny", num_classes=3, in_channels=1).to(dtype)
     y = torch.tensor(sum(([c] * n for c, n in enumerate(COUNTS)), []))
     x = torch.randn(len(y), 1, 8, 8, dtype=dtype)
@@ -106,9 +106,10 @@ def test_hypergradient_matches_finite_differences(name, overrides):
 ])
 def test_mfm_before_meta_start_equals_its_base_loss_exactly(base, overrides):
     def run(name, extra):
-        cfg = load_config(None, [f"method.name={name}", "model.name=resnet_tiny", *extra])
+        cfg = load_config(None, [f"method.name={name}", "model.name=resnet_tiny", "train.epochs=4",
+                                 *extra])
         torch.manual_seed(0)
-        method = create_method(cfg.method, COUNTS, 4, run_config=cfg)
+        method = create_method(cfg, COUNTS)
         model = create_model("resnet_tiny", num_classes=3, in_channels=1)
         if name == "mfm":
             method.attach(model=model, meta_x=torch.randn(6, 1, 8, 8),

@@ -8,8 +8,9 @@ import torch
 from mfm.config import load_config
 from mfm.data import build_data
 from mfm.engine import Recorder, fit
-from mfm.methods.mfm import (MODULATOR_FILE, ModulatorFileError, check_transfer,
-                             expected_describe, load_modulator_file)
+from mfm.methods.mfm import (DESCRIPTION_FILE, MODULATOR_FILE, ModulatorFileError,
+                             check_transfer, expected_describe, load_modulator_file)
+from mfm.methods.transfer import check_description, read_description
 from mfm.models import create_model
 
 CPU = torch.device("cpu")
@@ -34,6 +35,11 @@ def test_round_trip(tmp_path):
     path = src / MODULATOR_FILE
     saved = load_modulator_file(path)
     assert saved["describe"]["sites"] == {"penultimate": 16}
+    # beside it, the description a transfer is checked against when it is queued (no torch)
+    desc = read_description(src / DESCRIPTION_FILE)
+    assert desc["describe"] == saved["describe"] and desc["hidden"] == saved["hidden"]
+    assert (desc["model"], desc["site_kind"], desc["num_classes"]) == ("resnet_tiny",
+                                                                       "penultimate", 10)
     assert any("meta_loss" in v for _, _, v in rec.steps)
     assert any(k.startswith("mod/penultimate/gamma_mean") for _, _, v in rec.steps for k in v)
     # the trained modulator is no longer the identity
@@ -44,6 +50,7 @@ def test_round_trip(tmp_path):
         "method.name=mfm", f"mfm.modulator_from={path}", "data.meta_per_class=0",
         "data.imbalance_factor=20", "data.seed=3", "model.name=resnet8"])
     assert cfg2.mfm.freeze_modulator
+    check_description(desc, cfg2.mfm)
     assert not any("meta_loss" in v for _, _, v in rec2.steps)  # no meta step happened
     reloaded = load_modulator_file(dst / MODULATOR_FILE)
     for k, v in saved["state"].items():

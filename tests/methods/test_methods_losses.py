@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mfm.config import MethodConfig
+from mfm.config import Config, MethodConfig, TrainConfig
 from mfm.methods import create_method
 from mfm.methods.cb import class_balanced_weights
 from mfm.methods.ldam_drw import ldam_margins
@@ -29,7 +29,8 @@ def _ce(row, k):
 
 
 def _mk(name, counts=COUNTS, epochs=10, **kw):
-    return create_method(MethodConfig(name=name, **kw), counts, epochs)
+    cfg = Config(method=MethodConfig(name=name, **kw), train=TrainConfig(epochs=epochs))
+    return create_method(cfg, counts)
 
 
 def _loss(method, epoch=0, logits=LOGITS, targets=TARGETS):

@@ -17,12 +17,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import mfm.engine.checkpoint as checkpoint_module
+import mfm.atomic as atomic_module
 import mfm.runner.execute as execute_module
 from mfm.cli.main import cli
 from mfm.config import config_to_dict, load_config
 from mfm.engine import Callbacks
-from mfm.engine.checkpoint import load_checkpoint, save_atomic
+from mfm.atomic import save_atomic
+from mfm.engine.checkpoint import load_checkpoint
 from mfm.runner.execute import execute_run
 from mfm.runner.sink import StoreSink
 from mfm.runner.supervisor import Supervisor
@@ -53,7 +54,7 @@ def test_save_atomic_on_a_full_disk_names_it_and_keeps_the_old_file(tmp_path, mo
     fake = types.SimpleNamespace(**{k: getattr(real, k) for k in dir(real)
                                     if not k.startswith("__")})
     fake.write = write
-    monkeypatch.setattr(checkpoint_module, "os", fake)
+    monkeypatch.setattr(atomic_module, "os", fake)
     with pytest.raises(OSError) as caught:
         save_atomic({"epoch": 1, "w": torch.zeros(1000)}, path)
     e = caught.value
@@ -183,7 +184,7 @@ def test_records_that_cannot_be_written_any_more_say_so_and_a_supervisor_marks_i
                          clock=lambda: rec.heartbeat_at + 61)
         sup.watch()
         rec = repo.get_run(db, 1)
-    assert rec.status == "lost" and f"mfm resume 1" in rec.error
+    assert rec.status == "lost" and "mfm resume 1" in rec.error
 
 
 # -- resume without a checkpoint ------------------------------------------------------------
