@@ -31,7 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base", "SchemaInfo", "DatasetSpec", "Config", "Run", "StepMetric", "EpochMetric",
-    "ClassMetric", "LatestMetric", "Worker", "Sweep", "SweepCell", "BigInt",
+    "ClassMetric", "LatestMetric", "Worker", "Sweep", "SweepCell", "RunTag", "BigInt",
 ]
 
 NAMING_CONVENTION = {
@@ -124,6 +124,9 @@ class Run(Base):
     want_slot: Mapped[str | None] = mapped_column(String)
     # v4: sha256 of the resolved config (canonical JSON): how a sweep finds a finished run
     config_hash: Mapped[str | None] = mapped_column(String, index=True)
+    # revision 0002: a free-text note, and the host a queued run asks for (None = any)
+    note: Mapped[str | None] = mapped_column(Text)
+    want_host: Mapped[str | None] = mapped_column(String)
 
 
 class StepMetric(Base):
@@ -223,3 +226,13 @@ class SweepCell(Base):
     seed: Mapped[int] = mapped_column(BigInt)
     run_id: Mapped[int | None] = mapped_column(
         BigInt, ForeignKey("runs.id", ondelete="SET NULL"), index=True)
+
+
+class RunTag(Base):
+    """Revision 0002: one tag of a run (``mfm tag``); the runs screen filters on them."""
+
+    __tablename__ = "run_tags"
+    __table_args__ = (PrimaryKeyConstraint("run_id", "tag"),)
+
+    run_id: Mapped[int] = mapped_column(BigInt, ForeignKey("runs.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String, index=True)

@@ -49,6 +49,9 @@ class RunRecord:
     code_version: str | None = None
     want_slot: str | None = None
     latest: dict[str, float] = field(default_factory=dict)
+    note: str | None = None
+    tags: tuple[str, ...] = ()
+    want_host: str | None = None
 
     @property
     def method(self) -> str:

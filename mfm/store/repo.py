@@ -31,6 +31,7 @@ from mfm.store.models import (
     EpochMetric,
     LatestMetric,
     Run,
+    RunTag,
     StepMetric,
 )
 from mfm.store.records import (
@@ -42,7 +43,7 @@ from mfm.store.records import (
     RunRecord,
     check_status,
 )
-from mfm.text import check_name
+from mfm.text import check_name, visible
 
 __all__ = [
     "STATUSES", "TERMINAL_STATUSES", "UPDATABLE_RUN_FIELDS",
@@ -142,7 +143,7 @@ def _latest_by_run(session: Session, run_ids: Any) -> dict[int, dict[str, float]
 
 
 def _run_record(run: Run, latest: dict[str, float] | None = None, *,
-                confusion: bool = True) -> RunRecord:
+                confusion: bool = True, tags: Sequence[str] = ()) -> RunRecord:
     return RunRecord(
         id=run.id, name=run.name, status=run.status, created_at=run.created_at,
         started_at=run.started_at, finished_at=run.finished_at, host=run.host, pid=run.pid,
@@ -156,7 +157,18 @@ def _run_record(run: Run, latest: dict[str, float] | None = None, *,
         queued_at=run.queued_at, slot=run.slot, proc_start=run.proc_start,
         cancel_requested_at=run.cancel_requested_at,
         resume_requested=bool(run.resume_requested), attempt=run.attempt or 0,
-        code_version=run.code_version, want_slot=run.want_slot, latest=dict(latest or {}))
+        code_version=run.code_version, want_slot=run.want_slot, latest=dict(latest or {}),
+        note=run.note, tags=tuple(tags), want_host=run.want_host)
+
+
+def _tags_by_run(session: Session, run_ids: Any) -> dict[int, list[str]]:
+    """Run id -> its tags (sorted), for the runs ``run_ids`` (ids or a subquery of ids)."""
+    out: dict[int, list[str]] = {}
+    rows = session.execute(select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(run_ids))
+                           .order_by(RunTag.run_id, RunTag.tag))
+    for run_id, tag in rows:
+        out.setdefault(run_id, []).append(tag)
+    return out
 
 
 # -- runs -----------------------------------------------------------------------------------
@@ -237,12 +249,14 @@ def get_run(db: Database, run_id: int) -> RunRecord | None:
         run = session.get(Run, run_id)
         if run is None:
             return None
-        return _run_record(run, _latest_by_run(session, [run_id]).get(run_id))
+        return _run_record(run, _latest_by_run(session, [run_id]).get(run_id),
+                           tags=_tags_by_run(session, [run_id]).get(run_id, ()))
 
 
 def list_runs(db: Database, *, status: str | None = None, limit: int | None = None,
-              confusion: bool = True) -> list[RunRecord]:
-    """Runs newest first, each with ``latest`` filled: two queries, whatever the count.
+              confusion: bool = True, tag: str | None = None) -> list[RunRecord]:
+    """Runs newest first, each with ``latest`` and ``tags`` filled: three queries, whatever
+    the count. ``tag``: only runs carrying it.
     ``confusion=False`` leaves the final confusion matrices unread (``None``): the largest
     column by far (C² numbers per run), which a table of runs never shows. A ``limit``
     beyond SQLite's integers means no limit."""
@@ -255,6 +269,8 @@ def list_runs(db: Database, *, status: str | None = None, limit: int | None = No
     query = select(Run).order_by(Run.created_at.desc(), Run.id.desc())
     if status is not None:
         query = query.where(Run.status == status)
+    if tag is not None:
+        query = query.where(Run.id.in_(select(RunTag.run_id).where(RunTag.tag == tag)))
     if limit is not None:
         query = query.limit(limit)
     with db.session_scope(read_only=True) as session:
@@ -263,8 +279,71 @@ def list_runs(db: Database, *, status: str | None = None, limit: int | None = No
         if not runs:
             return []
         # The same filtered, limited query as a subquery: no parameter-count limit on IN.
-        latest = _latest_by_run(session, query.with_only_columns(Run.id))
-        return [_run_record(r, latest.get(r.id), confusion=confusion) for r in runs]
+        ids = query.with_only_columns(Run.id)
+        latest = _latest_by_run(session, ids)
+        tags = _tags_by_run(session, ids)
+        return [_run_record(r, latest.get(r.id), confusion=confusion, tags=tags.get(r.id, ()))
+                for r in runs]
+
+
+# -- tags and notes ---------------------------------------------------------------------------
+
+TAG_MAX = 64
+
+
+def check_tag(tag: str) -> str | None:
+    """Why ``tag`` cannot be a tag (None if it can): 1..64 characters, no spaces or commas,
+    no control characters."""
+    if not tag or len(tag) > TAG_MAX:
+        return f"tag: 1 to {TAG_MAX} characters (got {len(tag)})"
+    if any(ch.isspace() or ch == "," for ch in tag):
+        return f"tag: no spaces or commas (got {visible(repr(tag), 80)})"
+    if (why := check_name("tag", tag)) is not None:
+        return why
+    return None
+
+
+def set_tags(db: Database, run_id: int, *, add: Iterable[str] = (),
+             remove: Iterable[str] = ()) -> tuple[str, ...]:
+    """Add and remove tags of a run; returns its tags afterwards. ValueError for a bad tag,
+    StoreError for an unknown run; nothing is written then."""
+    add, remove = list(dict.fromkeys(add)), set(remove)
+    for t in add:
+        if (why := check_tag(t)) is not None:
+            raise ValueError(why)
+    if not _fits(run_id):
+        raise StoreError(f"no run {run_id}")
+    with db.session_scope() as session:
+        _require_run(session, run_id)
+        have = set(session.scalars(select(RunTag.tag).where(RunTag.run_id == run_id)))
+        for t in add:
+            if t not in have:
+                session.add(RunTag(run_id=run_id, tag=t))
+                have.add(t)
+        if remove & have:
+            session.execute(delete(RunTag).where(RunTag.run_id == run_id,
+                                                 RunTag.tag.in_(remove & have)))
+            have -= remove
+        return tuple(sorted(have))
+
+
+def set_note(db: Database, run_id: int, note: str | None) -> None:
+    """A run's free-text note (None or "" clears it); at most 10,000 characters."""
+    if note is not None and len(note) > 10_000:
+        raise ValueError(f"note: at most 10000 characters (got {len(note)})")
+    if not _fits(run_id):
+        raise StoreError(f"no run {run_id}")
+    with db.session_scope() as session:
+        _require_run(session, run_id)
+        session.execute(update(Run).where(Run.id == run_id).values(note=note or None))
+
+
+def all_tags(db: Database) -> dict[str, int]:
+    """Every tag in the records and how many runs carry it."""
+    with db.session_scope(read_only=True) as session:
+        rows = session.execute(select(RunTag.tag, func.count()).group_by(RunTag.tag)
+                               .order_by(RunTag.tag))
+        return {t: n for t, n in rows}
 
 
 def delete_run(db: Database, run_id: int) -> None:

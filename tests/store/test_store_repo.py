@@ -156,19 +156,22 @@ def test_list_runs_newest_first_with_filter_limit_and_latest(db):
         repo.list_runs(db, status="done")
 
 
-def test_list_runs_uses_two_queries_whatever_the_count(db):
-    for _ in range(6):
+def test_list_runs_uses_three_queries_whatever_the_count(db):
+    """Runs, their latest metrics, their tags: three SELECTs for 6 runs as for 6,000."""
+    for i in range(6):
         rid = repo.create_run(db, config={}, epochs_total=1)
         repo.log_step_metrics(db, rid, [("loss", 0, 0, 1.0), ("lr", 0, 0, 0.1)])
+        repo.set_tags(db, rid, add=[f"t{i % 2}"])
     with selects_on(db) as selects:
         runs = repo.list_runs(db)
     assert len(runs) == 6 and all(r.latest == {"loss": 1.0, "lr": 0.1} for r in runs)
-    assert len(selects) == 2
+    assert sorted(r.tags for r in runs) == [("t0",)] * 3 + [("t1",)] * 3
+    assert len(selects) == 3
 
 
 def test_list_runs_can_leave_the_confusion_matrices_unread(db):
     """A table of runs never shows them; confusion=False neither selects the column nor goes
-    back for it row by row (still two queries)."""
+    back for it row by row (still three queries)."""
     for _ in range(3):
         rid = repo.create_run(db, config={}, epochs_total=1)
         repo.update_run(db, rid, confusion=[[3, 1], [0, 4]], summary={"final": {"acc": 0.875}})
@@ -176,7 +179,7 @@ def test_list_runs_can_leave_the_confusion_matrices_unread(db):
         light = repo.list_runs(db, confusion=False)
     assert len(light) == 3 and all(r.confusion is None for r in light)
     assert all(r.summary == {"final": {"acc": 0.875}} for r in light)
-    assert len(selects) == 2 and "confusion_json" not in selects[0]
+    assert len(selects) == 3 and "confusion_json" not in selects[0]
     assert all(r.confusion == [[3, 1], [0, 4]] for r in repo.list_runs(db))
 
 
@@ -364,3 +367,28 @@ def test_config_versioning(db):
     assert [(c.name, c.version) for c in repo.list_configs(db)] == [("another", 1), ("mine", 3)]
     run_id = repo.create_run(db, config=v2.config, epochs_total=1, config_id=v2.id)
     assert repo.get_run(db, run_id).config_id == v2.id
+
+
+def test_tags_and_notes(db):
+    a = repo.create_run(db, config={}, epochs_total=1)
+    b = repo.create_run(db, config={}, epochs_total=1)
+    assert repo.set_tags(db, a, add=["baseline", "if100", "baseline"]) == ("baseline", "if100")
+    assert repo.set_tags(db, b, add=["if100"]) == ("if100",)
+    assert repo.set_tags(db, a, remove=["baseline", "never-there"]) == ("if100",)
+    assert [r.id for r in repo.list_runs(db, tag="if100")] == [b, a]
+    assert repo.list_runs(db, tag="baseline") == []
+    assert repo.all_tags(db) == {"if100": 2}
+    repo.set_note(db, a, "lr too high?\nrerun with 0.05")
+    assert repo.get_run(db, a).note == "lr too high?\nrerun with 0.05"
+    assert repo.get_run(db, a).tags == ("if100",)
+    repo.set_note(db, a, "")
+    assert repo.get_run(db, a).note is None
+    for bad in ("", "two words", "a,b", "x" * 65, "esc\x1b"):
+        with pytest.raises(ValueError, match="tag"):
+            repo.set_tags(db, a, add=[bad])
+    with pytest.raises(StoreError, match="no run 999"):
+        repo.set_tags(db, 999, add=["x"])
+    with pytest.raises(StoreError, match="no run 999"):
+        repo.set_note(db, 999, "x")
+    repo.delete_run(db, a)
+    assert repo.all_tags(db) == {"if100": 1}  # cascade
