@@ -199,7 +199,7 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
     db = app.open_db()
     plan = _plan(app, db, spec, rerun_stale, max_cells)
     from mfm.runner.launch import code_version
-    from mfm.runner.preflight import PreflightError, check_data, method_options
+    from mfm.runner.preflight import PreflightError, check_data, check_modulator, method_options
 
     todo = plan.to_run
     try:  # every cell's data and method inputs before anything is recorded: all or nothing
@@ -209,7 +209,8 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
             if key not in seen:
                 seen.add(key)
                 check_data(c.cell.config)
-            method_options(db, c.cell.config)
+            # queued: the torch-free check; here (--headless): the full one, as it will train
+            (method_options if headless else check_modulator)(db, c.cell.config)
     except PreflightError as e:
         raise UserError(f"cell {c.cell.index + 1} ({visible(c.cell.arm)}, seed "
                         f"{c.cell.seed}): {e}") from None
