@@ -9,6 +9,7 @@ import click
 from mfm import __version__
 from mfm.crashlog import guard
 from mfm.text import one_line
+from mfm.cli.annotate import note, tag
 from mfm.cli.datasets import datasets
 from mfm.cli.db import db
 from mfm.cli.queue import cancel, logs, resume
@@ -48,6 +49,8 @@ cli.add_command(logs)
 cli.add_command(worker)
 cli.add_command(sweep)
 cli.add_command(db)
+cli.add_command(tag)
+cli.add_command(note)
 
 
 def _invoke(argv: list[str] | None) -> None:

@@ -60,15 +60,18 @@ def _record_dict(rec: RunRecord) -> dict[str, Any]:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.option("--status", default=None, help="Only runs with this status.")
+@click.option("--tag", "tag", default=None, metavar="TAG", help="Only runs with this tag.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="At most this many runs (newest first).")
 @pass_app
-def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None:
+def runs(app: App, as_json: bool, status: str | None, tag: str | None,
+         limit: int | None) -> None:
     """List runs, newest first.
 
     \b
     Examples:
       mfm runs
+      mfm runs --tag baseline
       mfm runs --status completed --json | jq '.[].summary.final.acc'
     """
     db = app.open_db()
@@ -77,7 +80,7 @@ def runs(app: App, as_json: bool, status: str | None, limit: int | None) -> None
     if status is not None and status not in STATUSES:
         raise UserError(f"--status: must be one of {' | '.join(STATUSES)} "
                         f"(got {visible(repr(status), limit=60)})")
-    records = repo.list_runs(db, status=status, limit=limit)
+    records = repo.list_runs(db, status=status, limit=limit, tag=tag, confusion=as_json)
     from mfm.store import queue
 
     if as_json:
@@ -212,6 +215,10 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
     done = 0 if rec.epoch is None else rec.epoch + 1
     con.print(Text(visible(f"epochs {done}/{rec.epochs_total}  checkpoints "
                            f"{rec.checkpoint_dir or '—'}")))
+    if rec.tags:
+        con.print(Text("tags " + " ".join(visible(t) for t in rec.tags)))
+    if rec.note:
+        con.print(Text("note: " + " / ".join(visible(line) for line in rec.note.splitlines())))
     if rec.summary:
         con.print(summary_table(rec.id, rec.summary))
     if rec.error:
