@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     db = args.db or str(ROOT / f"bench-{args.profile}.db")
     os.environ["MFM_RUNS_DIR"] = str(Path(args.runs_dir or ROOT / f"runs-{args.profile}")
                                      .resolve())
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     from mfm.sweeps.spec import read_sweep
 
     sweep_file = Path(args.file) if args.file else SWEEPS / f"{args.profile}.toml"

@@ -420,8 +420,10 @@ def _check_field(key: str, value: Any, m: typing.Mapping[str, Any]) -> None:
             raise ConfigError(key, f"must be a finite number (got {_show(value)})")
         if isinstance(v, int) and m.get("le") is None and v > INT_MAX:
             raise ConfigError(key, f"must be <= {INT_MAX} (got {_show(value)})")
-        bad = ((m.get("ge") is not None and v < m["ge"]) or (m.get("gt") is not None and v <= m["gt"])
-               or (m.get("le") is not None and v > m["le"]) or (m.get("lt") is not None and v >= m["lt"]))
+        bad = ((m.get("ge") is not None and v < m["ge"])
+               or (m.get("gt") is not None and v <= m["gt"])
+               or (m.get("le") is not None and v > m["le"])
+               or (m.get("lt") is not None and v >= m["lt"]))
         if bad:
             raise ConfigError(key, f"must be {_range_text(m)} (got {_show(value)})")
 

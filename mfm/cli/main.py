@@ -7,16 +7,16 @@ import sys
 import click
 
 from mfm import __version__
-from mfm.crashlog import guard
-from mfm.text import one_line
 from mfm.cli.annotate import note, tag
 from mfm.cli.datasets import datasets
 from mfm.cli.db import db
 from mfm.cli.queue import cancel, logs, resume
-from mfm.cli.worker import worker
 from mfm.cli.records import export, runs, show
 from mfm.cli.run import run
 from mfm.cli.sweep import sweep
+from mfm.cli.worker import worker
+from mfm.crashlog import guard
+from mfm.text import one_line
 
 __all__ = ["cli", "main"]
 

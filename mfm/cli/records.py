@@ -91,8 +91,9 @@ def runs(app: App, as_json: bool, status: str | None, tag: str | None,
 
     positions = queue.queue_positions(db)
     now = time.time()
-    table = Table(title=Text(f"runs in {visible(app.db_target)} (data = dataset/imbalance factor; where = "
-                        "queue position, or slot and heartbeat age)"), title_justify="left")
+    table = Table(title=Text(f"runs in {visible(app.db_target)} (data = dataset/imbalance "
+                             "factor; where = queue position, or slot and heartbeat age)"),
+                  title_justify="left")
     for col, just in (("id", "right"), ("name", "left"), ("status", "left"), ("data", "left"),
                       ("method", "left"), ("epoch", "right"), ("acc %", "right"),
                       ("best %", "right"), ("where", "left"), ("created", "left")):
@@ -228,7 +229,8 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
     rows = class_rows(rec, class_acc)
     if rows:
         label = "final epoch" if rec.status == "completed" else "latest epoch"
-        table = Table(title=f"per-class test accuracy ({label}), head to tail", title_justify="left")
+        table = Table(title=f"per-class test accuracy ({label}), head to tail",
+                      title_justify="left")
         for col, just in (("class", "right"), ("name", "left"), ("train", "right"),
                           ("meta", "right"), ("test", "right"), ("acc %", "right"),
                           ("", "left")):

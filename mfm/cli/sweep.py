@@ -18,11 +18,18 @@ from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.store import Database, queue
-from mfm.store.records import LIVE, RESUMABLE
 from mfm.store import sweeps as sweep_store
+from mfm.store.records import LIVE, RESUMABLE
 from mfm.sweeps.spec import SweepError, SweepSpec, read_sweep
-from mfm.sweeps.table import (COLUMNS, ArmRow, CellRun, arm_rows, fmt_mean_std, per_class_mean,
-                              sort_rows)
+from mfm.sweeps.table import (
+    COLUMNS,
+    ArmRow,
+    CellRun,
+    arm_rows,
+    fmt_mean_std,
+    per_class_mean,
+    sort_rows,
+)
 from mfm.text import check_name, visible
 
 __all__ = ["sweep"]

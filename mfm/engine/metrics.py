@@ -12,7 +12,8 @@ __all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "shot_groups", 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Counts[i, j] = how many samples of true class i were predicted as j (int64)."""
     idx = targets.long() * num_classes + preds.long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    counts = torch.bincount(idx, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
 
 
 def accuracy(confusion: torch.Tensor) -> float:

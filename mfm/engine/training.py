@@ -21,8 +21,13 @@ from mfm.config import Config
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
 from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng
 from mfm.engine.divergence import Diverged, LossWatch, check_weights
-from mfm.engine.metrics import (accuracy, confusion_matrix, group_accuracy, per_class_accuracy,
-                                shot_groups)
+from mfm.engine.metrics import (
+    accuracy,
+    confusion_matrix,
+    group_accuracy,
+    per_class_accuracy,
+    shot_groups,
+)
 from mfm.engine.schedule import make_scheduler
 from mfm.methods import Method, create_method
 from mfm.models import create_model
@@ -124,8 +129,8 @@ def evaluate(model: torch.nn.Module, method: Method,
         conf = c if conf is None else conf + c
     if conf is None:
         conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    return Evaluation(loss=float(loss_sum) / max(count, 1) if loss_sum is not None else float("nan"),
-                      confusion=conf.cpu())
+    loss = float(loss_sum) / max(count, 1) if loss_sum is not None else float("nan")
+    return Evaluation(loss=loss, confusion=conf.cpu())
 
 
 @dataclass

@@ -94,7 +94,8 @@ class MetaMethod(Method):
         """L_meta: plain mean cross-entropy on the balanced meta batch."""
         return F.cross_entropy(logits, y)
 
-    def outputs(self, loss: torch.Tensor, extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def outputs(self, loss: torch.Tensor,
+                extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {"loss": loss.detach()}
         if self.last_meta_loss is not None:
             out["meta_loss"] = self.last_meta_loss

@@ -8,8 +8,9 @@ versions do nothing, so a method overrides only what it needs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn

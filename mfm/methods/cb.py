@@ -14,7 +14,7 @@ one, as Cao et al.'s code does).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -22,8 +22,14 @@ from mfm.meta.modulation import ModContext, Modulator, site_selection
 
 from ._meta import MetaMethod
 from .registry import register_method
-from .transfer import (DESCRIPTION_FILE, MODULATOR_FILE, MODULATOR_KIND, ModulatorFileError,
-                       check_transfer, file_description)
+from .transfer import (
+    DESCRIPTION_FILE,
+    MODULATOR_FILE,
+    MODULATOR_KIND,
+    ModulatorFileError,
+    check_transfer,
+    file_description,
+)
 
 __all__ = ["MetaFeatureModulator", "ModulatorFileError", "check_transfer", "expected_describe",
            "load_modulator_file", "DESCRIPTION_FILE", "MODULATOR_FILE", "MODULATOR_KIND"]

@@ -8,7 +8,7 @@ imports them after it, so the table is full once the package is imported.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import nn
 

@@ -14,7 +14,7 @@ stage ("stage1".."stage3") and on the pooled feature ("penultimate").
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +151,7 @@ class CifarResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))
 
-    def set_modulation(self, fn: Optional[ModulationFn]) -> None:
+    def set_modulation(self, fn: ModulationFn | None) -> None:
         """Set ``fn(site, x) -> x'`` on every site (``None`` restores the identity)."""
         set_modulation(self, fn)
 

@@ -12,7 +12,7 @@ fed to the classifier (shape ``(N, C)``; the others are ``(N, C, H, W)``).
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ class ModulationSite(nn.Module):
         # object.__setattr__: an nn.Module given as fn must not become a registered submodule.
         object.__setattr__(self, "fn", None)
 
-    def set_fn(self, fn: Optional[ModulationFn]) -> None:
+    def set_fn(self, fn: ModulationFn | None) -> None:
         if fn is not None and not callable(fn):
             raise TypeError(f"modulation function must be callable or None (got {type(fn)!r})")
         object.__setattr__(self, "fn", fn)
@@ -50,7 +50,7 @@ class ModulationSite(nn.Module):
         return f"name={self.name!r}, kind={self.kind!r}, channels={self.channels}"
 
 
-def set_modulation(module: nn.Module, fn: Optional[ModulationFn]) -> None:
+def set_modulation(module: nn.Module, fn: ModulationFn | None) -> None:
     """Set (or clear, with ``None``) the modulation function of every site in ``module``."""
     for m in module.modules():
         if isinstance(m, ModulationSite):

@@ -64,8 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfm.config import (Config, ConfigError, applies_to, config_from_dict, config_to_dict,
-                        describe)
+from mfm.config import Config, ConfigError, applies_to, config_from_dict, config_to_dict, describe
 from mfm.text import check_name, visible
 
 __all__ = ["SweepError", "SweepSpec", "Cell", "MAX_CELLS", "parse_sweep", "read_sweep",

@@ -121,7 +121,7 @@ def test_bad_input_one_line_exit_2_no_row(db_path, cli_env, args, words):
     res = CliRunner().invoke(cli, ["run", "--headless", "--db", str(db_path), *args])
     assert res.exit_code == 2, res.output
     err = res.stderr if hasattr(res, "stderr") else res.output
-    lines = [l for l in err.strip().splitlines() if l]
+    lines = [line for line in err.strip().splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], err
     assert count_runs(db_path) == 0
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
-from mfm.config import (Config, ConfigError, config_from_dict, config_to_dict, describe,
-                        load_config, parse_override)
+from mfm.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    describe,
+    load_config,
+    parse_override,
+)
 
 FIXED_KEYS = ["data.name", "data.root", "data.profile", "data.imbalance_factor",
               "data.meta_per_class", "data.seed", "model.name", "method.name", "train.epochs",
@@ -54,7 +62,7 @@ def test_round_trip_through_json_dict():
 
 def test_frozen():
     cfg = Config()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 1  # type: ignore[misc]
 
 

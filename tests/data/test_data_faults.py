@@ -19,8 +19,14 @@ import numpy as np
 import pytest
 
 from mfm.config import Config, ConfigError, DataConfig
-from mfm.data.sources import (CifarUnpickler, DataError, idx_info, load_source, preview_counts,
-                              read_cifar_pickle)
+from mfm.data.sources import (
+    CifarUnpickler,
+    DataError,
+    idx_info,
+    load_source,
+    preview_counts,
+    read_cifar_pickle,
+)
 from mfm.runner.preflight import PreflightError, check_data
 
 # ---------------------------------------------------------------- writers

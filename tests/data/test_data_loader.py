@@ -10,8 +10,7 @@ import torch
 
 from mfm.config import DataConfig
 from mfm.data import build_data, preview_counts
-from mfm.data.loader import (DeviceLoader, augment_batch, augmentation_for, channel_stats,
-                             crop_batch)
+from mfm.data.loader import DeviceLoader, augment_batch, augmentation_for, channel_stats, crop_batch
 
 CPU = torch.device("cpu")
 

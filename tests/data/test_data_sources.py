@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 
 from mfm.config import ConfigError, DataConfig
-from mfm.data.sources import (DEBIAN_FASHION_MNIST, balanced_holdout, load_source,
-                              preview_counts, read_idx)
+from mfm.data.sources import (
+    DEBIAN_FASHION_MNIST,
+    balanced_holdout,
+    load_source,
+    preview_counts,
+    read_idx,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,7 @@ from click.testing import CliRunner
 from mfm.cli.main import cli
 from mfm.config import config_to_dict, load_config
 from mfm.data import build_data
-from mfm.engine import (Callbacks, CheckpointMissing, Diverged, Recorder, Tee, fit,
-                        seed_everything)
+from mfm.engine import Callbacks, CheckpointMissing, Diverged, Recorder, Tee, fit, seed_everything
 from mfm.engine.checkpoint import load_checkpoint
 from mfm.engine.divergence import LossWatch, check_weights
 from mfm.runner.execute import execute_run

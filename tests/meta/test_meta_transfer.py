@@ -8,8 +8,14 @@ import torch
 from mfm.config import load_config
 from mfm.data import build_data
 from mfm.engine import Recorder, fit
-from mfm.methods.mfm import (DESCRIPTION_FILE, MODULATOR_FILE, ModulatorFileError,
-                             check_transfer, expected_describe, load_modulator_file)
+from mfm.methods.mfm import (
+    DESCRIPTION_FILE,
+    MODULATOR_FILE,
+    ModulatorFileError,
+    check_transfer,
+    expected_describe,
+    load_modulator_file,
+)
 from mfm.methods.transfer import check_description, read_description
 from mfm.models import create_model
 

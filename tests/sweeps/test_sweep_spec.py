@@ -11,8 +11,15 @@ import pytest
 from mfm.config import config_to_dict
 from mfm.store import Database, repo
 from mfm.sweeps.plan import resolve_base
-from mfm.sweeps.spec import (MAX_CELLS, SweepError, bundled_sweeps, collect_arms, expand,
-                             parse_sweep, read_sweep)
+from mfm.sweeps.spec import (
+    MAX_CELLS,
+    SweepError,
+    bundled_sweeps,
+    collect_arms,
+    expand,
+    parse_sweep,
+    read_sweep,
+)
 
 # Dotted top-level keys (no tables), so a test's own top-level keys may follow.
 BASE = """
@@ -346,7 +353,8 @@ def test_unknown_saved_base(saved: Database, top: str, needles: tuple[str, ...])
 # -- axes that move several keys together -------------------------------------------------------
 
 def test_linked_axis_moves_its_keys_together():
-    cells = cells_of('[grid]\n"method.name" = ["ce"]\n"seed,data.seed" = [[0, 0], [1, 1], [2, 2]]\n')
+    cells = cells_of('[grid]\n"method.name" = ["ce"]\n'
+                     '"seed,data.seed" = [[0, 0], [1, 1], [2, 2]]\n')
     assert [(c.config.seed, c.config.data.seed) for c in cells] == [(0, 0), (1, 1), (2, 2)]
     assert collect_arms(cells) == ["ce"]  # the seed axis is not part of an arm
 
