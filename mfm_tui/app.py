@@ -53,6 +53,12 @@ def _configs_screen() -> Screen:
     return ConfigsScreen()
 
 
+def _sweeps_screen() -> Screen:
+    from mfm_tui.screens.sweeps import SweepsScreen
+
+    return SweepsScreen()
+
+
 class DbOpened(Message):
     def __init__(self, error: str | None):
         super().__init__()
@@ -70,11 +76,13 @@ class MfmApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "mfm-tui"
-    MODES = {"runs": _runs_screen, "datasets": _datasets_screen, "configs": _configs_screen}
+    MODES = {"runs": _runs_screen, "datasets": _datasets_screen, "configs": _configs_screen,
+             "sweeps": _sweeps_screen}
     BINDINGS = [
         Binding("f1", "switch_mode('runs')", "Runs"),
         Binding("f2", "switch_mode('datasets')", "Datasets"),
         Binding("f3", "switch_mode('configs')", "Configs"),
+        Binding("f4", "switch_mode('sweeps')", "Sweeps"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 

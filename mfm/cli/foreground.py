@@ -14,7 +14,8 @@ from rich.console import Console
 from mfm.cli.context import App
 from mfm.cli.errors import UserError
 from mfm.config import Config, ConfigError, config_to_dict
-from mfm.runner.preflight import PreflightError, method_options
+from mfm.runner.preflight import PreflightError
+from mfm.runner.run_options import method_options
 from mfm.store import repo
 from mfm.text import visible
 

@@ -206,73 +206,60 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
     db = app.open_db()
     plan = _plan(app, db, spec, rerun_stale, max_cells)
     from mfm.runner.launch import code_version
-    from mfm.runner.preflight import PreflightError, check_data, check_modulator, method_options
+    from mfm.sweeps.queueing import SweepQueueError, check_cells, queue_sweep, record_sweep
 
     todo = plan.to_run
-    try:  # every cell's data and method inputs before anything is recorded: all or nothing
-        seen: set[str] = set()
-        for c in todo:
-            key = repr(sorted(c.cell.resolved.get("data", {}).items()))
-            if key not in seen:
-                seen.add(key)
-                check_data(c.cell.config)
-            # queued: the torch-free check; here (--headless): the full one, as it will train
-            (method_options if headless else check_modulator)(db, c.cell.config)
-    except PreflightError as e:
-        raise UserError(f"cell {c.cell.index + 1} ({visible(c.cell.arm)}, seed "
-                        f"{c.cell.seed}): {e}") from None
-    if headless and todo:  # a device this host lacks stops here, not after some cells
-        from mfm.config import ConfigError
-        from mfm.engine import resolve_device
-
-        for device in dict.fromkeys(c.cell.config.device for c in todo):
-            try:
-                resolve_device(device)
-            except ConfigError as e:
-                raise UserError(str(e)) from None
     version = code_version()
-    new = [c for c in todo if c.action == "new"]
-    queued: dict[str, int] = {}  # config hash -> the run queued for it now
-    if new and not headless:  # queued first: a refused --slot records nothing
-        from mfm.runner.submit import SubmitError, submit_runs
-
-        try:
-            ids = submit_runs(db, db_target=app.db_target, runs_root=app.runs_root(),
-                              configs=[c.cell.config for c in new],
-                              names=[f"{spec.name} · {c.cell.arm} · seed {c.cell.seed}"[:200]
-                                     for c in new], slot=slot)
-        except SubmitError as e:
-            raise UserError(str(e)) from None
-        queued = {c.config_hash: run_id for c, run_id in zip(new, ids, strict=True)}
-    rec = sweep_store.save_sweep(db, name=spec.name, file_text=spec.text, grid=plan.grid(),
-                                 code_version=version)
-    sweep_store.set_cells(db, rec.id, [
-        sweep_store.PlannedCell(idx=c.cell.index, arm=c.cell.arm, seed=c.cell.seed,
-                                config_hash=c.config_hash,
-                                run_id=queued.get(c.config_hash,
-                                                  None if c.run is None else c.run.id))
-        for c in plan.cells])
-    click.echo(f"sweep {rec.id} {visible(spec.name)}: {_plan_summary(plan)}", err=True)
     if headless:
+        try:  # every cell before anything is recorded: all or nothing
+            check_cells(db, todo)
+        except SweepQueueError as e:
+            raise UserError(str(e)) from None
+        _check_here(db, todo)
+        rec = record_sweep(db, plan, code_version=version)
+        click.echo(f"sweep {rec.id} {visible(spec.name)}: {_plan_summary(plan)}", err=True)
         failed = _run_here(app, db, rec.id, todo)
         _print_table(app, db, rec.id, None, "table")
         if failed:
             sys.exit(1)
         return
-    for c in todo:
-        if c.action == "resume" and c.run is not None:
-            try:
-                queue.request_resume(db, c.run.id)
-            except queue.QueueError:  # someone resumed or finished it since the plan
-                pass
+    try:
+        queued = queue_sweep(db, plan, db_target=app.db_target, runs_root=app.runs_root(),
+                             code_version=version, slot=slot)
+    except SweepQueueError as e:
+        raise UserError(str(e)) from None
+    click.echo(f"sweep {queued.sweep_id} {visible(spec.name)}: {_plan_summary(plan)}",
+               err=True)
     if todo:
         from mfm.runner.submit import ensure_supervisor
 
         pid, started = ensure_supervisor(app.db_target, app.runs_root())
         who = (f"started a supervisor (pid {pid})" if started else f"supervisor pid {pid}")
-        click.echo(f"queued {len(new)} new and resumed {len(todo) - len(new)} cells; "
-                   f"{who}. Watch: mfm sweep show {rec.id}", err=True)
-    click.echo(str(rec.id))
+        click.echo(f"queued {len(queued.new_run_ids)} new and resumed "
+                   f"{len(queued.resumed_run_ids)} cells; {who}. Watch: mfm sweep show "
+                   f"{queued.sweep_id}", err=True)
+    click.echo(str(queued.sweep_id))
+
+
+def _check_here(db: Database, todo: list[Any]) -> None:
+    """What training here needs beyond the queue-time checks: the full transfer check (loads
+    torch) and a device this host has — refused before any cell trains."""
+    from mfm.config import ConfigError
+    from mfm.engine import resolve_device
+    from mfm.runner.preflight import PreflightError
+    from mfm.runner.run_options import method_options
+
+    for c in todo:
+        try:
+            method_options(db, c.cell.config)
+        except PreflightError as e:
+            raise UserError(f"cell {c.cell.index + 1} ({visible(c.cell.arm)}, seed "
+                            f"{c.cell.seed}): {e}") from None
+    for device in dict.fromkeys(c.cell.config.device for c in todo):
+        try:
+            resolve_device(device)
+        except ConfigError as e:
+            raise UserError(str(e)) from None
 
 
 def _run_here(app: App, db: Database, sweep_id: int, todo: list[Any]) -> int:
@@ -315,21 +302,9 @@ def _get(db: Database, ref: str, target: str) -> Any:
 
 
 def _cell_runs(db: Database, sweep_id: int, with_classes: bool = False) -> list[CellRun]:
-    cells = sweep_store.sweep_cells(db, sweep_id)
-    class_acc: dict[int, list[float]] = {}
-    if with_classes:
-        class_acc = sweep_store.final_class_accuracy(
-            db, [c.run.id for c in cells if c.run is not None and c.run.status == "completed"])
-    out = []
-    for c in cells:
-        r = c.run
-        counts = (r.class_counts or {}) if r is not None else {}
-        out.append(CellRun(arm=c.arm, seed=c.seed, run_id=None if r is None else r.id,
-                           status=None if r is None else r.status,
-                           summary=None if r is None else r.summary,
-                           class_acc=None if r is None else class_acc.get(r.id),
-                           train_counts=counts.get("train"), class_names=counts.get("classes")))
-    return out
+    from mfm.sweeps.queueing import cell_runs
+
+    return cell_runs(db, sweep_id, with_classes=with_classes)
 
 
 def _row_cells(r: ArmRow) -> dict[str, str]:

@@ -1,6 +1,8 @@
-"""The run process: ``python -m mfm.runner.child --db TARGET --checkpoint-dir DIR RUN_ID``.
+"""The run process: ``MFM_DB=TARGET python -m mfm.runner.child --checkpoint-dir DIR RUN_ID``.
 
-Started by the supervisor in a session of its own, stdout/stderr to the run's log file.
+Started by the supervisor in a session of its own, stdout/stderr to the run's log file. The
+database comes through the environment (``MFM_DB``), not the command line: a PostgreSQL URL's
+password would show in ``ps`` to every user of the host.
 SIGTERM (from ``mfm cancel``) finishes the current step and records the run cancelled; its
 last completed epoch is checkpointed, so ``mfm resume`` continues from there. SIGHUP is
 ignored: closing a terminal never stops a run.
@@ -9,6 +11,7 @@ ignored: closing a terminal never stops a run.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -17,8 +20,9 @@ from pathlib import Path
 
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
 from mfm.runner.execute import execute_run
-from mfm.runner.preflight import PreflightError, method_options
-from mfm.store import Database, queue, repo
+from mfm.runner.preflight import PreflightError
+from mfm.runner.run_options import method_options
+from mfm.store import Database, StoreError, queue, repo
 
 __all__ = ["main", "LogLines"]
 
@@ -49,7 +53,8 @@ def _epoch_text(result: EpochResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mfm.runner.child")
-    ap.add_argument("--db", required=True)
+    ap.add_argument("--db", default=None,
+                    help="records (default: $MFM_DB; prefer it: a command line shows in ps)")
     ap.add_argument("--checkpoint-dir", required=True)
     ap.add_argument("run_id", type=int)
     args = ap.parse_args(argv)
@@ -59,10 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    db = Database(args.db)
-    rec = repo.get_run(db, args.run_id)
+    target = args.db or os.environ.get("MFM_DB")
+    if not target:
+        print("no database: set MFM_DB (or --db)", file=sys.stderr)
+        return 2
+    try:
+        db = Database(target)
+        rec = repo.get_run(db, args.run_id)
+    except StoreError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if rec is None:
-        print(f"no run {args.run_id} in {args.db}", file=sys.stderr)
+        print(f"no run {args.run_id} in {db.display}", file=sys.stderr)
         return 2
     if rec.checkpoint_dir != args.checkpoint_dir:  # queued elsewhere (another runs folder)
         repo.update_run(db, args.run_id, checkpoint_dir=args.checkpoint_dir)

@@ -3,22 +3,27 @@ is there and splittable, and a transferred modulator exists and fits. Errors are
 
 Queueing (:func:`check_data`, :func:`check_modulator`) loads no torch: it reads labels and the
 modulator's ``modulator.json``. The run process (and a foreground run) makes the full check,
-:func:`method_options`, which loads the modulator and builds the model."""
+``mfm.runner.run_options.method_options``, which loads the modulator and builds the model (a
+module of its own, so that nothing queueing runs even refers to torch)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from mfm.config import Config, ConfigError, config_from_dict
+from mfm.config import Config, ConfigError
 from mfm.crashlog import describe_os_error
-from mfm.methods.transfer import (DESCRIPTION_FILE, MODULATOR_FILE, ModulatorFileError,
-                                  check_description, description_path, read_description)
+from mfm.methods.transfer import (
+    DESCRIPTION_FILE,
+    MODULATOR_FILE,
+    ModulatorFileError,
+    check_description,
+    description_path,
+    read_description,
+)
 from mfm.store import Database, repo
 from mfm.text import one_line
 
-__all__ = ["PreflightError", "check_data", "check_modulator", "resolve_modulator",
-           "method_options"]
+__all__ = ["PreflightError", "check_data", "check_modulator"]
 
 
 # Data errors say what was looked for where and how to get it: longer than most one-liners.
@@ -36,7 +41,7 @@ def check_data(cfg: Config) -> None:
     pickles through the restricted unpickler, the imagefolder layout), so a bad data root
     is one line here and nothing is recorded. Image contents (imagefolder decoding) are
     checked only when the run loads them."""
-    from mfm.data import preview_counts
+    from mfm.data.sources import preview_counts
 
     try:
         preview_counts(cfg.data)
@@ -94,31 +99,3 @@ def check_modulator(db: Database, cfg: Config) -> None:
         check_description(read_description(desc), cfg.mfm)
     except ModulatorFileError as e:
         raise PreflightError(str(e)) from None
-
-
-def resolve_modulator(db: Database, cfg: Config) -> str:
-    """``mfm.modulator_from`` (a run id or a file) -> a fully checked modulator file path: the
-    file is loaded and checked against the model this run builds (loads torch)."""
-    from mfm.data import load_source
-    from mfm.methods.mfm import check_transfer, expected_describe, load_modulator_file
-    from mfm.models import create_model
-
-    path = _modulator_path(db, cfg.mfm.modulator_from)
-    try:
-        state = load_modulator_file(path)
-        source = load_source(cfg.data, download=False)
-        model = create_model(cfg.model.name, num_classes=source.num_classes,
-                             in_channels=source.in_channels)
-        check_transfer(state, expected_describe(model.sites(), cfg.mfm))
-    except (ModulatorFileError, ConfigError) as e:
-        raise PreflightError(str(e)) from None
-    return os.path.abspath(path)
-
-
-def method_options(db: Database, config: Config | dict[str, Any]) -> dict[str, Any] | None:
-    """What a method needs from the records at start (mfm: the resolved modulator path, after
-    the full check). Called by the process that trains the run."""
-    cfg = config if isinstance(config, Config) else config_from_dict(config)
-    if _transfers(cfg):
-        return {"modulator_path": resolve_modulator(db, cfg)}
-    return None

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from mfm.store import queue, repo
 from mfm.store.db import Database, StoreError
-from mfm.store.models import Config, Run
+from mfm.store.models import Config, Run, Sweep, SweepCell
 from mfm.store.records import LIVE, RunRecord
 
 __all__ = ["RunsDelta", "ConfigUse", "Fingerprint", "runs_delta", "config_use",
-           "delete_config", "BULK_READ"]
+           "delete_config", "BULK_READ", "sweep_fingerprint"]
 
 Fingerprint = tuple[Any, ...]
 """What a run looked like at the last poll: equal fingerprints, nothing to re-read."""
@@ -120,3 +120,20 @@ def delete_config(db: Database, name: str) -> ConfigUse:
         session.execute(delete(Config).where(Config.name == name)
                         .execution_options(synchronize_session=False))
     return use
+
+
+def sweep_fingerprint(db: Database, sweep_id: int) -> Fingerprint | None:
+    """What a sweep's table depends on, in one small query: when it was last recorded and,
+    per cell, its arm, its run and that run's status and whether it has a summary. Equal
+    fingerprints: the arm table has not changed, nothing to re-read. None: no such sweep."""
+    with db.session_scope(read_only=True) as session:
+        updated = session.execute(select(Sweep.updated_at)
+                                  .where(Sweep.id == sweep_id)).scalar_one_or_none()
+        if updated is None:
+            return None
+        rows = session.execute(
+            select(SweepCell.idx, SweepCell.arm, SweepCell.run_id, Run.status,
+                   Run.summary_json.is_(None))
+            .select_from(SweepCell).outerjoin(Run, Run.id == SweepCell.run_id)
+            .where(SweepCell.sweep_id == sweep_id).order_by(SweepCell.idx)).all()
+    return (updated, *(tuple(r) for r in rows))

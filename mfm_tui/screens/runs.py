@@ -48,6 +48,7 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse", "Reverse", show=False),
+        Binding("w", "app.switch_mode('sweeps')", "Sweeps", show=False),
     ]
 
     def __init__(self) -> None:

@@ -118,7 +118,7 @@ def test_visiting_every_screen_never_loads_torch(tmp_path):
             app = MfmApp(Services({str(tmp_path / 'e.db')!r}, runs_root={str(tmp_path)!r},
                                   gpu_probe=lambda: [], start_supervisor=False))
             async with app.run_test(size=(100, 30)) as pilot:
-                for key in ("f2", "f3", "f1", "n", "escape"):
+                for key in ("f2", "f3", "f4", "n", "escape", "f1", "n", "escape"):
                     await pilot.pause(0.3)
                     await pilot.press(key)
                 await pilot.press("f2")

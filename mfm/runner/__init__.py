@@ -1,0 +1,1 @@
+"""The queue's executors: the supervisor, the run process, queueing, GPU slots."""
