@@ -63,7 +63,7 @@ class ConfigError(ValueError):
         super().__init__(f"{self.key}: {self.message}" if key else self.message)
 
 
-def _f(default: Any, help: str, *, choices: tuple | None = None, ge: float | None = None,
+def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, ge: float | None = None,
        gt: float | None = None, le: float | None = None, lt: float | None = None,
        methods: tuple[str, ...] | None = None) -> Any:
     """A field with its help text and the range validation enforces."""
@@ -240,7 +240,7 @@ class FieldInfo:
     type: str
     default: Any
     help: str
-    choices: tuple | None
+    choices: tuple[str, ...] | None
     ge: float | None
     gt: float | None
     le: float | None
@@ -252,13 +252,13 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _leaf_fields() -> dict[str, tuple[dataclasses.Field, Any]]:
+def _leaf_fields() -> dict[str, tuple[dataclasses.Field[Any], Any]]:
     """Every dotted key -> (field, type)."""
-    out: dict[str, tuple[dataclasses.Field, Any]] = {}
+    out: dict[str, tuple[dataclasses.Field[Any], Any]] = {}
     top_hints = _hints(Config)
     for f in dataclasses.fields(Config):
         t = top_hints[f.name]
-        if dataclasses.is_dataclass(t):
+        if isinstance(t, type) and dataclasses.is_dataclass(t):
             hints = _hints(t)
             for sub in dataclasses.fields(t):
                 out[f"{f.name}.{sub.name}"] = (sub, hints[sub.name])
@@ -285,10 +285,12 @@ def _type_name(t: Any) -> str:
     return str(t)
 
 
-def _default(f: dataclasses.Field) -> Any:
+def _default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    return f.default_factory()  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise TypeError(f"{f.name} has no default")  # every field is made by _f, which sets one
 
 
 def describe() -> list[FieldInfo]:

@@ -70,7 +70,7 @@ def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:
                        "./experiments.db].")
     @click.pass_context
     @functools.wraps(f)
-    def wrapper(ctx: click.Context, *args: Any, db: str | None, **kwargs: Any) -> Any:
+    def wrapper(ctx: click.Context, /, *args: Any, db: str | None, **kwargs: Any) -> Any:
         group_db = ctx.find_root().params.get("db")
         app = App(resolve_db_target(db or group_db, os.environ))
         return ctx.invoke(f, app, *args, **kwargs)

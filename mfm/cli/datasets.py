@@ -60,7 +60,7 @@ def preview(config_path: str | None, overrides: tuple[str, ...], as_json: bool) 
     for col, just in (("class", "right"), ("name", "left"), ("train", "right"),
                       ("meta", "right"), *((("val", "right"),) if val else ()),
                       ("test", "right"), ("", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+        table.add_column(col, justify=just)
     for c in order:
         bar = "█" * max(1 if train[c] else 0, int(round(40 * train[c] / top)))
         table.add_row(str(c), str(counts["classes"][c]), str(train[c]), str(counts["meta"][c]),

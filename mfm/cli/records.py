@@ -36,9 +36,10 @@ def _when(ts: float | None, short: bool = False) -> str:
 
 
 def _where(r: RunRecord, positions: dict[int, int], now: float) -> str:
-    if r.status == "queued":
-        wish = f", wants {r.want_slot}" if r.want_slot else ""
-        return f"#{positions.get(r.id, '?')} in queue{wish}"
+    if r.status == "queued":  # the rule is the queue's: position, pins, what it waits for
+        from mfm.store.queue import wait_note
+
+        return wait_note(r, positions.get(r.id))
     if r.status in ACTIVE:
         beat = "" if r.heartbeat_at is None else f" ♥{now - r.heartbeat_at:.0f}s"
         return f"{r.slot or r.device or '?'}{beat}"
@@ -140,7 +141,8 @@ def run_document(db: Database, rec: RunRecord) -> dict[str, Any]:
     }
 
 
-def per_class_plot(series: list[tuple[str, list[dict]]], width: int, height: int) -> str:
+def per_class_plot(series: list[tuple[str, list[dict[str, Any]]]], width: int,
+                   height: int) -> str:
     """A terminal chart: per-class accuracy (%) head to tail, one bar group per run; the x
     labels carry each class's training count."""
     import plotext
@@ -157,7 +159,8 @@ def per_class_plot(series: list[tuple[str, list[dict]]], width: int, height: int
     plt.ylim(0, 100)
     plt.title("per-class test accuracy (%) by class:training count, head → tail")
     plt.theme("clear")
-    return plt.build()
+    chart: str = plt.build()  # plotext is unannotated
+    return chart
 
 
 @click.command()

@@ -194,7 +194,7 @@ class DeviceLoader(_BatchSource):
             yield self._finish(self.images[idx]), self.labels[idx]
 
 
-class _FolderDataset(Dataset):
+class _FolderDataset(Dataset[tuple[torch.Tensor, int]]):
     """Decodes one image: PIL open -> RGB -> resize to size x size -> uint8 (3, H, W)."""
 
     def __init__(self, paths: Sequence[str], labels: np.ndarray, size: int):
@@ -206,17 +206,17 @@ class _FolderDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
+        from PIL import Image, UnidentifiedImageError
 
         try:
-            with Image.open(self.paths[i]) as im:
-                im = im.convert("RGB")
+            with Image.open(self.paths[i]) as src:
+                im = src.convert("RGB")
                 if im.size != (self.size, self.size):
-                    im = im.resize((self.size, self.size), Image.BILINEAR)
+                    im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
                 arr = np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             # A truncated or non-image file: name it (PIL's own text often does not).
-            if isinstance(e, Image.UnidentifiedImageError):
+            if isinstance(e, UnidentifiedImageError):
                 why = "not an image file PIL can read"
             elif isinstance(e, OSError) and e.strerror:
                 why = e.strerror
@@ -307,7 +307,8 @@ class LongTailData:
         self.train.load_state_dict(state)
 
 
-def _folder_stats(ds: _FolderDataset, idx: np.ndarray, num_workers: int) -> tuple[tuple, tuple]:
+def _folder_stats(ds: _FolderDataset, idx: np.ndarray,
+                  num_workers: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if idx.size > FOLDER_STATS_MAX:
         idx = idx[np.linspace(0, idx.size - 1, FOLDER_STATS_MAX).round().astype(np.int64)]
     hist = np.zeros((3, 256), dtype=np.int64)
@@ -340,6 +341,9 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
     gen = torch.Generator().manual_seed(int(seed))
     train_y_np = source.train_labels[split.train_idx]
 
+    train: DeviceLoader | FolderLoader
+    test: DeviceLoader | FolderLoader
+    val: DeviceLoader | FolderLoader
     if source.in_memory:
         assert source.train_images is not None and source.test_images is not None
         train_x_np = source.train_images[split.train_idx]

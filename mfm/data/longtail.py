@@ -21,6 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -39,13 +40,14 @@ def _dec(x: float) -> Fraction:
 def _exp_count(n_max: int, factor: Fraction, c: int, p: int) -> int:
     """floor(n_max * factor ** (-c / p)), exactly."""
     a, b = factor.numerator, factor.denominator  # factor = a / b
-    lhs_scale = a ** c                           # k**p * a**c <= n**p * b**c
-    rhs = n_max ** p * b ** c
+    lhs_scale: int = a ** c                      # k**p * a**c <= n**p * b**c
+    rhs: int = n_max ** p * b ** c
 
     def fits(k: int) -> bool:
-        return k ** p * lhs_scale <= rhs
+        lhs: int = k ** p * lhs_scale
+        return lhs <= rhs
 
-    k = max(0, math.floor(n_max * float(factor) ** (-c / p)))
+    k: int = max(0, math.floor(n_max * float(factor) ** (-c / p)))
     while k > 0 and not fits(k):
         k -= 1
     while fits(k + 1):
@@ -100,7 +102,7 @@ class Split:
     val_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
-def _split_hash(spec: dict, train_idx: np.ndarray, meta_idx: np.ndarray) -> str:
+def _split_hash(spec: dict[str, Any], train_idx: np.ndarray, meta_idx: np.ndarray) -> str:
     h = hashlib.sha256()
     h.update(json.dumps(spec, sort_keys=True).encode())
     h.update(b"train")

@@ -14,20 +14,24 @@ __all__ = ["load_checkpoint", "capture_rng", "restore_rng"]
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    return state
 
 
 def capture_rng() -> dict[str, Any]:
     """Python, numpy and torch RNG states as weights_only-loadable values."""
     py_version, py_state, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)  # legacy=True is the default
+    assert isinstance(np_state, tuple)  # a dict only for a non-MT19937 bit generator
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np_state
     state: dict[str, Any] = {
         "python": [py_version, list(py_state), py_gauss],
         "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos),
                   int(np_has_gauss), float(np_gauss)],
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    # is_initialized: torch leaves it unannotated.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 

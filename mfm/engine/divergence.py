@@ -52,6 +52,7 @@ class LossWatch:
             self._seen = torch.zeros((), dtype=torch.long, device=loss.device)
             self._bad = torch.zeros((), dtype=torch.long, device=loss.device)
             self._value = torch.zeros((), dtype=torch.float32, device=loss.device)
+        assert self._bad is not None and self._value is not None  # set with _seen
         self._seen.add_(1)
         first = (self._bad == 0) & ~torch.isfinite(loss)
         self._bad = torch.where(first, self._seen, self._bad)
@@ -62,6 +63,7 @@ class LossWatch:
         Called at least once per epoch, so the bad step belongs to ``epoch``."""
         if self._bad is None:
             return
+        assert self._value is not None  # set with _bad
         bad = int(self._bad)
         if bad:
             step = self.first_step + bad - 1

@@ -88,7 +88,7 @@ def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.opt
     step); the steps up to the check are reported to ``callbacks`` first.
     """
     model.train()
-    total = None
+    total: torch.Tensor | None = None
     n = 0
     watch = LossWatch(first_step=global_step + 1)
     for x, y in batches:
@@ -108,7 +108,7 @@ def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.opt
         if callbacks.should_stop():
             raise RunStopped(epoch)
     watch.check(epoch=epoch)
-    return (float(total) / n if n else float("nan")), global_step
+    return (float(total) / n if total is not None else float("nan")), global_step
 
 
 @torch.no_grad()

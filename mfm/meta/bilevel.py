@@ -77,7 +77,7 @@ def bilevel_update(model: nn.Module, *, names: Sequence[str], train_loss: LossFn
                    meta_optimizer: torch.optim.Optimizer, weight_decay: float = 0.0,
                    regulariser: Callable[[], torch.Tensor] | None = None) -> BilevelResult:
     """Steps 1-3 of the iteration. The network's parameters and buffers are not changed."""
-    params = dict(model.named_parameters())
+    params: Params = dict(model.named_parameters())
     vbuffers = buffer_copies(model)
     updated, vloss, grads = virtual_step(params, vbuffers, train_loss, lr, names, weight_decay)
     mloss = meta_loss(updated, buffer_copies(model))
@@ -95,4 +95,5 @@ def bilevel_update(model: nn.Module, *, names: Sequence[str], train_loss: LossFn
 def functional_forward(model: nn.Module, params: Params, buffers: Params,
                        x: torch.Tensor) -> torch.Tensor:
     """The model's forward with the given parameters and buffers (``functional_call``)."""
-    return functional_call(model, (params, buffers), (x,), strict=False)
+    out: torch.Tensor = functional_call(model, (params, buffers), (x,), strict=False)
+    return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +53,9 @@ class ModContext:
 
 class Modulator(nn.Module):
     """Holds φ for the chosen sites and applies the modulation."""
+
+    log_freq: torch.Tensor  # buffers (register_buffer in __init__)
+    log_prior: torch.Tensor
 
     def __init__(self, sites: dict[str, int], *, form: str, source: str, inputs: str,
                  bound: float, num_classes: int, class_counts: Sequence[int], hidden: int = 100,
@@ -90,7 +94,7 @@ class Modulator(nn.Module):
         else:
             raise ValueError(f"unknown modulation source {source!r}")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """What a transferred modulator must match."""
         return {"sites": self.site_channels, "form": self.form, "source": self.source,
                 "inputs": self.inputs, "bound": self.bound, "base_loss": self.loss_fn}
@@ -99,11 +103,13 @@ class Modulator(nn.Module):
     def _raw(self, site: str, x: torch.Tensor, ctx: ModContext, head: nn.Module) -> torch.Tensor:
         k = _key(site)
         if self.source == "free":
-            return self.tables[k]
+            table: torch.Tensor = self.tables[k]
+            return table
         if self.source == "free_per_class":
             if ctx.y is None:
                 raise RuntimeError("free_per_class modulation needs the training labels")
-            return self.tables[k][ctx.y]
+            per_class: torch.Tensor = self.tables[k]
+            return per_class[ctx.y]
         net = self.nets[k]
         if self.inputs == "features":
             feat = x.detach()
@@ -117,7 +123,8 @@ class Modulator(nn.Module):
                     logits = logits + self.log_prior.to(logits.dtype)
                 loss = F.cross_entropy(logits, ctx.y, reduction="none")
             z = torch.stack([loss, self.log_freq.to(x.dtype)[ctx.y]], dim=1)
-        return net(z.to(x.dtype))
+        raw: torch.Tensor = net(z.to(x.dtype))
+        return raw
 
     def modulate(self, site: str, x: torch.Tensor, ctx: ModContext,
                  head: nn.Module) -> torch.Tensor:

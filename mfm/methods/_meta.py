@@ -3,42 +3,51 @@ the meta-step schedule, and resumable state. The bilevel step itself is mfm.meta
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mfm.config import Config
 from mfm.meta.bilevel import select_virtual
 
 from .base import Method
 
 __all__ = ["MetaMethod"]
 
+# The kind of module a meta method learns (Meta-Weight-Net's weight net, MFM's modulator).
+MetaModule = TypeVar("MetaModule", bound=nn.Module)
 
-class MetaMethod(Method):
+
+class MetaMethod(Method, Generic[MetaModule]):
     """Base of the meta methods. Subclasses build ``self.meta_module`` in ``build`` and
     implement ``training_step``. ``self.opts`` is their config section."""
 
     opts: Any
 
-    def __init__(self, config, class_counts):
+    def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
         self.base_lr = config.optim.lr
         self.weight_decay = config.optim.weight_decay
         self.meta_batch = config.train.batch_size
         self.log_every = config.train.log_every
         self.last_meta_loss: torch.Tensor | None = None
-        self.meta_module: nn.Module | None = None
+        self.meta_module: MetaModule | None = None
         self.meta_optimizer: torch.optim.Optimizer | None = None
         self.model: nn.Module | None = None
 
     # -- set-up by the engine -------------------------------------------------------------------
     def attach(self, *, model: nn.Module, meta_x: torch.Tensor, meta_y: torch.Tensor,
-               device: torch.device, modulator_path: str | None = None) -> None:
+               device: torch.device, modulator_path: str | None = None,
+               **options: Any) -> None:
         """Take the model and the device-resident meta set; build φ and its optimiser.
         ``modulator_path``: the resolved file of ``mfm.modulator_from`` (a run id resolved by
-        the caller, which knows the records)."""
+        the caller, which knows the records). No other option is taken."""
+        if options:
+            raise TypeError(f"{type(self).__name__}.attach() got unexpected options "
+                            f"{sorted(options)}")
         self.model = model
         self.modulator_path = modulator_path
         self.meta_x, self.meta_y = meta_x, meta_y
@@ -59,13 +68,14 @@ class MetaMethod(Method):
                 self.meta_optimizer = torch.optim.Adam(params, lr=self.opts.meta_lr,
                                                        weight_decay=self.opts.meta_weight_decay)
 
-    def build(self, model: nn.Module) -> nn.Module:
+    def build(self, model: nn.Module) -> MetaModule:
         raise NotImplementedError
 
     # -- helpers for training_step ---------------------------------------------------------------
     def is_meta_step(self, epoch: int, step: int) -> bool:
-        return (self.meta_optimizer is not None and epoch >= self.opts.meta_start_epoch
-                and step % self.opts.meta_interval == 0)
+        start: int = self.opts.meta_start_epoch
+        interval: int = self.opts.meta_interval
+        return self.meta_optimizer is not None and epoch >= start and step % interval == 0
 
     def is_record_step(self, step: int) -> bool:
         return (step + 1) % self.log_every == 0

@@ -7,9 +7,12 @@ which makes the classifier's argmax estimate the balanced (test) posterior.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from mfm.config import Config
 
 from .base import Method
 from .registry import register_method
@@ -17,7 +20,7 @@ from .registry import register_method
 
 @register_method("balanced_softmax")
 class BalancedSoftmax(Method):
-    def __init__(self, config, class_counts):
+    def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
         total = sum(self.class_counts)
         self.log_prior = [math.log(n / total) for n in self.class_counts]

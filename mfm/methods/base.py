@@ -76,7 +76,7 @@ class Method:
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = self.loss(logits, y, epoch=epoch)
-        loss.backward()
+        torch.autograd.backward(loss)  # loss.backward(), which torch leaves unannotated
         optimizer.step()
         return {"loss": loss.detach()}
 

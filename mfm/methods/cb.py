@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from mfm.config import Config
+
 from .base import Method
 from .focal import focal_loss_per_sample
 from .registry import register_method
@@ -37,7 +39,7 @@ def class_balanced_weights(class_counts: Sequence[int], beta: float) -> list[flo
 
 @register_method("cb")
 class ClassBalanced(Method):
-    def __init__(self, config, class_counts):
+    def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
         self.class_weights = class_balanced_weights(self.class_counts, self.cfg.cb_beta)
 

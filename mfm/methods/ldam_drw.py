@@ -12,9 +12,12 @@ sum_i w_{y_i}), as in Cao's code. Prediction: plain argmax of the cosine logits.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+
+from mfm.config import Config
 
 from .base import Method
 from .cb import class_balanced_weights
@@ -23,7 +26,7 @@ from .registry import register_method
 __all__ = ["LDAMDRW", "ldam_margins"]
 
 
-def ldam_margins(class_counts, max_margin: float) -> list[float]:
+def ldam_margins(class_counts: Sequence[int], max_margin: float) -> list[float]:
     """m_j = n_j^{-1/4}, scaled so the largest (rarest class) equals ``max_margin``."""
     raw = [1.0 / n ** 0.25 for n in class_counts]
     top = max(raw)
@@ -34,7 +37,7 @@ def ldam_margins(class_counts, max_margin: float) -> list[float]:
 class LDAMDRW(Method):
     classifier = "cosine"
 
-    def __init__(self, config, class_counts):
+    def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
         self.margins = ldam_margins(self.class_counts, self.cfg.ldam_max_margin)
         self.drw_weights = class_balanced_weights(self.class_counts, self.cfg.cb_beta)

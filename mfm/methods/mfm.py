@@ -9,16 +9,19 @@ which choices are ours.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mfm.atomic import save_atomic, write_json_atomic
-from mfm.meta.bilevel import bilevel_update, functional_forward
+from mfm.config import Config, MfmConfig
+from mfm.meta.bilevel import LossFn, Params, bilevel_update, functional_forward
 from mfm.meta.modulation import ModContext, Modulator, site_selection
+from mfm.models.sites import ModulationSite, list_sites, set_modulation
 
 from ._meta import MetaMethod
 from .registry import register_method
@@ -50,7 +53,8 @@ def load_modulator_file(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def expected_describe(model_sites: dict[str, tuple[str, int]], opts) -> dict[str, Any]:
+def expected_describe(model_sites: dict[str, tuple[str, int]],
+                      opts: MfmConfig) -> dict[str, Any]:
     """What a modulator for this model and these options looks like (Modulator.describe)."""
     return {"sites": site_selection(model_sites, opts.sites), "form": opts.form,
             "source": opts.modulator, "inputs": opts.inputs, "bound": opts.bound,
@@ -58,8 +62,10 @@ def expected_describe(model_sites: dict[str, tuple[str, int]], opts) -> dict[str
 
 
 @register_method("mfm")
-class MetaFeatureModulator(MetaMethod):
-    def __init__(self, config, class_counts):
+class MetaFeatureModulator(MetaMethod[Modulator]):
+    opts: MfmConfig
+
+    def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
         self.opts = config.mfm
         total = sum(self.class_counts)
@@ -74,9 +80,9 @@ class MetaFeatureModulator(MetaMethod):
         return F.cross_entropy(logits, targets)
 
     # -- set-up --------------------------------------------------------------------------------
-    def build(self, model: nn.Module) -> nn.Module:
+    def build(self, model: nn.Module) -> Modulator:
         o = self.opts
-        sites = site_selection(model.sites(), o.sites)
+        sites = site_selection(list_sites(model), o.sites)
         modulator = Modulator(sites, form=o.form, source=o.modulator, inputs=o.inputs,
                               bound=o.bound, num_classes=self.num_classes,
                               class_counts=self.class_counts, hidden=o.hidden,
@@ -84,7 +90,7 @@ class MetaFeatureModulator(MetaMethod):
         if o.modulator_from:
             self._load_transfer(modulator, self.resolved_modulator_path())
         self.site_names = frozenset(sites)
-        model.set_modulation(self._modulate)
+        set_modulation(model, self._modulate)
         return modulator
 
     def resolved_modulator_path(self) -> str:
@@ -109,7 +115,7 @@ class MetaFeatureModulator(MetaMethod):
                 p.requires_grad_(False)
             self.frozen = True
 
-    def _modulate(self, site, x: torch.Tensor) -> torch.Tensor:
+    def _modulate(self, site: ModulationSite, x: torch.Tensor) -> torch.Tensor:
         if site.name not in self.site_names:
             return x
         ctx = self.ctx
@@ -121,23 +127,27 @@ class MetaFeatureModulator(MetaMethod):
         else:
             ctx = ModContext(active=True, detach=True)
         assert self.meta_module is not None and self.model is not None
-        return self.meta_module.modulate(site.name, x, ctx, self.model.classifier)
+        # nn.Module's __getattr__ is typed Tensor | Module; the classifier is a module.
+        head = cast(nn.Module, self.model.classifier)
+        return self.meta_module.modulate(site.name, x, ctx, head)
 
     # -- one iteration ---------------------------------------------------------------------------
-    def closures(self, model, x, y, xm, ym, *, epoch: int, record: bool = False):
+    def closures(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, xm: torch.Tensor,
+                 ym: torch.Tensor, *, epoch: int, record: bool = False
+                 ) -> tuple[LossFn, LossFn, Callable[[], torch.Tensor] | None, ModContext]:
         """L_tr(params, buffers), L_meta(params, buffers) and the regulariser, as used by the
         bilevel step (and by the hypergradient test)."""
         o = self.opts
         vctx = ModContext(active=True, y=y, record=record)
 
-        def train_loss(params, buffers):
+        def train_loss(params: Params, buffers: Params) -> torch.Tensor:
             self.ctx = vctx
             try:
                 return self.loss(functional_forward(model, params, buffers, x), y, epoch=epoch)
             finally:
                 self.ctx = ModContext()
 
-        def meta_loss(params, buffers):
+        def meta_loss(params: Params, buffers: Params) -> torch.Tensor:
             # apply=train: the meta forward is the plain network; everywhere: modulated
             # (label-free sources only, which validation guarantees).
             self.ctx = ModContext(active=o.apply == "everywhere")
@@ -146,12 +156,14 @@ class MetaFeatureModulator(MetaMethod):
             finally:
                 self.ctx = ModContext()
 
-        def regulariser():
+        def regulariser() -> torch.Tensor:
             return o.reg * torch.stack(vctx.penalty).sum()
 
         return train_loss, meta_loss, (regulariser if o.reg > 0 else None), vctx
 
-    def training_step(self, model, optimizer, x, y, *, epoch, step):
+    def training_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      x: torch.Tensor, y: torch.Tensor, *, epoch: int,
+                      step: int) -> dict[str, torch.Tensor]:
         o = self.opts
         record = self.is_record_step(step)
         meta = self.is_meta_step(epoch, step) and not self.frozen
@@ -162,6 +174,7 @@ class MetaFeatureModulator(MetaMethod):
             xm, ym = self.sample_meta_batch()
             train_loss, meta_loss, reg, vctx = self.closures(
                 model, x, y, xm, ym, epoch=epoch, record=record and o.reuse_virtual_grads)
+            assert self.meta_optimizer is not None  # is_meta_step checked it
             res = bilevel_update(model, names=self.virtual_names, train_loss=train_loss,
                                  meta_loss=meta_loss, lr=lr, meta_params=self.meta_params,
                                  meta_optimizer=self.meta_optimizer,
@@ -183,7 +196,7 @@ class MetaFeatureModulator(MetaMethod):
             try:
                 optimizer.zero_grad(set_to_none=True)
                 loss = self.loss(model(x), y, epoch=epoch)
-                loss.backward()
+                torch.autograd.backward(loss)  # loss.backward(), which torch leaves unannotated
                 optimizer.step()
                 stats = self.ctx.stats or stats
             finally:

@@ -8,11 +8,14 @@ L = Σ_i ℓ_i · v_i / Σ_j v_j — as in the authors' official code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mfm.meta.bilevel import bilevel_update, functional_forward
+from mfm.config import Config, MwnetConfig
+from mfm.meta.bilevel import LossFn, Params, bilevel_update, functional_forward
 
 from ._meta import MetaMethod
 from .registry import register_method
@@ -30,33 +33,39 @@ class WeightNet(nn.Module):
 
 
 @register_method("mwnet")
-class MetaWeightNet(MetaMethod):
-    def __init__(self, config, class_counts):
+class MetaWeightNet(MetaMethod[WeightNet]):
+    opts: MwnetConfig
+
+    def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
         self.opts = config.mwnet
 
-    def build(self, model: nn.Module) -> nn.Module:
+    def build(self, model: nn.Module) -> WeightNet:
         return WeightNet(self.opts.hidden)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
 
-    def closures(self, model, x, y, xm, ym):
+    def closures(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, xm: torch.Tensor,
+                 ym: torch.Tensor) -> tuple[LossFn, LossFn]:
         """L_tr(params, buffers) = mean_i V(ℓ_i) ℓ_i and L_meta(params, buffers)."""
         vnet = self.meta_module
         assert vnet is not None
 
-        def train_loss(params, buffers):
+        def train_loss(params: Params, buffers: Params) -> torch.Tensor:
             cost = F.cross_entropy(functional_forward(model, params, buffers, x), y,
                                    reduction="none")
-            return (cost * vnet(cost)).mean()
+            weights: torch.Tensor = vnet(cost)
+            return (cost * weights).mean()
 
-        def meta_loss(params, buffers):
+        def meta_loss(params: Params, buffers: Params) -> torch.Tensor:
             return self.meta_objective(functional_forward(model, params, buffers, xm), ym)
 
         return train_loss, meta_loss
 
-    def training_step(self, model, optimizer, x, y, *, epoch, step):
+    def training_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                      x: torch.Tensor, y: torch.Tensor, *, epoch: int,
+                      step: int) -> dict[str, torch.Tensor]:
         vnet = self.meta_module
         assert vnet is not None
         if self.is_meta_step(epoch, step):
@@ -64,6 +73,7 @@ class MetaWeightNet(MetaMethod):
             self.set_meta_lr(lr)
             xm, ym = self.sample_meta_batch()
             train_loss, meta_loss = self.closures(model, x, y, xm, ym)
+            assert self.meta_optimizer is not None  # is_meta_step checked it
             res = bilevel_update(model, names=self.virtual_names, train_loss=train_loss,
                                  meta_loss=meta_loss, lr=lr, meta_params=self.meta_params,
                                  meta_optimizer=self.meta_optimizer,
@@ -76,9 +86,9 @@ class MetaWeightNet(MetaMethod):
             total = raw.sum()
             w = torch.where(total > 0, raw / total.clamp(min=1e-12), raw)
         loss = (cost * w).sum()
-        loss.backward()
+        torch.autograd.backward(loss)  # loss.backward(), which torch leaves unannotated
         optimizer.step()
-        extra = {}
+        extra: dict[str, torch.Tensor] = {}
         if self.is_record_step(step):
             extra = {"weight_mean": raw.mean(), "weight_std": raw.std(unbiased=False)}
         return self.outputs(cost.detach().mean(), extra)

@@ -14,7 +14,7 @@ stage ("stage1".."stage3") and on the pooled feature ("penultimate").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +96,14 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     """CIFAR ResNet with ``blocks`` BasicBlocks per stage and stage widths ``widths``."""
 
+    # Registered with setattr in __init__; declared here for the type checker.
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    site_stage1: ModulationSite
+    site_stage2: ModulationSite
+    site_stage3: ModulationSite
+
     def __init__(self, blocks: int, widths: Sequence[int] = (16, 32, 64), *, num_classes: int,
                  in_channels: int = 3, classifier: str = "linear"):
         super().__init__()
@@ -146,10 +154,12 @@ class CifarResNet(nn.Module):
         out = self.site_stage1(self.layer1(out))
         out = self.site_stage2(self.layer2(out))
         out = self.site_stage3(self.layer3(out))
-        return self.site_penultimate(torch.flatten(self.pool(out), 1))
+        feat: torch.Tensor = self.site_penultimate(torch.flatten(self.pool(out), 1))
+        return feat
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
+        logits: torch.Tensor = self.classifier(self.forward_features(x))
+        return logits
 
     def set_modulation(self, fn: ModulationFn | None) -> None:
         """Set ``fn(site, x) -> x'`` on every site (``None`` restores the identity)."""
@@ -160,7 +170,7 @@ class CifarResNet(nn.Module):
         return list_sites(self)
 
 
-def _factory(blocks: int, widths: Sequence[int] = (16, 32, 64)):
+def _factory(blocks: int, widths: Sequence[int] = (16, 32, 64)) -> Callable[..., CifarResNet]:
     def make(*, num_classes: int, in_channels: int = 3, classifier: str = "linear") -> CifarResNet:
         return CifarResNet(blocks, widths, num_classes=num_classes, in_channels=in_channels,
                            classifier=classifier)

@@ -27,6 +27,8 @@ ModulationFn = Callable[["ModulationSite", torch.Tensor], torch.Tensor]
 class ModulationSite(nn.Module):
     """Identity unless a modulation function is set; then ``forward(x) = fn(self, x)``."""
 
+    fn: ModulationFn | None  # a plain attribute (set with object.__setattr__), not a submodule
+
     def __init__(self, name: str, kind: str, channels: int):
         super().__init__()
         if kind not in SITE_KINDS:

@@ -475,12 +475,16 @@ class Database:
             cursor = raw.cursor()
             try:
                 cursor.execute("PRAGMA journal_mode")
-                mode = str(cursor.fetchone()[0]).lower()
+                row = cursor.fetchone()
+                assert row is not None  # a PRAGMA query answers with one row
+                mode = str(row[0]).lower()
                 if mode == "wal":
                     return
                 if has_records:
                     cursor.execute("PRAGMA quick_check(1)")
-                    found = str(cursor.fetchone()[0])
+                    row = cursor.fetchone()
+                    assert row is not None
+                    found = str(row[0])
                     if found != "ok":
                         said = [line for line in found.splitlines()
                                 if line.strip() and not line.startswith("***")]
@@ -491,8 +495,8 @@ class Database:
                 try:
                     cursor.execute("PRAGMA journal_mode=WAL")
                 except self._driver_errors as e:
-                    said = str(e).lower()
-                    if not has_records or "readonly" not in said:
+                    why = str(e).lower()
+                    if not has_records or "readonly" not in why:
                         raise
             finally:
                 cursor.close()

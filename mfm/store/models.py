@@ -15,6 +15,8 @@ so ``INTEGER PRIMARY KEY`` still aliases the rowid.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from sqlalchemy import (
     BigInteger,
     Float,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     PrimaryKeyConstraint,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -48,6 +51,8 @@ BigInt = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every model here maps one Table; SQLAlchemy types __table__ as the wider FromClause.
+    __table__: ClassVar[Table]
 
 
 class SchemaInfo(Base):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session, defer
@@ -44,6 +44,10 @@ from mfm.store.records import (
     check_status,
 )
 from mfm.text import check_name, visible
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql import Insert as PostgresInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 __all__ = [
     "STATUSES", "TERMINAL_STATUSES", "UPDATABLE_RUN_FIELDS",
@@ -104,16 +108,18 @@ def _stored(v: float) -> float | None:
     return None if math.isnan(v) else v
 
 
-def _upsert(db: Database, table: Table, keys: Sequence[str]) -> Any:
+def _upsert(db: Database, table: Table, keys: Sequence[str]) -> SqliteInsert | PostgresInsert:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE`` setting every other column."""
+    stmt: SqliteInsert | PostgresInsert
     if db.dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        stmt = sqlite_insert(table)
     elif db.dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgres_insert
+        stmt = postgres_insert(table)
     else:
         raise StoreError(f"the {db.dialect} backend is not supported (use SQLite or "
                          "PostgreSQL)")
-    stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys})
@@ -125,7 +131,7 @@ def _require_run(session: Session, run_id: int) -> None:
 
 
 def _upsert_latest(db: Database, session: Session, run_id: int,
-                   latest: dict[str, tuple[float | None, int | None, int | None]]) -> None:
+                   latest: Mapping[str, tuple[float | None, int | None, int | None]]) -> None:
     if latest:
         session.execute(_upsert(db, LatestMetric.__table__, ("run_id", "key")),
                         [{"run_id": run_id, "key": k, "value": v, "step": s, "epoch": e}
@@ -359,14 +365,23 @@ def delete_run(db: Database, run_id: int) -> None:
 
 # -- metrics --------------------------------------------------------------------------------
 
+class _StepRow(TypedDict):
+    run_id: int
+    key: str
+    step: int
+    epoch: int
+    value: float | None
+    at: float
+
+
 def log_step_metrics(db: Database, run_id: int,
                      points: Iterable[tuple[str, int, int, float]]) -> None:
     """Write (key, step, epoch, value) points in one transaction and refresh
     ``latest_metrics`` (the last point given per key wins). Re-logging a (key, step) replaces
     it, so a resumed run can log its steps again."""
     now = time.time()
-    rows = [{"run_id": run_id, "key": str(k), "step": int(s), "epoch": int(e),
-             "value": _stored(float(v)), "at": now} for k, s, e, v in points]
+    rows: list[_StepRow] = [{"run_id": run_id, "key": str(k), "step": int(s), "epoch": int(e),
+                             "value": _stored(float(v)), "at": now} for k, s, e, v in points]
     if not rows:
         return
     if not _fits(run_id):

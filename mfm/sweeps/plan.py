@@ -139,7 +139,10 @@ def resolve_sources(db: Database, cell: Cell) -> Cell:
     return dataclasses.replace(cell, config=new_cfg, overrides=overrides)
 
 
-def _comparable_key(config: Mapping[str, Any], exact: bool) -> tuple[Any, ...]:
+_Key = tuple[Any, ...]
+
+
+def _comparable_key(config: Mapping[str, Any], exact: bool) -> _Key:
     data = config.get("data", {})
     base = (config.get("method", {}).get("name"), data.get("name"),
             config.get("model", {}).get("name"))
@@ -151,10 +154,10 @@ def _comparable_key(config: Mapping[str, Any], exact: bool) -> tuple[Any, ...]:
             config.get("mfm", {}).get("virtual_params"))
 
 
-def _timings(runs: Sequence[RunRecord]) -> tuple[dict[tuple, float], dict[tuple, float]]:
+def _timings(runs: Sequence[RunRecord]) -> tuple[dict[_Key, float], dict[_Key, float]]:
     """Median recorded seconds per epoch by (exact, coarse) comparable key."""
-    exact: dict[tuple, list[float]] = {}
-    coarse: dict[tuple, list[float]] = {}
+    exact: dict[_Key, list[float]] = {}
+    coarse: dict[_Key, list[float]] = {}
     for r in runs:
         spe = (r.summary or {}).get("seconds_per_epoch")
         if not isinstance(spe, (int, float)) or spe <= 0:

@@ -252,7 +252,7 @@ def _linked_axis(axis: str, values: Any) -> list[tuple[str | None, dict[str, Any
         raise SweepError(f"grid.{axis}: a key is named twice")
     if not isinstance(values, list) or not values:
         raise SweepError(f"grid.{axis}: expected a non-empty list of [{', '.join(keys)}] lists")
-    out = []
+    out: list[tuple[str | None, dict[str, Any]]] = []
     for v in values:
         if not isinstance(v, list) or len(v) != len(keys) or not all(_plain(x) for x in v):
             raise SweepError(f"grid.{axis}: each value must be a list of {len(keys)} plain "

@@ -139,9 +139,9 @@ def per_class_mean(cells: Iterable[CellRun], arm: str) -> list[dict[str, Any]]:
         return []
     counts = list(members[0].train_counts or [0] * len(members[0].class_acc or []))
     names = list(members[0].class_names or [str(i) for i in range(len(counts))])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for k in range(len(counts)):
-        ms = mean_std([float(c.class_acc[k]) for c in members  # type: ignore[index]
+        ms = mean_std([float(c.class_acc[k]) for c in members
                        if c.class_acc is not None and k < len(c.class_acc)])
         rows.append({"class": k, "name": names[k] if k < len(names) else str(k),
                      "train": counts[k], "mean": None if ms is None else ms[0],

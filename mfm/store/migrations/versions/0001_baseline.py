@@ -100,8 +100,8 @@ def upgrade() -> None:
     op.create_index("ix_runs_status", "runs", ["status"])
     op.create_index("ix_runs_config_hash", "runs", ["config_hash"])
     for table, keys in (("step_metrics", ("key", "step")), ("epoch_metrics", ("key", "epoch"))):
-        columns = [sa.Column("run_id", BigInt, nullable=False),
-                   sa.Column("key", sa.String(), nullable=False)]
+        columns: list[sa.schema.SchemaItem] = [sa.Column("run_id", BigInt, nullable=False),
+                                               sa.Column("key", sa.String(), nullable=False)]
         if table == "step_metrics":
             columns += [sa.Column("step", BigInt, nullable=False),
                         sa.Column("epoch", BigInt, nullable=False)]
