@@ -20,6 +20,7 @@ from mfm.cli.errors import UserError
 from mfm.store import Database, queue
 from mfm.store import sweeps as sweep_store
 from mfm.store.records import LIVE, RESUMABLE
+from mfm.sweeps.plan import SweepPlan
 from mfm.sweeps.spec import SweepError, SweepSpec, read_sweep
 from mfm.sweeps.table import (
     COLUMNS,
@@ -74,7 +75,8 @@ def _read(path: str, overrides: tuple[str, ...] = ()) -> SweepSpec:
     return dataclasses.replace(spec, base=base)
 
 
-def _plan(app: App, db: Database, spec: SweepSpec, rerun_stale: bool, max_cells: int | None):
+def _plan(app: App, db: Database, spec: SweepSpec, rerun_stale: bool,
+          max_cells: int | None) -> SweepPlan:
     from mfm.runner.launch import code_version
     from mfm.sweeps.plan import plan_sweep
 

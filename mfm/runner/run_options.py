@@ -22,6 +22,7 @@ def resolve_modulator(db: Database, cfg: Config) -> str:
     from mfm.data import load_source
     from mfm.methods.mfm import check_transfer, expected_describe, load_modulator_file
     from mfm.models import create_model
+    from mfm.models.sites import list_sites
 
     path = _modulator_path(db, cfg.mfm.modulator_from)
     try:
@@ -29,7 +30,7 @@ def resolve_modulator(db: Database, cfg: Config) -> str:
         source = load_source(cfg.data, download=False)
         model = create_model(cfg.model.name, num_classes=source.num_classes,
                              in_channels=source.in_channels)
-        check_transfer(state, expected_describe(model.sites(), cfg.mfm))
+        check_transfer(state, expected_describe(list_sites(model), cfg.mfm))
     except (ModulatorFileError, ConfigError) as e:
         raise PreflightError(str(e)) from None
     return os.path.abspath(path)
