@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import click
 
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
-from mfm.runner.procs import is_alive, signal_group
+from mfm.runner.procs import host_name, is_alive, signal_group
 from mfm.store import queue, repo
 from mfm.store.records import LIVE, RESUMABLE
 from mfm.text import one_line
@@ -36,11 +35,11 @@ def cancel(app: App, run_ids: tuple[int, ...]) -> None:
     db = app.open_db()
     for run_id in run_ids:  # check every id first: an unknown one changes nothing
         if repo.get_run(db, run_id) is None:
-            raise UserError(f"ID: no run {run_id} in {app.db_target} (see mfm runs)")
+            raise UserError(f"ID: no run {run_id} in {db.display} (see mfm runs)")
         rec = repo.get_run(db, run_id)
         if rec.status not in LIVE:
             raise UserError(f"ID: run {run_id} is already {rec.status}; nothing to cancel")
-    host = socket.gethostname()
+    host = host_name()
     for run_id in run_ids:
         try:
             what = queue.request_cancel(db, run_id)
@@ -59,29 +58,46 @@ def cancel(app: App, run_ids: tuple[int, ...]) -> None:
 
 @click.command()
 @click.argument("run_id", metavar="ID", type=int)
+@click.option("--host", "host", default=None, metavar="HOST|any",
+              help="Pin the resumed run to this host, or 'any' (default: the pin it had). "
+                   "Another host needs the checkpoint: a runs folder shared by the hosts.")
 @pass_app
-def resume(app: App, run_id: int) -> None:
+def resume(app: App, run_id: int, host: str | None) -> None:
     """Queue a cancelled, failed or lost run again: it continues from its last checkpoint
     with its optimiser, schedule, modulation and random state.
 
     \b
-    Example:
+    Examples:
       mfm resume 7
+      mfm resume 7 --host any      # a run pinned to a host that is gone
     """
     from mfm.runner.launch import serving, start_detached_supervisor
     from mfm.runner.submit import DEFAULT_SUPERVISOR_ARGS
 
     db = app.open_db()
     before = repo.get_run(db, run_id)
-    if before is not None and before.status in RESUMABLE and before.epoch is not None:
+    # another host serving this database may see a checkpoint this one cannot (its own
+    # disk): then the resume waits in the queue for a host that can read it (mfm runs says so)
+    elsewhere = any(w.host != host_name() and w.stopped_at is None
+                    for w in queue.list_workers(db))
+    if (before is not None and before.status in RESUMABLE and before.epoch is not None
+            and not elsewhere):
         _check_checkpoint(run_id, before.checkpoint_dir, before.epoch)
+    pin: dict = {}
+    if host is not None:
+        from mfm.runner.launch import SlotWishError, check_host_wish
+
+        try:
+            pin["want_host"] = check_host_wish(host, db)[0] or None
+        except SlotWishError as e:
+            raise UserError(f"--{e}") from None
     try:
-        rec = queue.request_resume(db, run_id)
+        rec = queue.request_resume(db, run_id, **pin)
     except queue.QueueError as e:
         raise UserError(str(e)) from None
     done = 0 if rec.epoch is None else rec.epoch + 1
     start_over = rec.epoch is None and not _has_checkpoint(rec.checkpoint_dir)
-    if serving(app.db_target, app.runs_root()) is None:
+    if rec.want_host in (None, host_name()) and serving(app.db_target, app.runs_root()) is None:
         start_detached_supervisor(app.db_target, app.runs_root(), list(DEFAULT_SUPERVISOR_ARGS))
     if start_over:
         click.echo(f"run {run_id}: queued to start again from epoch 1/{rec.epochs_total} (it "
@@ -114,7 +130,7 @@ def _log_path(app: App, run_id: int) -> Path:
     db = app.open_db()
     rec = repo.get_run(db, run_id)
     if rec is None:
-        raise UserError(f"ID: no run {run_id} in {app.db_target} (see mfm runs)")
+        raise UserError(f"ID: no run {run_id} in {db.display} (see mfm runs)")
     if rec.log_path:
         return Path(rec.log_path)
     return app.runs_root() / str(run_id) / "run.log"

@@ -11,7 +11,9 @@ from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.config import Config, ConfigError, load_config
 from mfm.runner.preflight import PreflightError, check_data
+from mfm.runner.procs import host_name
 from mfm.store import repo
+from mfm.store.db import hide_password
 from mfm.text import check_name, visible
 
 __all__ = ["run", "load_config_or_fail"]
@@ -59,9 +61,10 @@ def compose_named(app: App, dataset_name: str | None, config_name: str | None,
 
 
 def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | None = None,
-            config_id: int | None = None, slot: str = "") -> int:
+            config_id: int | None = None, slot: str = "", host: str = "") -> int:
     """Queue ``cfg`` (frozen now, with the code version), make sure a supervisor serves this
-    database on this host, and print the run id on stdout."""
+    database on this host (unless the run is pinned to another host), and print the run id
+    on stdout."""
     from mfm.runner.submit import SubmitError, ensure_supervisor, submit_runs
     from mfm.store import queue
 
@@ -69,14 +72,20 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
     try:
         (run_id,) = submit_runs(db, db_target=app.db_target, runs_root=app.runs_root(),
                                 configs=[cfg], names=[name], dataset_spec_id=dataset_spec_id,
-                                config_id=config_id, slot=slot)
+                                config_id=config_id, slot=slot, host=host)
     except SubmitError as e:
         msg = str(e)
-        raise UserError("--" + msg if msg.startswith("slot:") else msg) from None
+        raise UserError("--" + msg if msg.startswith(("slot:", "host:")) else msg) from None
     position = queue.queue_positions(db).get(run_id)
+    pinned = repo.get_run(db, run_id).want_host
+    if pinned and pinned != host_name():
+        click.echo(f"run {run_id} queued (position {position}) for host {pinned}: its "
+                   f"supervisor starts it. Watch: mfm runs, mfm worker status", err=True)
+        click.echo(str(run_id))
+        return run_id
     pid, started = ensure_supervisor(app.db_target, app.runs_root())
     who = (f"started a supervisor (pid {pid}; it exits after 10 idle minutes)" if started
-           else f"supervisor pid {pid} serves {app.db_target}")
+           else f"supervisor pid {pid} serves {db.display}")
     click.echo(f"run {run_id} queued (position {position}); {who}. "
                f"Watch: mfm runs, mfm logs {run_id} --follow", err=True)
     click.echo(str(run_id))
@@ -97,12 +106,16 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
               help="A saved dataset spec (data.* settings; made in mfm-tui).")
 @click.option("--config-name", "config_name", default=None, metavar="NAME[@VERSION]",
               help="A saved method config (latest version unless @VERSION; made in mfm-tui).")
-@click.option("--slot", default="", metavar="SLOT",
-              help="Queue for this slot or GPU only (gpu1, gpu1.0, cpu0; default: any).")
+@click.option("--slot", default="", metavar="[HOST:]SLOT",
+              help="Queue for this slot or GPU only (gpu1, gpu1.0, cpu0; default: any); "
+                   "HOST:SLOT also pins the host (box2:gpu1).")
+@click.option("--host", "host", default="", metavar="HOST",
+              help="Queue for the supervisor of this host only (default: any host serving "
+                   "this database).")
 @pass_app
 def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str, ...],
         name: str | None, dataset_name: str | None, config_name: str | None,
-        slot: str) -> None:
+        slot: str, host: str) -> None:
     """Queue a run (or, with --headless, train it here) and record it: metrics, per-class
     accuracy, checkpoints.
 
@@ -115,6 +128,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     Examples:
       mfm run --set method.name=mfm            # queued; prints the id
       mfm run --slot gpu1 --set method.name=ce # queued for GPU 1 only
+      mfm run --slot box2:gpu1                 # GPU 1 of host box2 (several boxes)
       mfm run --headless
       mfm run --headless --set method.name=balanced_softmax --set train.epochs=10
       mfm run --headless --config cifar10_lt.toml --set data.imbalance_factor=200
@@ -131,10 +145,11 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
     except PreflightError as e:
         raise UserError(str(e)) from None
     if not headless:
-        enqueue(app, cfg, name, **refs, slot=slot)
+        enqueue(app, cfg, name, **refs, slot=slot, host=host)
         return
-    if slot:
-        raise UserError("--slot: only for queued runs; a --headless run trains in this "
+    if slot or host:
+        opt = "--slot" if slot else "--host"
+        raise UserError(f"{opt}: only for queued runs; a --headless run trains in this "
                         "process (choose its device with --set device=cuda:N)")
     from mfm.cli.foreground import train_in_foreground
 
@@ -148,7 +163,8 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
         what = f"failed: {outcome.reason}" if outcome.status == "failed" else outcome.status
         click.echo(one_line(f"error: run {run_id} {what}; its end could not be recorded "
                             f"({outcome.unrecorded}): the records may show it running until "
-                            f"an `mfm worker` serving {app.db_target} on this host marks it "
+                            f"an `mfm worker` serving {hide_password(app.db_target)} on this host "
+                            f"marks it "
                             f"lost", limit=800), err=True)
         sys.exit(1)
     if outcome.status == "cancelled":

@@ -490,9 +490,8 @@ def cancel_cmd(app: App, ref: str) -> None:
       mfm sweep cancel 1
     """
     import signal
-    import socket
 
-    from mfm.runner.procs import is_alive, signal_group
+    from mfm.runner.procs import host_name, is_alive, signal_group
 
     db = app.open_db()
     rec = _get(db, ref, app.db_target)
@@ -505,7 +504,7 @@ def cancel_cmd(app: App, ref: str) -> None:
             state = queue.request_cancel(db, r.id)
         except queue.QueueError:
             continue
-        if state != "cancelled" and r.host == socket.gethostname() and r.pid \
+        if state != "cancelled" and r.host == host_name() and r.pid \
                 and is_alive(r.pid, r.proc_start):
             signal_group(r.pid, signal.SIGTERM)  # the supervisor escalates if needed
         n += 1

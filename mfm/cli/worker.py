@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 
 import click
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
-from mfm.runner.procs import process_start_time
+from mfm.runner.procs import host_name, process_start_time
 from mfm.store import queue
 
 __all__ = ["worker"]
@@ -53,12 +52,19 @@ def _holder_text(holder: dict) -> str:
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="Seconds after SIGTERM before a cancelled run is killed.")
 @click.option("--poll", type=float, default=1.0, show_default=True, hidden=True)
+@click.option("--child-module", default=None, hidden=True,
+              help="The module a run process runs (tests stand in a torch-free one).")
 @pass_app
 def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: float | None,
-           detach: bool, heartbeat_timeout: float, grace: float, poll: float) -> None:
+           detach: bool, heartbeat_timeout: float, grace: float, poll: float,
+           child_module: str | None) -> None:
     """Serve the run queue of this database on this host: claim queued runs for free slots,
     launch each as its own process (CUDA_VISIBLE_DEVICES set to its slot), reap them, cancel
     on request, re-adopt live runs after a restart and mark vanished ones lost.
+
+    Several hosts may serve one PostgreSQL database (start one supervisor on each box): a
+    run pinned with `mfm run --host` waits for its host, and a run of a host whose
+    supervisor and run both stopped reporting is marked lost by any other supervisor.
 
     \b
     Examples:
@@ -71,7 +77,7 @@ def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: 
         return
     from mfm.runner.gpus import discover_gpus
     from mfm.runner.launch import serving, start_detached_supervisor, supervisor_lock
-    from mfm.runner.supervisor import SlotError, Supervisor, plan_slots
+    from mfm.runner.supervisor import CHILD_MODULE, SlotError, Supervisor, plan_slots
 
     try:
         slots = plan_slots(discover_gpus(), gpus=_parse_gpus(gpus), per_gpu=per_gpu,
@@ -84,7 +90,7 @@ def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: 
     runs_root = app.runs_root()
     holder = serving(app.db_target, runs_root)
     if holder is not None:
-        raise UserError(f"a supervisor already serves {app.db_target} on this host: "
+        raise UserError(f"a supervisor already serves {db.display} on this host: "
                         f"{_holder_text(holder)} (see mfm worker status)")
     if detach:
         args = ["--per-gpu", str(per_gpu), "--cpu-slots", str(cpu_slots),
@@ -94,30 +100,32 @@ def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: 
             args += ["--gpus", gpus]
         if idle_exit is not None:
             args += ["--idle-exit", str(idle_exit)]
+        if child_module:
+            args += ["--child-module", child_module]
         pid = start_detached_supervisor(app.db_target, runs_root, args)
         click.echo(f"supervisor started in the background: pid {pid}, log "
                    f"{runs_root / 'worker.log'}")
         return
-    host = socket.gethostname()
+    host = host_name()
     lock = supervisor_lock(app.db_target, runs_root)
     if not lock.acquire({"pid": os.getpid(), "host": host,
-                         "slots": [s.name for s in slots], "db": app.db_target}):
+                         "slots": [s.name for s in slots], "db": db.display}):
         holder = lock.holder() or {}
-        raise UserError(f"a supervisor already serves {app.db_target} on this host: "
+        raise UserError(f"a supervisor already serves {db.display} on this host: "
                         f"{_holder_text(holder)} (see mfm worker status)")
     def say(msg: str) -> None:
         click.echo(f"{time.strftime('%H:%M:%S')} {msg}", err=False)
 
     sup = Supervisor(db, db_target=app.db_target, host=host, slots=slots, runs_root=runs_root,
                      heartbeat_timeout=heartbeat_timeout, grace=grace, idle_exit=idle_exit,
-                     poll=poll, log=say)
+                     poll=poll, log=say, child_module=child_module or CHILD_MODULE)
 
     def stop(*_: object) -> None:
         sup.stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
-    say(f"supervisor pid {os.getpid()} serving {app.db_target} on {host}: slots "
+    say(f"supervisor pid {os.getpid()} serving {db.display} on {host}: slots "
         f"{', '.join(s.name for s in slots)}")
     try:
         sup.serve()
@@ -127,9 +135,12 @@ def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: 
 
 
 @worker.command()
+@click.option("--stale", type=float, default=60.0, show_default=True, metavar="SECONDS",
+              help="A supervisor whose last heartbeat is older than this shows as silent.")
 @pass_app
-def status(app: App) -> None:
-    """Who serves this database on this host, its slots, and what runs where.
+def status(app: App, stale: float) -> None:
+    """Every host serving this database: its supervisor, slots busy / free and last
+    heartbeat; then the runs by status.
 
     \b
     Example:
@@ -138,25 +149,37 @@ def status(app: App) -> None:
     from mfm.runner.launch import serving
 
     db = app.open_db()
+    here = host_name()
     holder = serving(app.db_target, app.runs_root())
     con = Console()
     if holder is None:
-        con.print(f"no supervisor serves {app.db_target} on {socket.gethostname()} "
+        con.print(f"no supervisor serves {db.display} on {here} "
                   "(mfm worker --detach starts one; mfm run starts one when needed)", markup=False)
     else:
         con.print(f"supervisor: {_holder_text(holder)}", markup=False)
     now = time.time()
     workers = queue.list_workers(db)
+    active = queue.active_runs(db)
     if workers:
-        table = Table(title="supervisors in the records", title_justify="left")
-        for col in ("host", "pid", "state", "heartbeat", "slots"):
+        table = Table(title="hosts serving this database", title_justify="left")
+        for col in ("host", "pid", "state", "busy", "free", "last heartbeat", "slots"):
             table.add_column(col)
         for w in workers:
-            alive = w.stopped_at is None and process_start_time(w.pid) == w.proc_start \
-                if w.host == socket.gethostname() else w.stopped_at is None
-            slots = ", ".join(f"{s['name']}:{s['run'] or 'free'}" for s in w.slots)
-            table.add_row(w.host, str(w.pid), "serving" if alive else "stopped",
-                          f"{now - w.heartbeat_at:.0f} s ago", slots)
+            if w.stopped_at is not None:
+                state = "stopped"
+            elif w.host == here:  # this host: the process itself says
+                state = "serving" if process_start_time(w.pid) == w.proc_start else "gone"
+            else:
+                state = "serving" if now - w.heartbeat_at <= stale else "silent"
+            # which run holds a slot: the runs' own records (the supervisor's slot list is
+            # only as fresh as its last heartbeat)
+            held = {r.slot: r.id for r in active if r.host == w.host and r.slot}
+            busy = sum(1 for s in w.slots if s["name"] in held)
+            slots = ", ".join(f"{s['name']}:{held.get(s['name'], 'free')}" for s in w.slots)
+            beat = time.strftime("%H:%M:%S", time.localtime(w.heartbeat_at))
+            table.add_row(w.host, str(w.pid), state, str(busy if state == "serving" else 0),
+                          str(len(w.slots) - busy if state == "serving" else 0),
+                          f"{beat} ({now - w.heartbeat_at:.0f} s ago)", slots)
         con.print(table)
     counts = queue.count_by_status(db)
     con.print("runs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))

@@ -4,7 +4,6 @@ of the background run process. The record must exist; this function owns its fin
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import traceback
@@ -13,9 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mfm.config import Config, ConfigError, config_from_dict
-from mfm.engine.callbacks import Callbacks, Tee
 from mfm.crashlog import describe_os_error
-from mfm.runner.procs import process_start_time
+from mfm.engine.callbacks import Callbacks, Tee
+from mfm.runner.procs import host_name, process_start_time
 from mfm.store import Database, StoreError, queue, repo
 from mfm.text import one_line
 
@@ -88,11 +87,17 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     fails (``fit`` refuses to train over its records).
     """
     # torch and the engine load here, not at import, so that listing commands stay fast.
-    from mfm.runner.sink import StoreSink
     from mfm.data import build_data
-    from mfm.engine import (CheckpointMissing, Diverged, RunStopped, fit, resolve_device,
-                            seed_everything)
+    from mfm.engine import (
+        CheckpointMissing,
+        Diverged,
+        RunStopped,
+        fit,
+        resolve_device,
+        seed_everything,
+    )
     from mfm.engine.training import LAST
+    from mfm.runner.sink import StoreSink
 
     rec = repo.get_run(db, run_id)
     if rec is None:
@@ -143,25 +148,34 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     return _record_end(db, run_id, Outcome("completed", result.summary, None))
 
 
-#: pause before the one retry of a final write that failed (a busy or briefly full disk)
+#: pause before the first retry of a final write that failed (doubled for each further one)
 RETRY_PAUSE = 1.0
+#: tries of a final write (1 + 2 + 4 + 8 + 16 s of pauses: a server restart is waited out)
+RETRY_TRIES = 6
+#: how long the end of a failed or cancelled run waits for its pending step points
+END_FLUSH_SECONDS = 20.0
 
 #: the states a run process may end from: before start_running (created, starting) or after
 _ENDS_FROM = ("created", "starting", "running")
 
 
 def _retry(write: Callable[[], object]) -> object:
-    try:
-        return write()
-    except StoreError:
-        time.sleep(RETRY_PAUSE)
-        return write()
+    """``write()``, tried again with a doubling pause while the records fail (StoreError)."""
+    pause = RETRY_PAUSE
+    for _ in range(RETRY_TRIES - 1):
+        try:
+            return write()
+        except StoreError:
+            time.sleep(pause)
+            pause *= 2
+    return write()
 
 
 def _flush_quietly(sink: Callbacks) -> None:
-    """Write the buffered step points if the records take them; the end matters more."""
+    """Write the buffered and pending step points if the records take them within
+    END_FLUSH_SECONDS; the end matters more."""
     try:
-        sink.flush()  # type: ignore[attr-defined]
+        sink.flush(block=True, within=END_FLUSH_SECONDS)  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001
         pass
 
@@ -185,7 +199,7 @@ def start_running(db: Database, run_id: int, *, device: str) -> bool:
         return False
     pid = os.getpid()
     now = time.time()
-    repo.update_run(db, run_id, host=socket.gethostname(), pid=pid,
+    repo.update_run(db, run_id, host=host_name(), pid=pid,
                     proc_start=process_start_time(pid), device=device, started_at=now,
                     heartbeat_at=now)
     return True

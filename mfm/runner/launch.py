@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -12,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from mfm.runner.lock import SupervisorLock, lock_path_for
+from mfm.runner.procs import host_name
 
 __all__ = ["supervisor_lock", "serving", "start_detached_supervisor", "code_version",
-           "SlotWishError", "check_slot_wish", "serving_slots", "default_slot_names"]
+           "SlotWishError", "check_slot_wish", "serving_slots", "default_slot_names",
+           "split_pin", "check_host_wish"]
 
 SLOT_NAME = re.compile(r"^(cpu|gpu)\d+(\.\d+)?$")
+HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
 class SlotWishError(ValueError):
@@ -29,7 +31,7 @@ def serving_slots(db: Any, db_target: str, runs_root: Path) -> list[str] | None:
         return None
     from mfm.store import queue
 
-    host = socket.gethostname()
+    host = host_name()
     for w in queue.list_workers(db):
         if w.host == host and w.stopped_at is None:
             return [s["name"] for s in w.slots]
@@ -44,7 +46,7 @@ def default_slot_names() -> list[str]:
     return [f"gpu{g.index}" for g in discover_gpus()] or ["cpu0"]
 
 
-def check_slot_wish(wish: str, slots: list[str] | None) -> str:
+def check_slot_wish(wish: str, slots: list[str] | None, where: str = "this host") -> str:
     """``wish`` stripped, if a slot of ``slots`` can take it: the slot's name, or its GPU
     (``gpu1`` for ``gpu1.0``). ``slots`` are the serving supervisor's, or None when none
     serves yet: then the slots a supervisor started now would have (all GPUs found, one run
@@ -58,12 +60,45 @@ def check_slot_wish(wish: str, slots: list[str] | None) -> str:
     if slots is None:
         slots = default_slot_names()
     if not any(s == wish or s.split(".")[0] == wish for s in slots):
-        raise SlotWishError(f"slot: no slot {wish} on this host (slots: {', '.join(slots)})")
+        raise SlotWishError(f"slot: no slot {wish} on {where} (slots: {', '.join(slots)})")
     return wish
 
 
+def split_pin(slot: str, host: str = "") -> tuple[str, str]:
+    """(host, slot) from ``--host NAME`` and ``--slot [HOST:]SLOT``; ``HOST:`` and --host
+    must agree."""
+    slot, host = slot.strip(), host.strip()
+    if ":" in slot:
+        in_slot, slot = (p.strip() for p in slot.split(":", 1))
+        if host and in_slot != host:
+            raise SlotWishError(f"slot: names host {in_slot!r} but --host is {host!r}")
+        host = in_slot
+        if not host:
+            raise SlotWishError("slot: expected HOST:SLOT like box2:gpu1 (the host is empty)")
+    return host, slot
+
+
+def check_host_wish(host: str, db: Any) -> tuple[str, list[str] | None]:
+    """(host, its slots) for a run pinned to ``host``: '' (any host) and this host pass (slots
+    None: the local rules apply); another host must have served this database (its
+    supervisor's slots are in the workers table), so a typo is refused."""
+    host = host.strip()
+    if host in ("", "any") or host == host_name():
+        return ("" if host == "any" else host), None
+    if not HOST_NAME.match(host):
+        raise SlotWishError(f"host: not a host name: {host!r}")
+    from mfm.store import queue
+
+    workers = {w.host: w for w in queue.list_workers(db)}
+    if host not in workers:
+        seen = ", ".join(sorted(workers)) or "none yet"
+        raise SlotWishError(f"host: no supervisor has served this database on {host} "
+                            f"(hosts seen: {seen}; start `mfm worker --detach` there first)")
+    return host, [s["name"] for s in workers[host].slots]
+
+
 def supervisor_lock(db_target: str, runs_root: Path) -> SupervisorLock:
-    return SupervisorLock(lock_path_for(db_target, runs_root, socket.gethostname()))
+    return SupervisorLock(lock_path_for(db_target, runs_root, host_name()))
 
 
 def serving(db_target: str, runs_root: Path) -> dict[str, Any] | None:
@@ -73,15 +108,17 @@ def serving(db_target: str, runs_root: Path) -> dict[str, Any] | None:
 
 def start_detached_supervisor(db_target: str, runs_root: Path, args: list[str]) -> int:
     """``mfm worker ARGS`` as a daemon: its own session, no terminal, output to
-    runs/worker.log; survives the shell that started it. Returns its pid."""
+    runs/worker.log; survives the shell that started it. The database's URL goes through the
+    environment (MFM_DB), so a password never shows in ``ps``. Returns its pid."""
     runs_root.mkdir(parents=True, exist_ok=True)
     log = open(runs_root / "worker.log", "ab")  # noqa: SIM115 — handed to the child
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mfm.cli.main", "--db", db_target, "worker", *args],
+            [sys.executable, "-m", "mfm.cli.main", "worker", *args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
-            env=dict(os.environ, MFM_RUNS_DIR=str(runs_root), PYTHONUNBUFFERED="1"))
+            env=dict(os.environ, MFM_DB=db_target, MFM_RUNS_DIR=str(runs_root),
+                     PYTHONUNBUFFERED="1"))
     finally:
         log.close()
     return proc.pid

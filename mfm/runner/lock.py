@@ -6,11 +6,11 @@ import fcntl
 import hashlib
 import json
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
+from mfm.runner.procs import host_name
 from mfm.store.paths import sqlite_path
 
 __all__ = ["SupervisorLock", "lock_path_for"]
@@ -20,7 +20,7 @@ def lock_path_for(db_target: str, runs_root: Path, host: str | None = None) -> P
     """``<db file>.<host>.worker.lock`` beside a SQLite file; for other URLs a file in the runs
     folder named by a hash of the URL. The host is in the name: on a shared filesystem each
     host serves its own GPUs."""
-    host = host or socket.gethostname()
+    host = host or host_name()
     target = sqlite_path(db_target)
     if "://" not in target:
         p = Path(target).resolve()

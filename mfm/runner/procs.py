@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
-__all__ = ["process_start_time", "is_alive", "signal_group", "boot_id"]
+__all__ = ["process_start_time", "is_alive", "signal_group", "boot_id", "host_name",
+           "HOSTNAME_ENV"]
+
+#: overrides the host name this process serves and records (tests stand in for several hosts)
+HOSTNAME_ENV = "MFM_HOSTNAME"
+
+
+def host_name() -> str:
+    """The name of this host in the records: ``MFM_HOSTNAME`` if set, else the system's host
+    name. The one home of that rule (supervisor, run process, queueing, locks, the CLI)."""
+    return os.environ.get(HOSTNAME_ENV, "").strip() or socket.gethostname()
 
 
 def process_start_time(pid: int) -> str | None:

@@ -12,8 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mfm.runner.launch import (SlotWishError, check_slot_wish, code_version, serving,
-                               serving_slots, start_detached_supervisor)
+from mfm.runner.launch import (
+    SlotWishError,
+    check_host_wish,
+    check_slot_wish,
+    code_version,
+    serving,
+    serving_slots,
+    split_pin,
+    start_detached_supervisor,
+)
 from mfm.runner.preflight import PreflightError, check_data, check_modulator
 
 __all__ = ["SubmitError", "submit_runs", "ensure_supervisor", "DEFAULT_SUPERVISOR_ARGS"]
@@ -28,13 +36,19 @@ class SubmitError(ValueError):
 
 def submit_runs(db: Any, *, db_target: str, runs_root: Path, configs: Sequence[Any],
                 names: Sequence[str | None], dataset_spec_id: int | None = None,
-                config_id: int | None = None, slot: str = "") -> list[int]:
-    """Queue one run per validated Config; all or nothing. Returns the new run ids."""
+                config_id: int | None = None, slot: str = "", host: str = "") -> list[int]:
+    """Queue one run per validated Config; all or nothing. Returns the new run ids.
+    ``host`` (or ``slot`` as ``HOST:SLOT``) pins the runs to that host's supervisor."""
     from mfm.config import config_to_dict
     from mfm.store import queue, repo
 
     try:
-        wish = check_slot_wish(slot, serving_slots(db, db_target, runs_root))
+        host, slot = split_pin(slot, host)
+        host, host_slots = check_host_wish(host, db)
+        if host_slots is None:
+            wish = check_slot_wish(slot, serving_slots(db, db_target, runs_root))
+        else:
+            wish = check_slot_wish(slot, host_slots or ["none"], where=f"host {host}")
         for cfg in configs:
             check_data(cfg)
             check_modulator(db, cfg)
@@ -46,7 +60,7 @@ def submit_runs(db: Any, *, db_target: str, runs_root: Path, configs: Sequence[A
         run_id = queue.enqueue_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
                                    name=name, code_version=version,
                                    dataset_spec_id=dataset_spec_id, config_id=config_id,
-                                   want_slot=wish or None)
+                                   want_slot=wish or None, want_host=host or None)
         # the run's folder is recorded here, once; a run process given another one (a
         # supervisor with another runs folder) records that instead
         repo.update_run(db, run_id, checkpoint_dir=str(runs_root / str(run_id)))

@@ -4,6 +4,11 @@ and owns the final truth of a run whose process vanished (pid + start time + hea
 
 It keeps no state that matters across restarts: on start it re-adopts live runs of this host
 from the records and reconciles the rest, so killing or restarting it never loses a run.
+
+Several hosts may serve one database (PostgreSQL): each supervisor judges only its own host's
+processes (pid and start time), and records its own heartbeat in the workers table. A run of
+another host is marked lost by any supervisor only when nobody reports for it any more: that
+host's supervisor and the run itself are both silent for longer than the heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -20,9 +25,20 @@ from pathlib import Path
 
 from mfm.runner.gpus import GpuInfo
 from mfm.runner.procs import is_alive, process_start_time, signal_group
-from mfm.store import Database, queue
+from mfm.store import Database, StoreError, queue
 
-__all__ = ["Slot", "SlotError", "plan_slots", "Supervisor"]
+__all__ = ["Slot", "SlotError", "plan_slots", "Supervisor", "CHILD_MODULE", "can_read"]
+
+#: the module a run process runs (``python -m``)
+CHILD_MODULE = "mfm.runner.child"
+
+#: the longest pause between two of the supervisor's own heartbeats
+BEAT_EVERY = 5.0
+
+
+def can_read(path: str) -> bool:
+    """Can this host read ``path`` (a resume's checkpoint on a shared or local disk)?"""
+    return os.path.isfile(path) and os.access(path, os.R_OK)
 
 
 class SlotError(ValueError):
@@ -68,8 +84,11 @@ class Supervisor:
                  runs_root: Path, heartbeat_timeout: float = 60.0, grace: float = 30.0,
                  idle_exit: float | None = None, poll: float = 1.0,
                  python: str = sys.executable, log: Callable[[str], None] = print,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, child_module: str = CHILD_MODULE):
         self.db, self.db_target, self.host = db, db_target, host
+        self.child_module = child_module
+        # often enough that a supervisor on another host never takes this one for silent
+        self.beat_every = min(BEAT_EVERY, heartbeat_timeout / 3)
         self.slots = slots
         self.runs_root = runs_root
         self.heartbeat_timeout, self.grace = heartbeat_timeout, grace
@@ -96,18 +115,33 @@ class Supervisor:
         """Tick until stopped (SIGTERM/SIGINT/SIGHUP set ``stop``) or idle for idle_exit."""
         self.start()
         last_beat = 0.0
+        failing: str | None = None  # the records' fault while they cannot be reached
+        pause = self.poll
         try:
             while not self.stop.is_set():
-                self.tick()
-                if self.clock() - last_beat >= 5.0:
-                    queue.worker_heartbeat(self.db, host=self.host, slots=self.slot_info())
-                    last_beat = self.clock()
+                try:
+                    self.tick()
+                    if self.clock() - last_beat >= self.beat_every:
+                        queue.worker_heartbeat(self.db, host=self.host, slots=self.slot_info())
+                        last_beat = self.clock()
+                except StoreError as e:  # the server restarts, the network drops: wait
+                    if failing != str(e):
+                        self.log(f"the records cannot be reached ({e}); retrying")
+                    failing, pause = str(e), min(max(pause * 2, self.poll), 30.0)
+                    self.stop.wait(pause)
+                    continue
+                if failing is not None:
+                    self.log("the records can be reached again")
+                    failing, pause = None, self.poll
                 if self.idle_exit is not None and self.clock() - self.idle_since > self.idle_exit:
                     self.log(f"idle for {self.idle_exit:g} s: exiting")
                     break
                 self.stop.wait(self.poll)
         finally:
-            queue.stop_worker(self.db, host=self.host, pid=self.pid)
+            try:
+                queue.stop_worker(self.db, host=self.host, pid=self.pid)
+            except StoreError as e:
+                self.log(f"could not record this supervisor's stop ({e})")
             # Runs are never killed with the supervisor: they live in their own sessions and
             # the next supervisor re-adopts them.
 
@@ -115,6 +149,7 @@ class Supervisor:
         self.reap()
         self.handle_cancels()
         self.watch()
+        self.watch_elsewhere()
         self.launch_free()
         if self.busy or queue.queue_positions(self.db):
             self.idle_since = self.clock()
@@ -185,6 +220,25 @@ class Supervisor:
                 self._release(run_id)
                 self.signalled.discard(run_id)
 
+    def watch_elsewhere(self) -> None:
+        """Runs of other hosts that nobody reports for: their host's supervisor and the run
+        itself both silent for longer than the heartbeat timeout. Marked lost, saying when
+        they stopped reporting; a run that reports again meanwhile is left alone."""
+        before = self.clock() - self.heartbeat_timeout
+        for rec in queue.stale_runs_elsewhere(self.db, host=self.host, before=before):
+            assert rec.host is not None
+            beat = rec.heartbeat_at or rec.started_at or rec.created_at
+            seen = queue.worker_last_seen(self.db, rec.host)
+            last = max(beat, seen or 0.0)
+            who = (f"host {rec.host}'s supervisor and the run" if seen is not None
+                   else f"the run on host {rec.host} (no supervisor there)")
+            note = (f"lost: {who} stopped reporting at "
+                    f"{time.strftime('%H:%M:%S', time.localtime(last))} (judged by "
+                    f"{self.host}); resume with: mfm resume {rec.id}")
+            if queue.mark_lost_if_stale(self.db, rec.id, host=rec.host, before=before,
+                                        error=note):
+                self.log(f"run {rec.id}: {note}")
+
     def _status(self, run_id: int) -> str | None:
         from mfm.store import repo
 
@@ -216,20 +270,26 @@ class Supervisor:
         for slot in self.slots:
             if slot.name in self.busy:
                 continue
-            rec = queue.claim_next(self.db, host=self.host, slot=slot.name)
+            rec = queue.claim_next(self.db, host=self.host, slot=slot.name, can_read=can_read)
             if rec is None:
                 continue  # nothing queued for this slot (runs may ask for another one)
-            self.launch(rec.id, slot, attempt=rec.attempt, resume=rec.resume_requested)
+            # a resume continues in the folder of its checkpoint (a shared runs folder)
+            need = queue.needs_checkpoint(rec.resume_requested, rec.checkpoint_dir, rec.epoch)
+            run_dir = Path(need).parent if need is not None else None
+            self.launch(rec.id, slot, attempt=rec.attempt, resume=rec.resume_requested,
+                        run_dir=run_dir)
 
-    def launch(self, run_id: int, slot: Slot, *, attempt: int, resume: bool) -> None:
-        run_dir = self.runs_root / str(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
+    def launch(self, run_id: int, slot: Slot, *, attempt: int, resume: bool,
+               run_dir: Path | None = None) -> None:
+        run_dir = run_dir or self.runs_root / str(run_id)
         log_path = run_dir / "run.log"
-        env = dict(os.environ, CUDA_DEVICE_ORDER="PCI_BUS_ID",
+        # the database's URL travels in the environment: a password must not show in `ps`
+        env = dict(os.environ, CUDA_DEVICE_ORDER="PCI_BUS_ID", MFM_DB=self.db_target,
                    CUDA_VISIBLE_DEVICES=slot.visible_devices, PYTHONUNBUFFERED="1")
-        cmd = [self.python, "-m", "mfm.runner.child", "--db", self.db_target,
-               "--checkpoint-dir", str(run_dir), str(run_id)]
+        cmd = [self.python, "-m", self.child_module, "--checkpoint-dir", str(run_dir),
+               str(run_id)]
         try:
+            run_dir.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as logf:
                 logf.write(f"== run {run_id} attempt {attempt}{' (resume)' if resume else ''} "
                            f"on {self.host} slot {slot.name} at "

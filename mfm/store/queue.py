@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,15 @@ from mfm.store.repo import _run_record
 __all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", "set_process",
            "transition", "queue_positions", "active_runs", "request_cancel", "request_resume",
            "upsert_worker", "worker_heartbeat", "stop_worker", "list_workers", "cancel_requested",
-           "count_by_status"]
+           "count_by_status", "needs_checkpoint", "wait_note", "WAIT_PREFIX",
+           "stale_runs_elsewhere", "mark_lost_if_stale", "CHECKPOINT_FILE",
+           "worker_last_seen"]
+
+#: the file a resume continues from (mfm.engine.training.LAST; the store does not load torch)
+CHECKPOINT_FILE = "last.pt"
+
+#: how a queued run's ``error`` starts when a supervisor declined it and says what it waits for
+WAIT_PREFIX = "waits for "
 
 
 
@@ -50,44 +59,87 @@ class WorkerRecord:
 def enqueue_run(db: Database, *, config: dict[str, Any], epochs_total: int,
                 name: str | None = None, code_version: str | None = None,
                 dataset_spec_id: int | None = None, config_id: int | None = None,
-                want_slot: str | None = None) -> int:
+                want_slot: str | None = None, want_host: str | None = None) -> int:
     """A new run in the queue, its resolved config frozen now. ``want_slot``: only a slot of
     that name (``gpu1``, ``cpu0``) or on that GPU (``gpu1`` takes ``gpu1.0``, ``gpu1.1``)
-    may claim it; None = any slot."""
+    may claim it; None = any slot. ``want_host``: only the supervisor of that host may claim
+    it; None = any host."""
     now = time.time()
     run = Run(name=name, status="queued", created_at=now, queued_at=now,
               config_json=json.dumps(config), config_hash=config_hash(config),
               epochs_total=int(epochs_total),
               dataset_spec_id=dataset_spec_id, config_id=config_id, code_version=code_version,
-              attempt=0, resume_requested=0, want_slot=want_slot or None)
+              attempt=0, resume_requested=0, want_slot=want_slot or None,
+              want_host=want_host or None)
     with db.session_scope() as session:
         session.add(run)
         session.flush()
         return run.id
 
 
-def claim_next(db: Database, *, host: str, slot: str) -> RunRecord | None:
+def needs_checkpoint(resume_requested: Any, checkpoint_dir: str | None,
+                     epoch: int | None) -> str | None:
+    """The checkpoint file a queued run cannot start without, or None: a resume of a run that
+    recorded epochs continues from ``checkpoint_dir/last.pt`` (without it, the run process
+    would refuse to train over the recorded epochs)."""
+    if not resume_requested or not checkpoint_dir or epoch is None:
+        return None
+    return f"{checkpoint_dir.rstrip('/')}/{CHECKPOINT_FILE}"
+
+
+def claim_next(db: Database, *, host: str, slot: str,
+               can_read: Callable[[str], bool] | None = None) -> RunRecord | None:
     """Take the oldest queued run for ``slot`` on ``host`` (queued → starting), or None:
-    one that asks for no slot, for this slot, or for this slot's GPU (``gpu1`` for
-    ``gpu1.0``). One write transaction: two supervisors never claim the same run (on
+    one that asks for no host or for ``host``, and for no slot, this slot, or this slot's GPU
+    (``gpu1`` for ``gpu1.0``). A resume whose checkpoint ``can_read`` says this host cannot
+    read is left for another host, and its ``error`` says what it waits for (``mfm runs``
+    shows it). One write transaction: two supervisors never claim the same run (on
     PostgreSQL, concurrent claimers skip the row another one has locked and take the next)."""
     fits = {slot, slot.split(".")[0]}
+    declined: list[int] = []
     with db.session_scope() as session:
-        run_id = session.execute(
-            select(Run.id).where(Run.status == "queued",
-                                 or_(Run.want_slot.is_(None), Run.want_slot.in_(fits)))
-            .order_by(Run.queued_at, Run.id).limit(1)
-            .with_for_update(skip_locked=True)).scalar()
-        if run_id is None:
-            return None
-        done = session.execute(
-            update(Run).where(Run.id == run_id, Run.status == "queued").values(
-                status="starting", host=host, slot=slot, started_at=None, finished_at=None,
-                pid=None, proc_start=None, heartbeat_at=time.time())).rowcount
-        if not done:
-            return None
-        session.flush()
-        return _run_record(session.get(Run, run_id))
+        while True:
+            q = (select(Run.id, Run.resume_requested, Run.checkpoint_dir, Run.epoch, Run.error)
+                 .where(Run.status == "queued",
+                        or_(Run.want_slot.is_(None), Run.want_slot.in_(fits)),
+                        or_(Run.want_host.is_(None), Run.want_host == host)))
+            if declined:
+                q = q.where(Run.id.not_in(declined))
+            row = session.execute(q.order_by(Run.queued_at, Run.id).limit(1)
+                                  .with_for_update(skip_locked=True)).first()
+            if row is None:
+                return None
+            run_id, resume, ckpt_dir, epoch, error = row
+            need = needs_checkpoint(resume, ckpt_dir, epoch)
+            if need is not None and can_read is not None and not can_read(need):
+                declined.append(run_id)
+                note = f"{WAIT_PREFIX}a host that can read {need} (not {host})"
+                if error != note:
+                    session.execute(update(Run).where(Run.id == run_id,
+                                                      Run.status == "queued").values(error=note))
+                continue
+            done = session.execute(
+                update(Run).where(Run.id == run_id, Run.status == "queued").values(
+                    status="starting", host=host, slot=slot, started_at=None,
+                    finished_at=None, pid=None, proc_start=None, error=None,
+                    heartbeat_at=time.time())).rowcount
+            if not done:
+                return None
+            session.flush()
+            return _run_record(session.get(Run, run_id))
+
+
+def wait_note(rec: RunRecord, position: int | None) -> str:
+    """Where a queued run waits, for ``mfm runs``: its place in the queue, the host and slot
+    it asks for, or the checkpoint no supervisor so far could read."""
+    wish = [f"host {rec.want_host}"] if rec.want_host else []
+    wish += [rec.want_slot] if rec.want_slot else []
+    text = f"#{position if position is not None else '?'} in queue"
+    if wish:
+        text += f", wants {' '.join(wish)}"
+    if rec.error and rec.error.startswith(WAIT_PREFIX):
+        text += f"; {rec.error}"
+    return text
 
 
 def set_process(db: Database, run_id: int, *, pid: int, proc_start: str | None,
@@ -127,6 +179,38 @@ def active_runs(db: Database, *, host: str | None = None) -> list[RunRecord]:
         return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
 
 
+def stale_runs_elsewhere(db: Database, *, host: str, before: float) -> list[RunRecord]:
+    """Active runs of other hosts whose own heartbeat is older than ``before`` and whose
+    host's supervisor is silent too (no row, stopped, or its heartbeat older than
+    ``before``): nobody reports for them any more."""
+    with db.session_scope(read_only=True) as session:
+        live_hosts = select(Worker.host).where(Worker.stopped_at.is_(None),
+                                               Worker.heartbeat_at >= before)
+        q = select(Run).where(Run.status.in_(ACTIVE), Run.host.is_not(None), Run.host != host,
+                              Run.host.not_in(live_hosts),
+                              func.coalesce(Run.heartbeat_at, Run.started_at,
+                                            Run.created_at) < before)
+        return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
+
+
+def worker_last_seen(db: Database, host: str) -> float | None:
+    """The last heartbeat of ``host``'s supervisor, or None if none ever served here."""
+    with db.session_scope(read_only=True) as session:
+        return session.execute(select(Worker.heartbeat_at)
+                               .where(Worker.host == host)).scalar_one_or_none()
+
+
+def mark_lost_if_stale(db: Database, run_id: int, *, host: str, before: float,
+                       error: str) -> bool:
+    """``run_id`` (of ``host``) → lost, only if it is still active there and its heartbeat is
+    still older than ``before`` (a run that just reported again is left alone)."""
+    with db.session_scope() as session:
+        return bool(session.execute(update(Run).where(
+            Run.id == run_id, Run.status.in_(ACTIVE), Run.host == host,
+            func.coalesce(Run.heartbeat_at, Run.started_at, Run.created_at) < before).values(
+                status="lost", finished_at=time.time(), error=error)).rowcount)
+
+
 def cancel_requested(db: Database, *, host: str) -> list[RunRecord]:
     with db.session_scope(read_only=True) as session:
         q = select(Run).where(Run.status.in_(ACTIVE), Run.host == host,
@@ -153,10 +237,15 @@ def request_cancel(db: Database, run_id: int) -> str:
         raise QueueError(f"ID: run {run_id} is already {run.status}; nothing to cancel")
 
 
-def request_resume(db: Database, run_id: int, *, to: str = "queued") -> RunRecord:
+_KEEP = object()
+
+
+def request_resume(db: Database, run_id: int, *, to: str = "queued",
+                   want_host: Any = _KEEP) -> RunRecord:
     """Queue a cancelled, failed or lost run again, to continue from its last checkpoint.
     ``to="created"``: take it for this process instead (a foreground run that no supervisor
-    may claim)."""
+    may claim). ``want_host``: pin it to that host, or None for any host (default: the pin it
+    had)."""
     if to not in WAITING:
         raise ValueError(f"resume to queued or created, not {to!r}")
     with db.session_scope() as session:
@@ -177,6 +266,8 @@ def request_resume(db: Database, run_id: int, *, to: str = "queued") -> RunRecor
         run.error = None
         run.pid = None
         run.proc_start = None
+        if want_host is not _KEEP:
+            run.want_host = want_host or None
         session.flush()
         return _run_record(run)
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 import mfm.atomic as atomic_module
 import mfm.runner.execute as execute_module
+import mfm.runner.sink as sink_module
 from mfm.cli.main import cli
 from mfm.config import config_to_dict, load_config
 from mfm.engine import Callbacks
@@ -158,6 +159,9 @@ def broken_store(monkeypatch):
 
     monkeypatch.setattr(StoreSink, "on_epoch", on_epoch)
     monkeypatch.setattr(execute_module, "RETRY_PAUSE", 0.0)
+    monkeypatch.setattr(execute_module, "END_FLUSH_SECONDS", 0.2)
+    monkeypatch.setattr(sink_module, "GIVE_UP_SECONDS", 0.3)  # the sink's retries give up
+    monkeypatch.setattr(sink_module, "BACKOFF_MIN", 0.05)
     return state
 
 
@@ -170,9 +174,13 @@ def test_records_that_cannot_be_written_any_more_say_so_and_a_supervisor_marks_i
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 1, res.output
     said = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
-    assert said == [f"error: run 1 failed: could not write the records: {FULL}; its end could "
-                    f"not be recorded ({FULL}): the records may show it running until an "
-                    f"`mfm worker` serving {db_path} on this host marks it lost"], res.stderr
+    # the sink retried its writes with backoff until it gave up, then said for how long
+    expected = (re.escape(f"error: run 1 failed: could not write the records: {FULL}")
+                + r" \(retried for \d+ s\)"
+                + re.escape(f"; its end could not be recorded ({FULL}): the records may show it "
+                            f"running until an `mfm worker` serving {db_path} on this host "
+                            f"marks it lost"))
+    assert len(said) == 1 and re.fullmatch(expected, said[0]), res.stderr
     broken_store["broken"] = False
     with Database(str(db_path)) as db:
         rec = repo.get_run(db, 1)
