@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from proc_helpers import mfm_exe, wait_for
 
 from mfm.store import Database, repo
+
+# real subprocesses / processes racing on one database: the CI run, not the inner loop
+pytestmark = pytest.mark.slow
 
 
 def test_headless_subprocess_completes_with_per_class_vectors(tmp_path, cli_env):

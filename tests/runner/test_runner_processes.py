@@ -9,10 +9,14 @@ import signal
 import subprocess
 import time
 
+import pytest
 from proc_helpers import TINY, mfm_exe, wait_for
 
 from mfm.runner.procs import is_alive
 from mfm.store import Database, repo
+
+# real subprocesses / processes racing on one database: the CI run, not the inner loop
+pytestmark = pytest.mark.slow
 
 # digits with a tiny ResNet and batch 16: about 30 steps and well under a second per epoch
 SLOW = ["--set", "train.batch_size=16"]

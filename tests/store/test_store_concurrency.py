@@ -6,9 +6,13 @@ from __future__ import annotations
 import multiprocessing
 import runpy
 
+import pytest
 from sqlalchemy import text
 
 from mfm.store import Database, repo
+
+# real subprocesses / processes racing on one database: the CI run, not the inner loop
+pytestmark = pytest.mark.slow
 
 POINTS = 300
 PER_TRANSACTION = 3

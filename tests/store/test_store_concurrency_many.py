@@ -7,7 +7,12 @@ import multiprocessing as mp
 import os
 import time
 
+import pytest
+
 from mfm.store import Database, repo
+
+# real subprocesses / processes racing on one database: the CI run, not the inner loop
+pytestmark = pytest.mark.slow
 
 SECONDS = float(os.environ.get("MFM_CONCURRENCY_SECONDS", "30"))
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
-                                reason="tmux is not installed: the end-to-end TUI test needs it")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("tmux") is None,
+                                 reason="tmux is not installed: the end-to-end TUI test needs it")]
 
 
 class Tmux:
