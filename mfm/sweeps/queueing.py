@@ -52,6 +52,19 @@ def check_cells(db: Database, cells: Sequence[CellPlan]) -> None:
                                   f"{c.cell.seed}): {e}") from None
 
 
+def _name_cell(cells: Sequence[CellPlan], message: str) -> str:
+    """submit_runs names the key, not the cell: say which cell has this data, when one does."""
+    from mfm.runner.preflight import PreflightError, check_data
+
+    for c in cells:
+        try:
+            check_data(c.cell.config)
+        except PreflightError:
+            return (f"cell {c.cell.index + 1} ({visible(c.cell.arm, 120)}, seed {c.cell.seed}): "
+                    f"{message}")
+    return message
+
+
 def record_sweep(db: Database, plan: SweepPlan, *, code_version: str | None,
                  runs: dict[str, int] | None = None) -> sweep_store.SweepRecord:
     """Save the sweep (created, or updated when its name exists) with every cell linked to the
@@ -79,8 +92,9 @@ def queue_sweep(db: Database, plan: SweepPlan, *, db_target: str, runs_root: Pat
     from mfm.runner.submit import SubmitError, submit_runs
 
     todo = plan.to_run
-    check_cells(db, todo)
     new = [c for c in todo if c.action == "new"]
+    # submit_runs checks the new cells (all before queueing any); the resumed ones here
+    check_cells(db, [c for c in todo if c.action != "new"])
     queued: dict[str, int] = {}
     if new:
         try:
@@ -89,7 +103,7 @@ def queue_sweep(db: Database, plan: SweepPlan, *, db_target: str, runs_root: Pat
                               names=[f"{plan.spec.name} · {c.cell.arm} · seed {c.cell.seed}"[:200]
                                      for c in new], slot=slot)
         except SubmitError as e:
-            raise SweepQueueError(str(e)) from None
+            raise SweepQueueError(_name_cell(new, str(e))) from None
         queued = {c.config_hash: run_id for c, run_id in zip(new, ids, strict=True)}
     rec = record_sweep(db, plan, code_version=code_version, runs=queued)
     resumed = []
