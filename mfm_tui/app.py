@@ -83,7 +83,9 @@ class MfmApp(App[None]):
         Binding("f2", "switch_mode('datasets')", "Datasets"),
         Binding("f3", "switch_mode('configs')", "Configs"),
         Binding("f4", "switch_mode('sweeps')", "Sweeps"),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_app", "Quit"),
+        Binding("ctrl+q", "quit_app", "Quit", priority=True),
     ]
 
     def __init__(self, services: Services, *, poll_status: bool = True):
@@ -165,14 +167,59 @@ class MfmApp(App[None]):
             if screen.is_current:
                 self.pop_screen()
 
+    # -- help and quit ------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        from mfm_tui.screens.help import HelpScreen, screen_keys
+
+        screen = self.screen
+        if type(screen).__name__ == "HelpScreen":
+            return
+        title = getattr(screen, "HELP_TITLE", type(screen).__name__.removesuffix("Screen"))
+        self.push_screen(HelpScreen(title, screen_keys(screen)))
+
+    def unsaved_forms(self) -> list[str]:
+        """The forms (on any screen, in any mode) holding changes not saved or queued."""
+        found = []
+        stacks = [*getattr(self, "_screen_stacks", {}).values(), self.screen_stack]
+        seen: set[int] = set()
+        for stack in stacks:
+            for screen in stack:
+                if id(screen) in seen:
+                    continue
+                seen.add(id(screen))
+                unsaved = getattr(screen, "unsaved", None)
+                if callable(unsaved) and unsaved():
+                    found.append(getattr(screen, "HELP_TITLE", type(screen).__name__))
+        return found
+
+    def action_quit_app(self) -> None:
+        """Quit at once, unless a form holds unsaved changes: then ask."""
+        from mfm_tui.screens.confirm import ConfirmScreen
+
+        if type(self.screen).__name__ == "ConfirmScreen":
+            return
+        forms = self.unsaved_forms()
+        if not forms:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(
+            f"Quit? Unsaved changes in: {', '.join(forms)}.", yes="Quit"), answered)
+
     # -- command palette: every binding of the screen, by its description ---------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         seen = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
-            if (not binding.show or not binding.description or not active.enabled
-                    or binding.action in seen):
+            own = active.node is screen or active.node is self
+            if (not binding.description or not active.enabled or binding.action in seen
+                    or not (binding.show or own)):
                 continue
             seen.add(binding.action)
             yield SystemCommand(binding.description, f"key: {binding.key_display or key}",
@@ -199,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mfm-tui",
         description="The mfm workbench: define long-tailed datasets and method configs, queue "
-                    "runs, watch live loss and per-class accuracy. Keys are in the footer; "
-                    "ctrl+p lists every action.")
+                    "runs, watch live loss and per-class accuracy. ? lists the keys of each "
+                    "screen; ctrl+p searches every action.")
     p.add_argument("--db", metavar="PATH|URL", default=None,
                    help="records: a SQLite path or SQLAlchemy URL [env MFM_DB; default "
                         "./experiments.db]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mfm.text import pct
@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from mfm.store.records import RunRecord
 
 __all__ = ["pct", "duration", "when", "progress", "data_text", "groups_text", "epoch_text",
-           "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "matches", "is_active", "is_live",
+           "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "COLUMN_SORTS", "FILTER_FIELDS",
+           "COLUMN_PRIORITY", "matches", "is_active", "is_live",
            "is_resumable"]
 
 
@@ -156,6 +157,12 @@ RUN_COLUMNS = (("mark", " "), ("id", "id"), ("name", "name"), ("data", "data"),
                ("started", "started"), ("duration", "time"))
 
 
+COLUMN_PRIORITY = ("mark", "id", "name", "status", "epoch", "acc", "method", "data", "best",
+                   "duration", "groups", "where", "started")
+"""Which columns stay when the table is narrow: the first ones that fit (shown in
+RUN_COLUMNS order)."""
+
+
 def run_cells(r: RunRecord, *, marked: bool, positions: dict[int, int], now: float,
               localtime: Callable[[float], time.struct_time] = time.localtime) -> tuple[str, ...]:
     """One table row, in RUN_COLUMNS order: plain strings, user-supplied ones made visible
@@ -180,18 +187,36 @@ SORTS: dict[str, Callable[[RunRecord], Any]] = {
     "few": lambda r: (-_num(last_metric(r, "few")), -r.id),
     "method": lambda r: (r.method, -r.id),
     "name": lambda r: ((r.name or "").lower(), -r.id),
+    "data": lambda r: (data_text(r.config).lower(), -r.id),
+    "epoch": lambda r: (-epochs_done(r), -r.id),
+    "slot": lambda r: ((r.slot or r.device or ""), -r.id),
+    "started": lambda r: (-(r.started_at or 0.0), -r.id),
+    "time": lambda r: (-(r.finished_at or r.started_at or 0.0) + (r.started_at or 0.0), -r.id),
 }
+"""Every sort of the runs table, in the order ``s`` cycles through them."""
+
+COLUMN_SORTS = {"id": "id", "name": "name", "data": "data", "method": "method",
+                "status": "status", "epoch": "epoch", "acc": "acc", "best": "best",
+                "groups": "few", "where": "slot", "started": "started", "duration": "time"}
+"""The sort a click on a column's header (or ``s``) picks."""
 
 
 def sort_key(name: str) -> Callable[[RunRecord], Any]:
     return SORTS[name]
 
 
-def matches(r: RunRecord, text: str) -> bool:
-    """Every word of ``text`` occurs in the run's id, name, status, method or data; a word
-    like ``status:running`` or ``method:mfm`` matches that field only."""
+FILTER_FIELDS = ("id", "name", "status", "method", "data", "tag", "sweep")
+
+
+def matches(r: RunRecord, text: str, sweeps: Sequence[str] = ()) -> bool:
+    """Every word of ``text`` occurs in the run's id, name, status, method, data, tags or
+    sweeps; a word like ``status:running``, ``method:mfm``, ``data:cifar``, ``tag:best``,
+    ``sweep:grid`` or ``name:lr`` matches that field only (``sweeps``: the names of the
+    sweeps the run answers a cell of)."""
     fields = {"id": str(r.id), "name": (r.name or "").lower(), "status": r.status,
-              "method": r.method, "data": data_text(r.config).lower()}
+              "method": r.method, "data": data_text(r.config).lower(),
+              "tag": " ".join(getattr(r, "tags", ()) or ()).lower(),
+              "sweep": " ".join(sweeps).lower()}
     hay = " ".join(fields.values())
     for word in text.lower().split():
         key, sep, val = word.partition(":")

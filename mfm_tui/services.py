@@ -311,6 +311,37 @@ class Services:
         self._call(repo.delete_run, run_id)
         return f"run {run_id} deleted"
 
+    def set_tags(self, run_id: int, add: Sequence[str] = (),
+                 remove: Sequence[str] = ()) -> tuple[str, ...]:
+        """Add and remove tags of a run; its tags afterwards. ServiceError for a bad tag."""
+        from mfm.store import repo
+
+        try:
+            return self._call(repo.set_tags, run_id, add=add, remove=remove)
+        except ValueError as e:
+            raise ServiceError(str(e)) from None
+
+    def set_note(self, run_id: int, note: str) -> None:
+        """A run's free-text note ("" clears it)."""
+        from mfm.store import repo
+
+        try:
+            self._call(repo.set_note, run_id, note or None)
+        except ValueError as e:
+            raise ServiceError(str(e)) from None
+
+    def run_labels(self) -> dict[int, tuple[tuple[str, ...], str | None]]:
+        """Run id -> (tags, note) of the runs that have either (``mfm.store.views``)."""
+        from mfm.store import views
+
+        return self._call(views.run_labels)
+
+    def run_sweeps(self) -> dict[int, tuple[str, ...]]:
+        """Run id -> names of the sweeps it answers a cell of."""
+        from mfm.store import views
+
+        return self._call(views.run_sweeps)
+
     # -- queueing -----------------------------------------------------------------------------
 
     def compose(self, *, dataset_spec: dict[str, Any] | None,
@@ -388,7 +419,22 @@ class Services:
             check_dataset_spec(spec)
         except ConfigError as e:
             raise ServiceError(str(e)) from None
+        self.check_buildable(spec)
         return self._call(repo.save_dataset_spec, name.strip(), spec)
+
+    def check_buildable(self, spec: dict[str, Any]) -> None:
+        """ServiceError when the split a spec describes cannot be built from its data (an
+        imbalance factor that leaves the rarest class no image, a meta split larger than a
+        class...): ``preview_counts`` says so. Data that is not on this machine (key
+        ``data.root``: not downloaded, a folder elsewhere) is not a reason to refuse: runs
+        may be served where it is."""
+        from mfm.config import ConfigError
+
+        try:
+            self.preview_counts(spec)
+        except ConfigError as e:
+            if e.key != "data.root":
+                raise ServiceError(str(e)) from None
 
     def delete_dataset_spec(self, name: str) -> str:
         from mfm.store import repo

@@ -20,7 +20,7 @@ from mfm.store.models import Config, Run, Sweep, SweepCell
 from mfm.store.records import LIVE, RunRecord
 
 __all__ = ["RunsDelta", "ConfigUse", "Fingerprint", "runs_delta", "config_use",
-           "delete_config", "BULK_READ", "sweep_fingerprint"]
+           "delete_config", "BULK_READ", "sweep_fingerprint", "run_sweeps", "run_labels"]
 
 Fingerprint = tuple[Any, ...]
 """What a run looked like at the last poll: equal fingerprints, nothing to re-read."""
@@ -137,3 +137,35 @@ def sweep_fingerprint(db: Database, sweep_id: int) -> Fingerprint | None:
             .select_from(SweepCell).outerjoin(Run, Run.id == SweepCell.run_id)
             .where(SweepCell.sweep_id == sweep_id).order_by(SweepCell.idx)).all()
     return (updated, *(tuple(r) for r in rows))
+
+
+def run_sweeps(db: Database) -> dict[int, tuple[str, ...]]:
+    """Run id -> the names of the sweeps it answers a cell of (runs in no sweep left out):
+    one query, for the runs screen's ``sweep:`` filter."""
+    with db.session_scope(read_only=True) as session:
+        rows = session.execute(select(SweepCell.run_id, Sweep.name)
+                               .join(Sweep, Sweep.id == SweepCell.sweep_id)
+                               .where(SweepCell.run_id.is_not(None))
+                               .order_by(SweepCell.run_id, Sweep.id)).all()
+    out: dict[int, list[str]] = {}
+    for rid, name in rows:
+        names = out.setdefault(int(rid or 0), [])
+        if name not in names:
+            names.append(name)
+    return {rid: tuple(names) for rid, names in out.items()}
+
+
+def run_labels(db: Database) -> dict[int, tuple[tuple[str, ...], str | None]]:
+    """Run id -> (its tags, its note), for the runs that have either: two small queries, so a
+    front end sees tags and notes set elsewhere (``mfm tag``) without re-reading runs."""
+    from mfm.store.models import RunTag
+
+    with db.session_scope(read_only=True) as session:
+        tags: dict[int, list[str]] = {}
+        for rid, tag in session.execute(select(RunTag.run_id, RunTag.tag)
+                                        .order_by(RunTag.run_id, RunTag.tag)):
+            tags.setdefault(int(rid), []).append(tag)
+        notes = {int(rid): note for rid, note in session.execute(
+            select(Run.id, Run.note).where(Run.note.is_not(None), Run.note != ""))}
+    return {rid: (tuple(tags.get(rid, ())), notes.get(rid))
+            for rid in sorted(set(tags) | set(notes))}

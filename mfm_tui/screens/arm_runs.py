@@ -29,6 +29,7 @@ ArmCells = list[tuple[int, "RunRecord | None"]]
 
 
 class ArmRunsScreen(BaseScreen[None, ArmCells]):
+    HELP_TITLE = "An arm's runs"
     POLL_INTERVAL = 2.0
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),

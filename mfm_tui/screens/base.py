@@ -172,6 +172,29 @@ class BaseScreen(Screen[None], Generic[A, V]):
     def poll_failed(self, error: str) -> None:
         self.notify(error, title="refresh failed", severity="error", timeout=4)
 
+    # -- forms: unsaved changes (q asks before quitting) ---------------------------------------
+
+    FORM = False  # a form: its inputs hold something to save or queue
+    _clean_state: tuple[Any, ...] | None = None
+
+    def form_state(self) -> tuple[Any, ...]:
+        """The values of every input, select and checkbox of the screen."""
+        from textual.widgets import Checkbox, Input, Select
+
+        return tuple((w.id, w.value) for w in self.query("Input, Select, Checkbox")
+                     if isinstance(w, (Input, Select, Checkbox)))
+
+    def mark_clean(self) -> None:
+        """What the form holds now is saved (or is what it was opened with)."""
+        if self.FORM and self.is_mounted:
+            self._clean_state = self.form_state()
+
+    def unsaved(self) -> bool:
+        """Whether the form holds changes since it was opened or last saved."""
+        if not self.FORM or not self.is_mounted or self._clean_state is None:
+            return False
+        return self.form_state() != self._clean_state
+
     # -- one-off blocking calls ---------------------------------------------------------------
 
     _validate_pending = False

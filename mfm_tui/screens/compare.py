@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CompareScreen", "summary_rows"]
 
-TABS = ("curves", "classes", "diff", "summary")
+TABS = ("curves", "classes", "diff", "summary", "config")
 SUMMARY_COLUMNS = ("id", "name", "method", "data", "status", "ep", "acc%", "many", "med",
                    "few", "best%")
 
@@ -31,6 +32,33 @@ SUMMARY_COLUMNS = ("id", "name", "method", "data", "status", "ep", "acc%", "many
 def label(run: RunRecord) -> str:
     """How a run is named in a legend or a chart title: its id and its name, literal, cut."""
     return f"{run.id} {cut(run.name, NAME_LABEL)}" if run.name else f"run {run.id}"
+
+
+SUMMARY_FIELDS = ("name", "method", "data", "status", "ep", "acc%", "many", "med", "few",
+                  "best%")
+
+
+def summary_by_field(runs: list[RunRecord]) -> list[tuple[str, ...]]:
+    """The summary turned on its side: one row per field, one column per run (readable at
+    80 columns for up to six runs)."""
+    rows = summary_rows(runs)
+    return [(field, *(cut(row[i + 1], NAME_LABEL) for row in rows))
+            for i, field in enumerate(SUMMARY_FIELDS)]
+
+
+def config_diff(runs: list[RunRecord]) -> list[tuple[str, ...]]:
+    """The resolved config keys whose values differ between the runs: (key, value per run);
+    a key a run does not have shows as —."""
+    from mfm_tui.screens.configs import flatten
+
+    flat = [flatten(r.config or {}) for r in runs]
+    keys = sorted({k for f in flat for k in f})
+    out = []
+    for key in keys:
+        values = [f.get(key, None) for f in flat]
+        if len({repr(v) for v in values}) > 1:
+            out.append((shown(key), *("—" if v is None else cut(repr(v), 24) for v in values)))
+    return out
 
 
 def summary_rows(runs: list[RunRecord]) -> list[tuple[str, ...]]:
@@ -54,6 +82,7 @@ CompareCursors = tuple[dict[int, int | None], dict[int, int | None]]
 
 
 class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
+    HELP_TITLE = "Compare"
     POLL_INTERVAL = 2.0
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
@@ -77,6 +106,7 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
             with TabPane("Curves", id="curves"):
                 yield LineChart("test accuracy % per epoch", xlabel="epoch", scale=100.0,
                                 y_range=(0, 100), id="cmp-acc")
+                yield LineChart("train loss per epoch", xlabel="epoch", id="cmp-loss")
             with TabPane("Per-class", id="classes"):
                 with Grid(id="cmp-grid"):
                     for rid in self.run_ids:
@@ -85,16 +115,32 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
                 yield DiffChart("per-class accuracy difference", id="cmp-diff")
             with TabPane("Summary", id="summary"):
                 table: DataTable = DataTable(id="cmp-table", cursor_type="row")
-                table.add_columns(*SUMMARY_COLUMNS)
                 yield table
+            with TabPane("Config diff", id="config"):
+                yield Static("", id="cmp-config-note", classes="hint", markup=False)
+                diff_table: DataTable[Text] = DataTable(id="cmp-config", cursor_type="row")
+                yield diff_table
         yield StatusBar()
         yield KeysBar()
 
     def on_mount(self) -> None:
+        for table_id in ("#cmp-table", "#cmp-config"):
+            table = self.query_one(table_id, DataTable)
+            table.add_column("", key="field")
+            for rid in self.run_ids:
+                table.add_column(f"run {rid}", key=str(rid))
+        self._grid()
+
+    def on_resize(self) -> None:
+        self._grid()
+
+    def _grid(self) -> None:
+        """Per-class charts side by side as far as each keeps 40 columns, then in rows."""
         grid = self.query_one("#cmp-grid", Grid)
         n = len(self.run_ids)
-        grid.styles.grid_size_columns = n if n <= 3 else 3
-        grid.styles.grid_size_rows = 1 if n <= 3 else 2
+        cols = max(1, min(n, 3, self.app.size.width // 40))
+        grid.styles.grid_size_columns = cols
+        grid.styles.grid_size_rows = -(-n // cols)
 
     # -- polling ------------------------------------------------------------------------------
 
@@ -118,6 +164,10 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
             points = series.epochs.get("acc")
             if points:
                 acc.add_points(label(run), [(e + 1, v) for e, v in points])
+            loss_points = series.epochs.get("train_loss")
+            if loss_points:
+                self.query_one("#cmp-loss", LineChart).add_points(
+                    label(run), [(e + 1, v) for e, v in loss_points])
             last = [p[-1][0] for p in series.epochs.values() if p]
             if last:
                 self.after_epoch[rid] = max(last)
@@ -132,11 +182,18 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
                 chart.set_data((run.class_counts or {}).get("train", []),
                                {shown(run.method): self.class_acc.get(rid)})
         self._diff()
-        table = self.query_one("#cmp-table", DataTable)
-        table.clear()
-        table.add_rows([literal_cells(row) for row in
-                        summary_rows([self.runs[rid] for rid in self.run_ids
-                                      if rid in self.runs])])
+        runs = [self.runs[rid] for rid in self.run_ids if rid in self.runs]
+        if len(runs) == len(self.run_ids):
+            table = self.query_one("#cmp-table", DataTable)
+            table.clear()
+            table.add_rows([literal_cells(row) for row in summary_by_field(runs)])
+            diff = config_diff(runs)
+            table = self.query_one("#cmp-config", DataTable)
+            table.clear()
+            table.add_rows([literal_cells(row) for row in diff])
+            self.query_one("#cmp-config-note", Static).update(
+                f" {len(diff)} config keys differ (the others are equal)" if diff
+                else " the resolved configs are equal")
 
     def _diff(self) -> None:
         i, j = self.pair
@@ -150,7 +207,8 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
         if not same:
             title += " — different class counts: per class index"
         self.query_one("#cmp-diff", DiffChart).set_data(
-            train, self.class_acc.get(a_id), self.class_acc.get(b_id), title=title)
+            train, self.class_acc.get(a_id), self.class_acc.get(b_id), title=title,
+            names=(f"run {a_id}", f"run {b_id}"))
 
     # -- actions ------------------------------------------------------------------------------
 

@@ -14,13 +14,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
-from mfm.config import ConfigError, FieldInfo, applies_to, describe
+from mfm.config import FieldInfo, applies_to, describe
 from mfm.text import check_name
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.form import (
     FieldRow,
     SchemaForm,
+    collect_errors,
     method_of,
     schema_default,
     section_of,
@@ -74,6 +75,8 @@ def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: 
 
 
 class ConfigsScreen(BaseScreen[None, None]):
+    HELP_TITLE = "Method configs"
+    FORM = True
     POLL_INTERVAL = None
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
@@ -113,6 +116,7 @@ class ConfigsScreen(BaseScreen[None, None]):
     def on_mount(self) -> None:
         self.query_one("#cfg-name", Input).focus()
         self.call_after_refresh(self.validate)
+        self.call_after_refresh(self.mark_clean)
 
     def when_ready(self) -> None:
         self.call_service(self.services.list_configs, self.show_list)
@@ -161,6 +165,8 @@ class ConfigsScreen(BaseScreen[None, None]):
         self.query_one("#cfg-info", Static).update(
             f"version {rec.version}" if rec is not None else "new config")
         self.validate()
+        if rec is not None or not name:
+            self.mark_clean()
 
     def show_use(self, use: ConfigUse | None) -> None:
         if use is None or self.loaded is None or use.name != self.loaded.name:
@@ -180,17 +186,13 @@ class ConfigsScreen(BaseScreen[None, None]):
             self.validate_soon()
 
     def current_config(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        values, errors = self.form.values()
-        if errors:
-            return None, errors
-        config = config_from_values(values, self.fields, self.method(), self.keep)
-        try:
-            from mfm.specs import check_named_config
+        from mfm.specs import check_named_config
 
-            check_named_config(config)
-        except ConfigError as e:
-            return None, {e.key: e.message}
-        return config, {}
+        values, errors = self.form.values()
+        config = config_from_values(values, self.fields, self.method(), self.keep)
+        # every error at once: the fields that do not parse, then the rules on the rest
+        found = {**collect_errors(check_named_config, config), **errors}
+        return (None, found) if found else (config, {})
 
     def validate(self) -> bool:
         method = self.method()
@@ -244,6 +246,7 @@ class ConfigsScreen(BaseScreen[None, None]):
         self.loaded = rec
         self.keep = set(flatten(rec.config))
         self.show_use(use)
+        self.mark_clean()
         self.notify(message, timeout=5)
 
     def action_new(self) -> None:

@@ -13,12 +13,12 @@ from textual.containers import Horizontal, Vertical
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Static
 
-from mfm.config import ConfigError, describe
+from mfm.config import describe
 from mfm.text import check_name
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.charts import CountsChart
-from mfm_tui.widgets.form import FieldRow, SchemaForm
+from mfm_tui.widgets.form import FieldRow, SchemaForm, collect_errors
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
@@ -47,6 +47,8 @@ def spec_from_values(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class DatasetsScreen(BaseScreen[None, None]):
+    HELP_TITLE = "Dataset specs"
+    FORM = True
     POLL_INTERVAL = None
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
@@ -87,6 +89,7 @@ class DatasetsScreen(BaseScreen[None, None]):
     def on_mount(self) -> None:
         self.query_one("#spec-name", Input).focus()
         self.validate()
+        self.call_after_refresh(self.mark_clean)
 
     def when_ready(self) -> None:
         self.call_service(self.services.list_dataset_specs, self.show_list)
@@ -125,6 +128,7 @@ class DatasetsScreen(BaseScreen[None, None]):
         with name.prevent(Input.Changed):
             name.value = shown(rec.name)  # a control character must not reach the terminal
         self.validate()
+        self.mark_clean()
 
     # -- validation and preview ---------------------------------------------------------------
 
@@ -136,17 +140,13 @@ class DatasetsScreen(BaseScreen[None, None]):
             self.validate(preview=False)
 
     def current_spec(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
-        values, errors = self.query_one("#spec-form", SchemaForm).values()
-        if errors:
-            return None, errors
-        spec = spec_from_values(values)
-        try:
-            from mfm.specs import check_dataset_spec
+        from mfm.specs import check_dataset_spec
 
-            check_dataset_spec(spec)
-        except ConfigError as e:
-            return None, {e.key: e.message}
-        return spec, {}
+        values, errors = self.query_one("#spec-form", SchemaForm).values()
+        spec = spec_from_values(values)
+        # every error at once: the fields that do not parse, then the rules on the rest
+        found = {**collect_errors(check_dataset_spec, spec), **errors}
+        return (None, found) if found else (spec, {})
 
     def validate(self, preview: bool = True) -> bool:
         spec, errors = self.current_spec()
@@ -193,6 +193,11 @@ class DatasetsScreen(BaseScreen[None, None]):
         self.preview = None
         self.query_one("#spec-chart", CountsChart).set_counts(None)
         self.query_one("#spec-summary", Static).update(f"no preview: {lines(error)}")
+        key, _, message = error.partition(": ")
+        row = self.query_one("#spec-form", SchemaForm).row(key)
+        if row is not None and key != "data.root":  # the split cannot be built: say where
+            row.show_error(message)
+            self.valid = False
 
     # -- save / new / delete ------------------------------------------------------------------
 
@@ -203,7 +208,11 @@ class DatasetsScreen(BaseScreen[None, None]):
         spec, _ = self.current_spec()
         name = self.query_one("#spec-name", Input).value.strip()
         assert spec is not None  # validate() said so
-        self.call_service(partial(self.save, name, spec), self.saved)
+        self.call_service(partial(self.save, name, spec), self.saved, self.not_saved)
+
+    def not_saved(self, error: str) -> None:
+        self.show_error(f"not saved: {error}")
+        self.notify(f"not saved: {error}", severity="error", timeout=6)
 
     def save(self, name: str, spec: dict[str, Any]
              ) -> tuple[str, list[DatasetSpecRecord]]:  # worker
@@ -213,9 +222,11 @@ class DatasetsScreen(BaseScreen[None, None]):
     def saved(self, value: tuple[str, list[DatasetSpecRecord]]) -> None:
         name, specs = value
         self.show_list(specs, follow=name)
-        shown_name = cut(name, NAME_TITLE)
-        self.notify(f"dataset spec '{shown_name}' saved (mfm run --dataset {shown_name})",
-                    timeout=4)
+        import shlex
+
+        self.mark_clean()
+        self.notify(f"dataset spec '{cut(name, NAME_TITLE)}' saved "
+                    f"(mfm run --dataset {shlex.quote(name)})", timeout=4)
 
     def action_new(self) -> None:
         form = self.query_one("#spec-form", SchemaForm)
@@ -224,6 +235,7 @@ class DatasetsScreen(BaseScreen[None, None]):
         name.value = ""
         name.focus()
         self.validate()
+        self.mark_clean()
 
     def action_delete(self) -> None:
         from mfm_tui.screens.confirm import ConfirmScreen

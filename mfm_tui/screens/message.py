@@ -13,7 +13,7 @@ from mfm_tui.literal import lines
 
 __all__ = ["MessageScreen", "TooSmallScreen", "MIN_WIDTH", "MIN_HEIGHT"]
 
-MIN_WIDTH, MIN_HEIGHT = 80, 24
+MIN_WIDTH, MIN_HEIGHT = 60, 16  # below this nothing useful fits: a notice instead
 
 
 class MessageScreen(Screen):
@@ -42,14 +42,15 @@ class MessageScreen(Screen):
 
 
 class TooSmallScreen(ModalScreen[None]):
-    """Shown while the terminal is smaller than 80×24; goes away when it is large enough."""
+    """Shown while the terminal is smaller than 60×16 (every screen lays itself out in what it
+    gets above that); goes away when it is large enough."""
 
     DEFAULT_CSS = """
     TooSmallScreen { align: center middle; background: $background; }
     TooSmallScreen Static { width: auto; max-width: 100%; text-align: center; }
     """
     BINDINGS = [Binding("ctrl+q", "app.quit", "Quit"),
-                Binding("f1,f2,f3,ctrl+p", "nothing", show=False, priority=True)]
+                Binding("f1,f2,f3,f4,ctrl+p,question_mark", "nothing", show=False, priority=True)]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="too-small", markup=False)

@@ -59,7 +59,33 @@ def describe_config(cfg: Config) -> str:
                  f" · batch {cfg.train.batch_size} · lr {cfg.optim.lr:g} · device {cfg.device}")
 
 
+def _without_others(named: dict[str, Any] | None, method: Any, applies_to: Any
+                    ) -> dict[str, Any] | None:
+    """A copy of a named config without the keys that do not apply to ``method`` (None: the
+    config's own method, then nothing is left out)."""
+    if not named or method is None:
+        return named
+    out: dict[str, Any] = {}
+    for sec, values in named.items():
+        if not isinstance(values, dict):
+            out[sec] = values
+            continue
+        kept = {}
+        for k, v in values.items():
+            try:
+                methods = applies_to(f"{sec}.{k}")
+            except KeyError:
+                methods = None  # an unknown key: compose names it
+            if not methods or method in methods:
+                kept[k] = v
+        if kept or sec not in ("mfm", "mwnet"):
+            out[sec] = kept
+    return out
+
+
 class NewRunScreen(BaseScreen[None, None]):
+    HELP_TITLE = "New run"
+    FORM = True
     POLL_INTERVAL = None
     BINDINGS = [
         Binding("ctrl+s", "queue", "Queue", priority=True),
@@ -140,6 +166,7 @@ class NewRunScreen(BaseScreen[None, None]):
     def on_mount(self) -> None:
         self.query_one("#nr-name", Input).focus()
         self.validate()
+        self.call_after_refresh(self.mark_clean)
 
     def when_ready(self) -> None:
         self.call_service(self.load_lists, self.show_lists)
@@ -171,10 +198,13 @@ class NewRunScreen(BaseScreen[None, None]):
             (literal(f"{cut(r.name, NAME_CELL)} v{r.version} "
                      f"({cut(method_of(r.config), 20)})"), r.id)
             for r in configs])
+        clean = not self.unsaved()
         for sel, keep in ((spec_sel, keep_spec), (cfg_sel, keep_cfg)):
             with sel.prevent(Select.Changed):
                 sel.value = keep
         self.validate()
+        if clean:
+            self.call_after_refresh(self.mark_clean)
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -203,27 +233,82 @@ class NewRunScreen(BaseScreen[None, None]):
             named, cfg_id = self.configs[cfg_v].config, cfg_v
         return spec, named, spec_id, cfg_id
 
-    def build(self) -> tuple[list[Config], list[str | None], str]:
-        """The validated configs (one per seed) and names; ConfigError naming the field."""
-        spec, named, _, _ = self._sources()
-        overrides = parse_overrides(self.query_one("#nr-set", Input).value)
+    def overrides(self) -> tuple[list[str], list[str]]:
+        """The override items that parse, and one error line for each that does not (an
+        unknown key says which keys were meant: ``lr`` -> ``optim.lr``)."""
+        from mfm.config import describe, parse_override
+
+        good: list[str] = []
+        errors: list[str] = []
+        for item in parse_overrides(self.query_one("#nr-set", Input).value):
+            try:
+                parse_override(item)
+            except ConfigError as e:
+                key = item.partition("=")[0].strip()
+                text = str(e)
+                if "." not in key and "did you mean" not in text:
+                    near = [f.key for f in describe() if f.key.endswith("." + key)]
+                    if near:
+                        text = f"{e.key}: unknown key; did you mean {' or '.join(near)}?"
+                errors.append(f"overrides: {text}")
+                continue
+            good.append(item)
         device = self.query_one("#nr-device", Select).value
         if device:
-            overrides.append(f"device={device}")
+            good.append(f"device={device}")
+        return good, errors
+
+    def build(self) -> tuple[list[Config], list[str | None], str]:
+        """The validated configs (one per seed) and names; ConfigError with every problem
+        found, one per line (``errors`` lists them)."""
+        configs, names, text, errors = self.check()
+        if errors:
+            raise ConfigError("", "\n".join(errors))
+        return configs, names, text
+
+    def check(self) -> tuple[list[Config], list[str | None], str, list[str]]:
+        """(configs, names, plan text, []) or ([], [], "", every error found)."""
+        from mfm.config import applies_to, parse_override
+
+        spec, named, _, _ = self._sources()
+        overrides, errors = self.overrides()
         seeds_text = self.query_one("#nr-seeds", Input).value.strip()
+        seeds = 1
         try:
             seeds = int(seeds_text)
+            if not 1 <= seeds <= MAX_SEEDS:
+                errors.append(f"seeds: must be 1 to {MAX_SEEDS} (got {seeds})")
         except ValueError:
-            raise ConfigError("seeds", f"expected a whole number, got {seeds_text!r}") from None
-        if not 1 <= seeds <= MAX_SEEDS:
-            raise ConfigError("seeds", f"must be 1 to {MAX_SEEDS} (got {seeds})")
-        base = self.services.compose(dataset_spec=spec, named_config=named,
-                                     overrides=overrides)
+            errors.append(f"seeds: expected a whole number, got {shown(seeds_text)!r}")
         name = self.query_one("#nr-name", Input).value.strip() or None
         if name is not None and (why := check_name("name", name)):
-            raise ConfigError("", why)
+            errors.append(why)
+        # the method the run will train with: a key of the config that does not apply to it
+        # (an mfm.* key of a cloned mfm run, now method.name=ce) is left out, not refused;
+        # the user's own overrides are still checked as typed
+        set_keys = {parse_override(o)[0]: parse_override(o)[1] for o in overrides}
+        named = _without_others(named, set_keys.get("method.name"), applies_to)
+        base: Config | None = None
+        for _ in range(12):
+            try:
+                base = self.services.compose(dataset_spec=spec, named_config=named,
+                                             overrides=overrides)
+                break
+            except ConfigError as e:
+                errors.append(str(e))
+                kept = [o for o in overrides if o.partition("=")[0].strip() != e.key]
+                if len(kept) < len(overrides):
+                    overrides = kept
+                    continue
+                from mfm_tui.widgets.form import drop_key
+
+                if not (named and drop_key(named, e.key)) and not (
+                        spec and drop_key(spec, e.key)):
+                    break
+        if errors or base is None:
+            return [], [], "", list(dict.fromkeys(errors))
         if seeds == 1:
-            return [base], [name], describe_config(base) + f" · seed {base.seed}"
+            return [base], [name], describe_config(base) + f" · seed {base.seed}", []
         configs: list[Config] = []
         names: list[str | None] = []
         for i in range(seeds):
@@ -232,20 +317,21 @@ class NewRunScreen(BaseScreen[None, None]):
                                                  overrides=[*overrides, f"seed={seed}"]))
             names.append(f"{name or 'run'}-s{seed}")
             if why := check_name("name", f"{name or 'run'}-s{seed}"):
-                raise ConfigError("", f"{why} with its -s{seed} suffix")
+                return [], [], "", [f"{why} with its -s{seed} suffix"]
         return configs, names, (describe_config(base) +
-                                f" · seeds {base.seed}..{base.seed + seeds - 1}")
+                                f" · seeds {base.seed}..{base.seed + seeds - 1}"), []
 
     def validate(self) -> bool:
         err = self.query_one("#nr-error", Static)
         plan = self.query_one("#nr-plan", Static)
-        try:
-            configs, names, text = self.build()
-        except ConfigError as e:
+        configs, names, text, errors = self.check()
+        if errors:
             self.plan = None
-            err.update(shown(e))
+            err.update("\n".join(shown(e) for e in errors))
             err.display = True
-            plan.update("nothing can be queued until this is fixed")
+            n = len(errors)
+            plan.update("nothing can be queued until this is fixed" if n == 1 else
+                        f"nothing can be queued until these {n} problems are fixed")
             return False
         self.plan = (configs, names)
         err.display = False
@@ -273,7 +359,9 @@ class NewRunScreen(BaseScreen[None, None]):
         ids = ", ".join(map(str, result.run_ids))
         self.app.notify(f"queued run{'s' if len(result.run_ids) > 1 else ''} {ids}; "
                         f"{result.supervisor}", timeout=6)
-        self.app.pop_screen()
+        self.mark_clean()
+        # the runs screen selects the run just queued
+        self.dismiss(result.run_ids)  # type: ignore[arg-type]
 
     def not_queued(self, error: str) -> None:
         self.busy = False

@@ -44,6 +44,8 @@ class _Form(VerticalScroll, can_focus=False):
 
 
 class NewSweepScreen(BaseScreen[None, None]):
+    HELP_TITLE = "New sweep"
+    FORM = True
     POLL_INTERVAL = None
     BINDINGS = [
         Binding("ctrl+s", "plan", "Plan, then queue", priority=True),
@@ -99,6 +101,7 @@ class NewSweepScreen(BaseScreen[None, None]):
             yield control
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self.mark_clean)
         self.query_one("#sw-plan-table", DataTable).display = False
         self.query_one("#sw-error", Static).display = False
         self._show_source()

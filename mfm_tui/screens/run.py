@@ -11,8 +11,17 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
 
-from mfm_tui.format import data_text, duration, epoch_text, is_live, is_resumable, pct, \
-    run_duration, status_text, where_text
+from mfm_tui.format import (
+    data_text,
+    duration,
+    epoch_text,
+    is_live,
+    is_resumable,
+    pct,
+    run_duration,
+    status_text,
+    where_text,
+)
 from mfm_tui.literal import NAME_TITLE, cut, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.charts import ClassChart, LineChart
@@ -64,7 +73,10 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
         Binding("left_square_bracket", "tab(-1)", "Prev tab"),
         Binding("x", "cancel_run", "Cancel"),
         Binding("r", "resume", "Resume"),
+        Binding("t", "tags", "Tags", show=False),
+        Binding("e", "note", "Note", show=False),
     ]
+    HELP_TITLE = "Run"
 
     def __init__(self, run_id: int):
         super().__init__()
@@ -80,6 +92,7 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
         yield Static(f" Run {self.run_id} · loading…", classes="screen-title", id="run-title",
                      markup=False)
         yield Static("", id="run-error", classes="error-line", markup=False)
+        yield Static("", id="run-labels", classes="hint", markup=False)
         with TabbedContent(id="tabs"):
             with TabPane("Curves", id="curves"):
                 yield LineChart("train loss per step", xlabel="step", id="loss-chart")
@@ -103,6 +116,7 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
 
     def on_mount(self) -> None:
         self.query_one("#run-error").display = False
+        self.query_one("#run-labels").display = False
 
     # -- polling ------------------------------------------------------------------------------
 
@@ -173,6 +187,14 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
                  f"acc {pct(acc)}%" + (f" (best {pct(best.get('acc'))}%)" if best else ""),
                  where_text(run, now), duration(run_duration(run, now))]
         self.query_one("#run-title", Static).update(" · ".join(parts))
+        labels = self.query_one("#run-labels", Static)
+        bits = []
+        if run.tags:
+            bits.append("tags " + " ".join(shown(t) for t in run.tags))
+        if run.note:
+            bits.append("note " + cut(run.note.expandtabs(), 300))
+        labels.update(" " + " · ".join(bits))
+        labels.display = bool(bits)
         error = self.query_one("#run-error", Static)
         if run.error:
             found = [ln for ln in str(run.error).strip().splitlines() if ln.strip()]
@@ -194,6 +216,8 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
             return (run is not None and is_live(run)) or None
         if action == "resume":
             return (run is not None and is_resumable(run)) or None
+        if action in ("tags", "note"):
+            return run is not None or None
         return True
 
     def action_tab(self, step: int) -> None:
@@ -204,7 +228,26 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
         tabs.active = shown[(i + step) % len(shown)]
 
     def action_cancel_run(self) -> None:
-        self.call_service(partial(self.services.cancel_run, self.run_id), self.acted)
+        from mfm_tui.screens.runs import confirm_cancel
+
+        if self.run is not None:
+            confirm_cancel(self, self.run)
+
+    def action_tags(self) -> None:
+        from mfm_tui.screens.runs import edit_tags
+
+        if self.run is not None:
+            edit_tags(self, self.run, self.relabelled)
+
+    def action_note(self) -> None:
+        from mfm_tui.screens.runs import edit_note
+
+        if self.run is not None:
+            edit_note(self, self.run, self.relabelled)
+
+    def relabelled(self, _: object) -> None:
+        self.notify("saved", timeout=2)
+        self.poll_now()
 
     def action_resume(self) -> None:
         self.call_service(partial(self.services.resume_run, self.run_id), self.acted)

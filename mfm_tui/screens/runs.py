@@ -1,17 +1,24 @@
-"""The home screen: every run, live, with filter, sort and the actions on runs."""
+"""The home screen: every run, live, with filter, sort, tags and notes, a log pane that
+follows the highlighted run, and the actions on runs. Filter and sort are remembered per
+database (``mfm_tui.state``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input, Static
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input, Log, Static
 
 from mfm_tui.format import (
+    COLUMN_PRIORITY,
+    COLUMN_SORTS,
     RUN_COLUMNS,
     SORTS,
     is_active,
@@ -20,7 +27,7 @@ from mfm_tui.format import (
     matches,
     run_cells,
 )
-from mfm_tui.literal import NAME_TITLE, cut, literal, literal_cells
+from mfm_tui.literal import NAME_TITLE, cut, literal, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
@@ -29,25 +36,44 @@ if TYPE_CHECKING:
     from mfm.store.records import RunRecord
     from mfm.store.views import Fingerprint, RunsDelta
 
-__all__ = ["RunsScreen"]
+__all__ = ["RunsScreen", "RunsPoll", "EMPTY_HINT"]
 
 SORT_NAMES = tuple(SORTS)
 MAX_COMPARE = 6
+LABELS_EVERY = 5  # polls between two readings of tags, notes and sweeps (also on new runs)
+EMPTY_HINT = "no runs yet — press n to queue one (F2 dataset specs, F3 configs, ? help)"
+LABELS = dict(RUN_COLUMNS)
 
 
-class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
+@dataclass(frozen=True)
+class RunsPoll:
+    delta: RunsDelta
+    labels: dict[int, tuple[tuple[str, ...], str | None]] | None  # None: not read this time
+    sweeps: dict[int, tuple[str, ...]] | None
+    log: tuple[int, list[str], int] | None  # (run id, new lines, next offset)
+
+
+PollArgs = tuple["dict[int, Fingerprint]", bool, "RunRecord | None", int]
+"""(fingerprints, read labels and sweeps too, the run whose log the pane follows, offset)."""
+
+
+class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
+    HELP_TITLE = "Runs"
     BINDINGS = [
         Binding("n", "new_run", "New run"),
         Binding("o", "open", "Open"),
         Binding("space", "mark", "Mark"),
         Binding("C", "compare", "Compare"),
-        Binding("c", "clone", "Clone"),
-        Binding("x", "cancel_run", "Cancel"),
-        Binding("r", "resume", "Resume"),
-        Binding("delete,D", "delete", "Delete"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
-        Binding("S", "reverse", "Reverse", show=False),
+        Binding("l", "log_pane", "Log"),
+        Binding("t", "tags", "Tags"),
+        Binding("e", "note", "Note", show=False),
+        Binding("c", "clone", "Clone", show=False),
+        Binding("x", "cancel_run", "Cancel", show=False),
+        Binding("r", "resume", "Resume", show=False),
+        Binding("delete,D", "delete", "Delete", show=False),
+        Binding("S", "reverse", "Reverse sort", show=False),
         Binding("w", "app.switch_mode('sweeps')", "Sweeps", show=False),
     ]
 
@@ -56,6 +82,7 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
         self.records: dict[int, RunRecord] = {}
         self.fingerprints: dict[int, Fingerprint] = {}
         self.positions: dict[int, int] = {}
+        self.sweeps: dict[int, tuple[str, ...]] = {}
         self.marked: list[int] = []
         self.order: list[int] = []
         self.cells: dict[int, tuple[str, ...]] = {}
@@ -63,31 +90,74 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
         self.reverse = False
         self.filter_text = ""
         self.loaded = False
+        self.columns: tuple[str, ...] = ()
+        self.col_width: dict[str, int] = {}
+        self.follow: int | None = None   # select this run as soon as it is in the table
+        self.log_run: int | None = None  # the run the log pane follows
+        self.log_offset = 0
+        self._labels_due = True
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-title", markup=False)
-        yield Input(placeholder="filter: words, status:running, method:mfm   (/ to focus, "
-                                "esc back to the table)", id="filter", compact=True)
+        yield Input(placeholder="/ filter: words, status: method: data: tag: sweep: name:",
+                    id="filter", compact=True)
+        yield Static(EMPTY_HINT, id="runs-empty", classes="hint", markup=False)
         table: DataTable[Text] = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        for key, label in RUN_COLUMNS:
-            table.add_column(label, key=key)
         yield table
+        with Vertical(id="log-pane"):
+            yield Static("", id="log-pane-title", markup=False)
+            yield Log(max_lines=1000, id="runs-log")
         yield StatusBar()
         yield KeysBar()
 
     def on_mount(self) -> None:
+        from mfm_tui.state import load_state
+
+        state = load_state(self.services.db_target)
+        if state.get("sort") in SORTS:
+            self.sort_name = state["sort"]
+        self.reverse = bool(state.get("reverse", False))
+        text = state.get("filter")
+        if isinstance(text, str) and text:
+            self.filter_text = text.strip()
+            filt = self.query_one("#filter", Input)
+            with filt.prevent(Input.Changed):
+                filt.value = shown(text)
+        self.query_one("#runs-empty").display = False
+        self.query_one("#log-pane").display = False
+        self._set_columns(self._fit_columns())
         self._title()
         self.query_one("#runs", DataTable).focus()
 
+    def remember(self) -> None:
+        from mfm_tui.state import save_state
+
+        save_state(self.services.db_target, {"filter": self.filter_text,
+                                             "sort": self.sort_name, "reverse": self.reverse})
+
     # -- polling ------------------------------------------------------------------------------
 
-    def poll_args(self) -> dict[int, Fingerprint]:
-        return dict(self.fingerprints)
+    def poll_args(self) -> PollArgs:
+        log_rec = self.records.get(self.log_run) if self.log_run is not None else None
+        due = self._labels_due or self.polls % LABELS_EVERY == 0
+        return dict(self.fingerprints), due, log_rec, self.log_offset
 
-    def fetch(self, known: dict[int, Fingerprint]) -> RunsDelta:
-        return self.services.poll_runs(known)
+    def fetch(self, args: PollArgs) -> RunsPoll:
+        known, due, log_rec, offset = args
+        delta = self.services.poll_runs(known)
+        new = any(r.id not in known for r in delta.changed)
+        labels = sweeps = None
+        if due or new:
+            labels = self.services.run_labels()
+            sweeps = self.services.run_sweeps()
+        log = None
+        if log_rec is not None:
+            lines, nxt = self.services.read_log(log_rec, offset)
+            log = (log_rec.id, lines, nxt)
+        return RunsPoll(delta, labels, sweeps, log)
 
-    def apply(self, delta: RunsDelta) -> None:
+    def apply(self, poll: RunsPoll) -> None:
+        delta = poll.delta
         changed = {r.id for r in delta.changed}
         for r in delta.changed:
             self.records[r.id] = r
@@ -100,16 +170,36 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
         moved = {rid for rid in set(delta.positions) | set(self.positions)
                  if delta.positions.get(rid) != self.positions.get(rid)}
         self.positions = delta.positions
+        relabelled = self._labels(poll)
         self.loaded = True
-        self.refresh_table(changed | moved, reorder=bool(changed or delta.removed))
+        self.refresh_table(changed | moved | relabelled,
+                           reorder=bool(changed or delta.removed or relabelled))
+        if poll.log is not None:
+            self._log_lines(*poll.log)
         self.refresh_bindings()
+
+    def _labels(self, poll: RunsPoll) -> set[int]:
+        """Tags and notes set elsewhere (mfm tag, another mfm-tui): the runs whose changed."""
+        if poll.sweeps is not None:
+            self.sweeps = poll.sweeps
+        if poll.labels is None:
+            return set()
+        self._labels_due = False
+        out = set()
+        for rid, rec in self.records.items():
+            tags, note = poll.labels.get(rid, ((), None))
+            if tuple(rec.tags) != tags or (rec.note or None) != note:
+                self.records[rid] = replace(rec, tags=tags, note=note)
+                out.add(rid)
+        return out
 
     # -- the table ----------------------------------------------------------------------------
 
     def visible_ids(self) -> list[int]:
         key = SORTS[self.sort_name]
         runs = [r for r in self.records.values()
-                if not self.filter_text or matches(r, self.filter_text)]
+                if not self.filter_text or matches(r, self.filter_text,
+                                                   self.sweeps.get(r.id, ()))]
         runs.sort(key=key, reverse=self.reverse)
         return [r.id for r in runs]
 
@@ -117,46 +207,116 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
         return run_cells(self.records[rid], marked=rid in self.marked, positions=self.positions,
                          now=now, localtime=self.services.localtime)
 
+    def _fit_columns(self) -> tuple[str, ...]:
+        """The columns that fit the table's width, most useful first (COLUMN_PRIORITY), each
+        as wide as its widest cell; shown in RUN_COLUMNS order."""
+        table = self.query_one("#runs", DataTable)
+        width = table.size.width or self.app.size.width
+        room = width - 2  # the vertical scrollbar
+        chosen: set[str] = set()
+        used = 0
+        for key in COLUMN_PRIORITY:
+            need = max(cell_len(LABELS[key]), self.col_width.get(key, 0)) + 2
+            if used + need <= room:
+                chosen.add(key)
+                used += need
+        return tuple(key for key, _ in RUN_COLUMNS if key in chosen)
+
+    def _set_columns(self, columns: tuple[str, ...]) -> None:
+        table: DataTable[Text] = self.query_one("#runs", DataTable)
+        table.clear(columns=True)
+        for key in columns:
+            table.add_column(LABELS[key], key=key)
+        self.columns = columns
+
+    def _measure(self, order: list[int]) -> None:
+        widths = {key: 0 for key, _ in RUN_COLUMNS}
+        keys = [key for key, _ in RUN_COLUMNS]
+        for rid in order:
+            for key, value in zip(keys, self.cells[rid]):
+                n = cell_len(value)
+                if n > widths[key]:
+                    widths[key] = n
+        self.col_width = widths
+
     def refresh_table(self, dirty: set[int] | frozenset[int] = frozenset(), *,
-                      reorder: bool = True) -> None:
-        """Bring the table up to date: rebuild it when the visible order changed, otherwise
-        rewrite only the cells that differ (changed runs, and live ones whose times move)."""
+                      reorder: bool = True, rebuild: bool = False) -> None:
+        """Bring the table up to date: rebuild it (columns sized to their content, as many as
+        fit) when the visible order changed, otherwise rewrite only the cells that differ
+        (changed runs, and live ones whose times move)."""
         table: DataTable[Text] = self.query_one("#runs", DataTable)
         now = self.services.now()
         order = self.visible_ids() if reorder else self.order
-        if order != self.order:
+        if order != self.order or rebuild:
             current = self.current_id()
-            table.clear()
-            self.cells = {}
+            self.cells = {rid: self._cells(rid, now) for rid in order}
+            self._measure(order)
+            self._set_columns(self._fit_columns())
+            index = [i for i, (key, _) in enumerate(RUN_COLUMNS) if key in self.columns]
             for rid in order:
-                cells = self._cells(rid, now)
-                self.cells[rid] = cells
-                table.add_row(*literal_cells(cells), key=str(rid))
+                cells = self.cells[rid]
+                table.add_row(*literal_cells(cells[i] for i in index), key=str(rid))
             self.order = order
             if current in order:
                 table.move_cursor(row=order.index(current), animate=False)
         else:
             live = [rid for rid in order
                     if rid in dirty or is_active(self.records[rid])]
+            grew = False
             for rid in live:
                 cells = self._cells(rid, now)
                 old = self.cells.get(rid)
                 if cells == old:
                     continue
                 for (key, _), value, before in zip(RUN_COLUMNS, cells, old or ("",) * 99):
-                    if value != before:
-                        table.update_cell(str(rid), key, literal(value))
+                    if value == before:
+                        continue
+                    if cell_len(value) > self.col_width.get(key, 0):
+                        self.col_width[key] = cell_len(value)
+                        grew = True
+                    if key in self.columns:
+                        table.update_cell(str(rid), key, literal(value), update_width=True)
                 self.cells[rid] = cells
+            if grew and self._fit_columns() != self.columns:
+                self.refresh_table(reorder=False, rebuild=True)
+                return
+        self._follow()
+        self._empty()
         self._title()
 
+    def _follow(self) -> None:
+        if self.follow is not None and self.follow in self.records:
+            if self.follow in self.order:
+                self.query_one("#runs", DataTable).move_cursor(
+                    row=self.order.index(self.follow), animate=False)
+            self.follow = None
+
+    def _empty(self) -> None:
+        hint = self.query_one("#runs-empty", Static)
+        if self.loaded and not self.records:
+            hint.update(EMPTY_HINT)
+            hint.display = True
+        elif self.loaded and not self.order:
+            hint.update("no run matches the filter (/ to change it, ctrl+u clears it)")
+            hint.display = True
+        else:
+            hint.display = False
+
+    def on_resize(self, _: events.Resize) -> None:
+        if self.is_mounted and self._fit_columns() != self.columns:
+            self.refresh_table(reorder=False, rebuild=True)
+
     def _title(self) -> None:
-        shown = len(self.order)
+        shown_n = len(self.order)
         total = len(self.records)
-        count = f"{shown} of {total}" if shown != total else f"{total}"
+        count = f"{shown_n} of {total}" if shown_n != total else f"{total}"
         arrow = "↑" if self.reverse else "↓"
         marked = f" · marked {', '.join(map(str, self.marked))}" if self.marked else ""
-        text = (f" Runs ({count}) · sort {self.sort_name} {arrow}{marked}" if self.loaded
-                else " Runs · reading the records…")
+        hidden = len(RUN_COLUMNS) - len(self.columns)
+        narrow = f" · {hidden} columns hidden (wider window)" if hidden and self.loaded \
+            and self.records and self.size.width >= 100 else ""
+        text = (f" Runs ({count}) · sort {self.sort_name} {arrow}{marked}{narrow}"
+                if self.loaded else " Runs · reading the records…")
         self.query_one("#runs-title", Static).update(text)
 
     def current_id(self) -> int | None:
@@ -171,10 +331,24 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
 
     def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
         self.refresh_bindings()
+        if self.query_one("#log-pane").display:
+            self._follow_log(self.current_id())
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        name = COLUMN_SORTS.get(str(event.column_key.value))
+        if name is None:
+            return
+        if name == self.sort_name:
+            self.reverse = not self.reverse
+        else:
+            self.sort_name, self.reverse = name, False
+        self.remember()
+        self.refresh_table()
 
     # -- filter and sort ----------------------------------------------------------------------
 
@@ -185,11 +359,13 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
+            self.remember()
             self.query_one("#runs", DataTable).focus()
 
     def on_key(self, event: events.Key) -> None:
         if event.key == "escape" and self.focused is self.query_one("#filter", Input):
             event.stop()
+            self.remember()
             self.query_one("#runs", DataTable).focus()
 
     def action_filter(self) -> None:
@@ -198,17 +374,53 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
     def action_sort(self) -> None:
         i = SORT_NAMES.index(self.sort_name)
         self.sort_name = SORT_NAMES[(i + 1) % len(SORT_NAMES)]
+        self.remember()
         self.refresh_table()
 
     def action_reverse(self) -> None:
         self.reverse = not self.reverse
+        self.remember()
         self.refresh_table()
+
+    # -- the log pane -------------------------------------------------------------------------
+
+    def action_log_pane(self) -> None:
+        pane = self.query_one("#log-pane")
+        pane.display = not pane.display
+        if pane.display:
+            self._follow_log(self.current_id())
+        else:
+            self.log_run = None
+        if self.order:
+            self.refresh_table(reorder=False, rebuild=True)
+
+    def _follow_log(self, rid: int | None) -> None:
+        if rid == self.log_run:
+            return
+        self.log_run = rid
+        self.log_offset = 0
+        self.query_one("#runs-log", Log).clear()
+        rec = self.records.get(rid) if rid is not None else None
+        title = (f" log of run {rid}" + (f" {cut(rec.name, NAME_TITLE)}" if rec and rec.name
+                                         else "") + " · l hides it") if rid is not None \
+            else " log · no run highlighted"
+        self.query_one("#log-pane-title", Static).update(title)
+        if rid is not None:
+            self.poll_now()
+
+    def _log_lines(self, rid: int, lines: list[str], offset: int) -> None:
+        if rid != self.log_run:
+            return  # the pane moved on to another run while this was read
+        self.log_offset = offset
+        if lines:
+            self.query_one("#runs-log", Log).write_lines(
+                [shown(line.expandtabs()) for line in lines])
 
     # -- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         r = self.current() if self.is_mounted else None
-        if action in ("open", "mark", "clone"):
+        if action in ("open", "mark", "clone", "tags", "note"):
             return r is not None or None
         if action == "cancel_run":
             return (r is not None and is_live(r)) or None
@@ -223,14 +435,20 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
     def action_new_run(self) -> None:
         from mfm_tui.screens.new_run import NewRunScreen
 
-        self.app.push_screen(NewRunScreen())
+        self.app.push_screen(NewRunScreen(), self.queued)
+
+    def queued(self, run_ids: tuple[int, ...] | None) -> None:
+        """Back from the new-run form: select the run just queued (the last one)."""
+        if run_ids:
+            self.follow = max(run_ids)
+            self.poll_now()
 
     def action_clone(self) -> None:
         from mfm_tui.screens.new_run import NewRunScreen
 
         r = self.current()
         if r is not None:
-            self.app.push_screen(NewRunScreen(clone_of=r))
+            self.app.push_screen(NewRunScreen(clone_of=r), self.queued)
 
     def action_open(self) -> None:
         from mfm_tui.screens.run import RunScreen
@@ -267,12 +485,35 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
     def action_cancel_run(self) -> None:
         r = self.current()
         if r is not None:
-            self.call_service(partial(self.services.cancel_run, r.id), self.acted)
+            confirm_cancel(self, r)
 
     def action_resume(self) -> None:
         r = self.current()
         if r is not None:
             self.call_service(partial(self.services.resume_run, r.id), self.acted)
+
+    def action_tags(self) -> None:
+        r = self.current()
+        if r is not None:
+            edit_tags(self, r, self.tagged)
+
+    def tagged(self, value: tuple[int, tuple[str, ...]]) -> None:
+        rid, tags = value
+        if rid in self.records:
+            self.records[rid] = replace(self.records[rid], tags=tags)
+            self.refresh_table({rid}, reorder=bool(self.filter_text))
+        self.notify(f"run {rid}: tags {' '.join(tags) or '(none)'}", timeout=3)
+
+    def action_note(self) -> None:
+        r = self.current()
+        if r is not None:
+            edit_note(self, r, self.noted)
+
+    def noted(self, value: tuple[int, str]) -> None:
+        rid, note = value
+        if rid in self.records:
+            self.records[rid] = replace(self.records[rid], note=note or None)
+        self.notify(f"run {rid}: note {'saved' if note else 'cleared'}", timeout=3)
 
     def action_delete(self) -> None:
         from mfm_tui.screens.confirm import ConfirmScreen
@@ -298,3 +539,72 @@ class RunsScreen(BaseScreen["dict[int, Fingerprint]", "RunsDelta"]):
         """An action on a run went through: say what happened, show it at once."""
         self.notify(message, timeout=4)
         self.poll_now()
+
+
+# -- shared with the run screen ---------------------------------------------------------------
+
+def confirm_cancel(screen: Any, r: RunRecord) -> None:
+    """Cancel a run: a queued one at once, a starting or running one after a yes (its
+    process is stopped and the epochs in flight are lost)."""
+    from mfm_tui.screens.confirm import ConfirmScreen
+
+    def go() -> None:
+        screen.call_service(partial(screen.services.cancel_run, r.id),
+                            screen.acted)
+
+    if not is_active(r):
+        go()
+        return
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            go()
+
+    screen.app.push_screen(ConfirmScreen(
+        f"Cancel run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}, "
+        f"{r.status}? It stops after its current step; r resumes it later from its last "
+        "checkpoint.", yes="Cancel run", no="Keep running"), answered)
+
+
+def edit_tags(screen: Any, r: RunRecord, done: object) -> None:
+    """Ask for the run's tags (space-separated) and set them: added and removed as typed."""
+    from mfm_tui.screens.prompt import PromptScreen
+
+    before = tuple(r.tags)
+
+    def answered(text: str | None) -> None:
+        if text is None:
+            return
+        after = list(dict.fromkeys(text.replace(",", " ").split()))
+        add = [t for t in after if t not in before]
+        remove = [t for t in before if t not in after]
+
+        def call() -> tuple[int, tuple[str, ...]]:
+            return r.id, screen.services.set_tags(r.id, add=add, remove=remove)
+
+        screen.call_service(call, done)
+
+    screen.app.push_screen(PromptScreen(
+        f"Tags of run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}",
+        " ".join(shown(t) for t in before),
+        "words separated by spaces; the runs filter finds them with tag:WORD"), answered)
+
+
+def edit_note(screen: Any, r: RunRecord, done: object) -> None:
+    """Ask for the run's free-text note and save it ("" clears it)."""
+    from mfm_tui.screens.prompt import PromptScreen
+
+    def answered(text: str | None) -> None:
+        if text is None:
+            return
+
+        def call() -> tuple[int, str]:
+            screen.services.set_note(r.id, text.strip())
+            return r.id, text.strip()
+
+        screen.call_service(call, done)
+
+    screen.app.push_screen(PromptScreen(
+        f"Note on run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}",
+        shown(r.note or ""), "one line, shown on the run's screen and by mfm show",
+        max_length=10_000), answered)

@@ -4,7 +4,7 @@ text on the line below and an inline error line that validation fills as you typ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual.app import ComposeResult
@@ -16,8 +16,49 @@ from mfm.config import ConfigError, FieldInfo, describe, parse_override
 from mfm.text import visible
 from mfm_tui.literal import lines
 
-__all__ = ["FieldRow", "SchemaForm", "SectionLabel", "field_id", "format_value",
+__all__ = ["collect_errors", "drop_key", "FieldRow", "SchemaForm", "SectionLabel", "field_id",
+           "format_value",
            "method_of", "schema_default", "section_of"]
+
+
+MAX_ERRORS = 12
+
+
+def drop_key(nested: dict[str, Any], key: str) -> bool:
+    """Remove a dotted key from a nested config dict; whether it was there."""
+    sec, dot, name = key.partition(".")
+    if not dot:
+        return nested.pop(key, _MISSING) is not _MISSING
+    section = nested.get(sec)
+    if isinstance(section, dict) and name in section:
+        del section[name]
+        return True
+    return False
+
+
+_MISSING = object()
+
+
+def collect_errors(check: Callable[[dict[str, Any]], object], nested: dict[str, Any]
+                   ) -> dict[str, str]:
+    """Every error ``check`` finds in a nested config, not only the first: after each
+    ConfigError the key it names is taken out (its default stands in) and the check runs
+    again, until it passes, names a key the config does not set, or MAX_ERRORS."""
+    import copy
+
+    work = copy.deepcopy(nested)
+    errors: dict[str, str] = {}
+    for _ in range(MAX_ERRORS):
+        try:
+            check(work)
+            break
+        except ConfigError as e:
+            if e.key in errors:
+                break
+            errors[e.key] = e.message
+            if not drop_key(work, e.key):
+                break
+    return errors
 
 
 def schema_default(key: str) -> Any:

@@ -1,15 +1,20 @@
-"""The footer: every binding of the screen with its description, wrapped onto as many lines
-as it needs (Textual's Footer is one line and cuts keys off at 80 columns). Keys whose action
+"""The footer: the few keys that matter on this screen (its own bindings shown in the footer),
+then ``? Help``, which lists every key. One line on a short terminal, two at most otherwise:
+keys that do not fit are left to the help screen and the command palette. Keys whose action
 does not apply now (e.g. Resume on a running run) are dimmed."""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual.app import App
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
 
-__all__ = ["KeysBar", "pack"]
+__all__ = ["KeysBar", "pack", "fit", "TALL"]
+
+HELP_ITEM = ("?", "Help", True)
+TALL = 30  # from this many rows the footer may take a second line
 
 
 def pack(items: list[tuple[str, str, bool]], width: int) -> list[list[tuple[str, str, bool]]]:
@@ -25,6 +30,18 @@ def pack(items: list[tuple[str, str, bool]], width: int) -> list[list[tuple[str,
         lines[-1].append(item)
         used += gap + size
     return lines
+
+
+def fit(items: list[tuple[str, str, bool]], width: int, max_lines: int
+        ) -> list[list[tuple[str, str, bool]]]:
+    """``items`` then the help key, packed into at most ``max_lines`` lines: the last of
+    ``items`` are dropped until the help key fits."""
+    keep = list(items)
+    while True:
+        lines = pack([*keep, HELP_ITEM], width)
+        if len(lines) <= max_lines or not keep:
+            return lines
+        keep.pop()
 
 
 class KeysBar(Widget):
@@ -44,27 +61,21 @@ class KeysBar(Widget):
             self.refresh(layout=True)
 
     def items(self) -> list[tuple[str, str, bool]]:
+        """The screen's own keys shown in the footer (the app's global keys are in the help)."""
         out: list[tuple[str, str, bool]] = []
         seen: set[str] = set()
-        palette = None
-        for key, active in self.screen.active_bindings.items():
+        for _key, active in self.screen.active_bindings.items():
             b = active.binding
-            if not b.show or not b.description or b.action in seen:
+            if (not b.show or not b.description or b.action in seen
+                    or isinstance(active.node, App)):
                 continue
             seen.add(b.action)
-            item = (self.app.get_key_display(b), b.description, active.enabled)
-            if key == self.app.COMMAND_PALETTE_BINDING:
-                palette = item
-            else:
-                out.append(item)
-        if palette is None and self.app.ENABLE_COMMAND_PALETTE:
-            palette = ("^p", "All commands", True)
-        if palette is not None:
-            out.append(palette)
+            out.append((self.app.get_key_display(b), b.description, active.enabled))
         return out
 
     def _lines(self, width: int) -> list[list[tuple[str, str, bool]]]:
-        return pack(self.items(), max(10, width))
+        tall = self.app.size.height >= TALL
+        return fit(self.items(), max(10, width), 2 if tall else 1)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return len(self._lines(width))

@@ -81,7 +81,7 @@ def populate(db_path: Path, runs_root: Path) -> dict[str, int]:
             step = 0
             for e in range(epochs):
                 points = []
-                for k in range(10):
+                for _ in range(10):
                     step += 1
                     points.append(("loss", step, e, 2.0 * math.exp(-step / 20) + 0.1))
                     if method == "mfm":
@@ -117,6 +117,7 @@ def populate(db_path: Path, runs_root: Path) -> dict[str, int]:
 def tui_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.delenv("MFM_DB", raising=False)
     monkeypatch.setenv("MFM_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MFM_STATE_DIR", str(tmp_path / "state"))  # filter/sort remembered here
     return {"db": tmp_path / "experiments.db", "runs": tmp_path / "runs", "tmp": tmp_path}
 
 

@@ -57,14 +57,14 @@ async def test_a_missing_directory_gets_a_message_screen(tui_env, until):
 async def test_small_terminal_shows_a_notice_until_it_is_large_enough(fixed_db, make_app,
                                                                       until):
     app = make_app()
-    async with app.run_test(size=(70, 20)) as pilot:
+    async with app.run_test(size=(59, 20)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, TooSmallScreen)
                     and app.screen.query("#too-small"), 5, "the notice")
-        assert "70×20" in str(app.screen.query_one("#too-small").render())
-        await pilot.resize_terminal(79, 30)
-        await until(pilot, lambda: "79×30" in str(app.screen.query_one("#too-small").render()), 5,
-                    "the notice to follow the size")
-        await pilot.resize_terminal(80, 24)
+        assert "59×20" in str(app.screen.query_one("#too-small").render())
+        await pilot.resize_terminal(100, 15)
+        await until(pilot, lambda: "100×15" in str(app.screen.query_one("#too-small").render()),
+                    5, "the notice to follow the size")
+        await pilot.resize_terminal(60, 16)  # the smallest size the screens lay out in
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "the runs screen")
         await until(pilot, lambda: app.screen.polls >= 1, 10, "the table")
         assert app.screen.query_one("#runs").row_count == 5

@@ -21,7 +21,7 @@ import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, Log, Select
 
-from mfm_tui.literal import NAME_CELL
+from mfm_tui.literal import NAME_CELL, NAME_LABEL
 from mfm_tui.screens.compare import CompareScreen
 from mfm_tui.screens.configs import ConfigsScreen
 from mfm_tui.screens.confirm import ConfirmScreen
@@ -167,7 +167,7 @@ async def test_runs_table_shows_hostile_names_literally(hostile, make_app, until
             assert name.plain == shown and not name.spans and not name.style
         long = cell(table, str(ids["long"]), "name").plain
         assert len(long) == NAME_CELL and long.startswith("[b]nnn") and long.endswith("…")
-        await until(pilot, lambda: "red\\e[31mtext" in screen_text(app), 5, "the table drawn")
+        await until(pilot, lambda: "red\\e[31mtext" in screen_text(app), 20, "the table drawn")
         text = screen_text(app)
         assert "[bold]x" in text and "[/]" in text and "[b]nnn" in text
         assert bold_segments_with(app, "[bold]x") == [] and bold_segments_with(app, "nnn") == []
@@ -181,14 +181,14 @@ async def test_runs_table_shows_hostile_names_literally(hostile, make_app, until
         await select_run(pilot, screen, ids["ansi"])
         await pilot.press("D")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen)
-                    and app.screen.query("#question"), 5, "the question")
+                    and app.screen.query("#question"), 20, "the question")
         assert "red\\e[31mtext" in str(app.screen.query_one("#question").render())
         assert_clean(app)
         await pilot.press("n")
         await select_run(pilot, screen, ids["long"])
         await pilot.press("D")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen)
-                    and app.screen.query("#question"), 5, "the question")
+                    and app.screen.query("#question"), 20, "the question")
         question = str(app.screen.query_one("#question").render())
         assert "[b]nnn" in question and len(question) < 300
         await pilot.press("y")
@@ -196,11 +196,11 @@ async def test_runs_table_shows_hostile_names_literally(hostile, make_app, until
                     "the deletion")
         # a notification carrying markup-like text is literal, and the app lives on
         app.screen.notify(f"spec {SPEC_MARKUP} and [bold]{NAMES['ansi']}")
-        await until(pilot, lambda: notified(app, "[/]spec"), 5, "the notification")
+        await until(pilot, lambda: notified(app, "[/]spec"), 20, "the notification")
         note = notified(app, "[/]spec")[0]
         assert note.markup is False and ESC not in note.message
         assert "[bold]red\\e[31mtext" in note.message
-        await until(pilot, lambda: "[/]spec" in screen_text(app), 5, "the toast drawn")
+        await until(pilot, lambda: "[/]spec" in screen_text(app), 20, "the toast drawn")
         assert_clean(app)
     assert app.return_code in (None, 0)
 
@@ -223,7 +223,7 @@ async def test_run_screen_shows_names_errors_config_and_log_literally(hostile, m
         assert "red\\e[31mtext-failed" in title and "failed" in title
         error = str(run.query_one("#run-error").render())
         assert "[/] boom" in error and "RuntimeError: [bold]bad\\e[31m red" in error
-        await until(pilot, lambda: "[/] boom" in screen_text(app), 5, "the error drawn")
+        await until(pilot, lambda: "[/] boom" in screen_text(app), 20, "the error drawn")
         assert bold_segments_with(app, "bad") == []
         assert_clean(app)
         config = str(run.query_one("#config-text").render())
@@ -236,7 +236,7 @@ async def test_run_screen_shows_names_errors_config_and_log_literally(hostile, m
         for tab in ("config", "log"):
             run.query_one("#tabs").active = tab
             await pilot.pause()
-            await until(pilot, lambda: "[/]" in screen_text(app), 5, f"the {tab} tab drawn")
+            await until(pilot, lambda: "[/]" in screen_text(app), 20, f"the {tab} tab drawn")
             assert_clean(app)
         assert bold_segments_with(app, "loud") == []
 
@@ -257,11 +257,11 @@ async def test_compare_screen_shows_names_literally(hostile, make_app, until):
                     and app.screen.polls >= 1, 10, "the compare screen")
         cmp = app.screen
         table = cmp.query_one("#cmp-table", DataTable)
-        names = [table.get_row_at(i)[1] for i in range(table.row_count)]
+        names = table.get_row_at(0)[1:]  # the summary: one row per field, a column per run
         assert all(isinstance(n, Text) and not n.spans for n in names)
         plain = [n.plain for n in names]
         assert plain[:3] == ["[/]", "[bold]x", "red\\e[31mtext"]
-        assert len(plain[3]) == NAME_CELL
+        assert len(plain[3]) == NAME_LABEL
         for tab in ("curves", "classes", "summary"):
             cmp.query_one("#tabs").active = tab
             await pilot.pause()
@@ -284,24 +284,24 @@ async def test_datasets_screen_lists_loads_and_deletes_markup_names(hostile, mak
         table = screen.query_one("#spec-list", DataTable)
         names = [first_cell(table, rec.name) for rec in screen.specs]
         assert sorted(n.plain for n in names) == sorted([SPEC_MARKUP, "esc\\e[1mspec"])
-        await until(pilot, lambda: "[/]spec" in screen_text(app), 5, "the list drawn")
+        await until(pilot, lambda: "[/]spec" in screen_text(app), 20, "the list drawn")
         assert_clean(app)
         # load the escaped one: the name field shows its visible form, never the raw ESC
         table.move_cursor(row=[r.name for r in screen.specs].index(SPEC_ESC))
         await pilot.press("ctrl+o")
         await until(pilot, lambda: screen.query_one("#spec-name", Input).value
-                    == "esc\\e[1mspec", 5, "the loaded name")
+                    == "esc\\e[1mspec", 20, "the loaded name")
         assert_clean(app)
         # delete the markup one: question and notification literal
         table.move_cursor(row=[r.name for r in screen.specs].index(SPEC_MARKUP))
         await pilot.press("ctrl+d")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen)
-                    and app.screen.query("#question"), 5, "the question")
+                    and app.screen.query("#question"), 20, "the question")
         assert "'[/]spec'" in str(app.screen.query_one("#question").render())
         await pilot.press("y")
         await until(pilot, lambda: notified(app, "'[/]spec' deleted"), 10, "the notification")
         assert make_services().get_dataset_spec(SPEC_MARKUP) is None
-        await until(pilot, lambda: "'[/]spec' deleted" in screen_text(app), 5, "the toast")
+        await until(pilot, lambda: "'[/]spec' deleted" in screen_text(app), 20, "the toast")
     assert app.return_code in (None, 0)
 
 
@@ -319,7 +319,7 @@ async def test_configs_screen_lists_and_loads_markup_and_escape_names(hostile, m
         assert names == sorted([CFG_MARKUP, "cfg\\e[2J"])
         methods = [table.get_row(rec.name)[2] for rec in screen.configs]
         assert "[/]bad\\e" in [m.plain for m in methods if isinstance(m, Text)]
-        await until(pilot, lambda: "[red]cfg[/]" in screen_text(app), 5, "the list drawn")
+        await until(pilot, lambda: "[red]cfg[/]" in screen_text(app), 20, "the list drawn")
         assert_clean(app)
         table.move_cursor(row=[r.name for r in screen.configs].index(CFG_ESC))
         await pilot.press("ctrl+o")
@@ -345,12 +345,13 @@ async def test_dataset_spec_form_refuses_bad_names(tui_env, make_app, make_servi
         for bad, why in (("bad\x07name", "got \\x07 at position 4"),
                          ("s" * 201, "at most 200 characters (got 201)")):
             name.value = bad
-            await until(pilot, lambda: why in str(screen.query_one("#spec-error").render()), 5,
+            await until(pilot,
+                        lambda why=why: why in str(screen.query_one("#spec-error").render()), 20,
                         f"the inline error ({why})")
             assert screen.valid is False
             assert_clean(app)
             await pilot.press("ctrl+s")
-            await until(pilot, lambda: notified(app, "fix the fields marked in red first"), 5,
+            await until(pilot, lambda: notified(app, "fix the fields marked in red first"), 20,
                         "the refusal")
             app._notifications.clear()
         assert make_services().list_dataset_specs() == []
@@ -360,7 +361,7 @@ async def test_dataset_spec_form_refuses_bad_names(tui_env, make_app, make_servi
         with pytest.raises(ServiceError, match="control characters"):
             make_services().save_dataset_spec("x\x1by", {"data": {}})
         name.value = "fine-name"
-        await until(pilot, lambda: screen.valid, 5, "a valid form")
+        await until(pilot, lambda: screen.valid, 20, "a valid form")
 
 
 async def test_config_form_refuses_bad_names(tui_env, make_app, make_services, until):
@@ -376,11 +377,11 @@ async def test_config_form_refuses_bad_names(tui_env, make_app, make_services, u
         await until(pilot, lambda: "at most 200" in str(screen.query_one("#cfg-error").render()),
                     5, "the inline error")
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: notified(app, "fix the fields marked in red first"), 5,
+        await until(pilot, lambda: notified(app, "fix the fields marked in red first"), 20,
                     "the refusal")
         name.value = "tab\there"
         await until(pilot, lambda: "control characters" in str(
-            screen.query_one("#cfg-error").render()), 5, "the control character error")
+            screen.query_one("#cfg-error").render()), 20, "the control character error")
         assert "\\t" in str(screen.query_one("#cfg-error").render())
         assert_clean(app)
         await pilot.press("ctrl+s")
@@ -407,16 +408,17 @@ async def test_new_run_form_refuses_bad_names_and_shows_markup_options(hostile, 
         assert any(s.startswith("[red]cfg[/] v1") for s in shown)
         spec = make_services().get_dataset_spec(SPEC_MARKUP)
         spec_sel.value = spec.id
-        await until(pilot, lambda: "[/]spec (" in screen_text(app), 5, "the chosen spec drawn")
+        await until(pilot, lambda: "[/]spec (" in screen_text(app), 20, "the chosen spec drawn")
         assert_clean(app)
         name = screen.query_one("#nr-name", Input)
         for bad, why in (("r" * 201, "at most 200"), ("bell\x07", "control characters")):
             name.value = bad
-            await until(pilot, lambda: why in str(screen.query_one("#nr-error").render()), 5,
+            await until(pilot,
+                        lambda why=why: why in str(screen.query_one("#nr-error").render()), 20,
                         f"the inline error ({why})")
             assert screen.plan is None
             await pilot.press("ctrl+s")
-            await until(pilot, lambda: notified(app, "nothing was queued"), 5, "the refusal")
+            await until(pilot, lambda: notified(app, "nothing was queued"), 20, "the refusal")
             app._notifications.clear()
         # several seeds: the -s<seed> suffix may not push a name past the limit
         name.value = "r" * 199
@@ -435,10 +437,10 @@ async def test_cloning_a_run_with_escapes_fills_a_visible_name(hostile, make_app
         await select_run(pilot, screen, ids["ansi"])
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, NewRunScreen)
-                    and app.screen.query("#nr-name"), 5, "the form")
+                    and app.screen.query("#nr-name"), 20, "the form")
         name = app.screen.query_one("#nr-name", Input).value
         assert name == "red\\e[31mtext-clone"
-        await until(pilot, lambda: app.screen.plan is not None, 5, "a valid plan")
+        await until(pilot, lambda: app.screen.plan is not None, 20, "a valid plan")
         assert_clean(app)
 
 

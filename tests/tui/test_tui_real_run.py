@@ -4,7 +4,7 @@ the run trains on digits (resnet_tiny, 1 epoch, CPU) and the table shows it comp
 from __future__ import annotations
 
 import pytest
-from textual.widgets import DataTable, Select
+from textual.widgets import Select
 
 from mfm_tui.screens.new_run import NewRunScreen
 from mfm_tui.screens.run import RunScreen
@@ -38,7 +38,6 @@ async def test_queue_a_tiny_run_from_the_form_and_watch_it_complete(tui_env, mak
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), 20, "the queueing")
         assert app.services.started_supervisors, "a supervisor should have been started"
-        table = app.screen.query_one("#runs", DataTable)
 
         def status() -> str:
             return app.screen.cells[1][5] if 1 in app.screen.cells else ""

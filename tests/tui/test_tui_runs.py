@@ -13,8 +13,9 @@ SIZE = (100, 30)
 
 
 def cells(app, run_id: int) -> list[str]:
-    table = app.screen.query_one("#runs", DataTable)
-    return [str(c) for c in table.get_row(str(run_id))]
+    """Every cell of a run's row, in RUN_COLUMNS order (shown or not: a narrow table drops
+    columns)."""
+    return list(app.screen.cells[run_id])
 
 
 def column(app, key: str) -> list[str]:
@@ -139,7 +140,11 @@ async def test_cancel_a_queued_run_and_delete_with_confirmation(fixed_db, make_a
                     "the queued run to be cancelled")
         # a running run: cancel is a request its supervisor acts on (marked ✗ meanwhile)
         await select(pilot, until, ids["mfm-live"])
-        await pilot.press("x")
+        await pilot.press("x")  # a running run: asked first, like delete
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5,
+                    "the cancel question")
+        assert "Cancel run 2" in str(app.screen.query_one("#question").render())
+        await pilot.press("y")
         await until(pilot, lambda: cells(app, ids["mfm-live"])[5].endswith("✗"), 5,
                     "the cancel request to show")
         assert make_app().services.get_run(ids["mfm-live"]).cancel_requested_at is not None
@@ -186,7 +191,15 @@ async def test_mark_and_compare(fixed_db, make_app, until):
         assert "run 1 minus run 5" in diff.title_text
         assert len(diff.diff) == 10 and diff.diff[9] < 0
         table = screen.query_one("#cmp-table", DataTable)
-        assert table.row_count == 2 and str(table.get_row_at(0)[6]) == "82.1"
+        # one row per field, one column per run: readable at 80 columns
+        assert [str(c) for c in table.get_row_at(5)] == ["acc%", "82.1", "74.8"]
+        # the config diff shows only the keys that differ
+        diff_table = screen.query_one("#cmp-config", DataTable)
+        assert [str(c) for c in diff_table.get_row_at(0)] == [
+            "method.name", "'balanced_softmax'", "'ce'"]
+        assert diff_table.row_count == 1
+        # the loss curves are overlaid too
+        assert set(screen.query_one("#cmp-loss", LineChart).series) == {"5 bs", "1 ce-base"}
 
 
 async def test_command_palette_lists_the_screen_actions(fixed_db, make_app, until):

@@ -154,4 +154,4 @@ def test_too_small_notice(fixed_db, make_app, snap_compare):
 
         await settle(pilot, lambda: isinstance(pilot.app.screen, TooSmallScreen), "the notice")
 
-    assert snap_compare(make_app(), terminal_size=(60, 20), run_before=run_before)
+    assert snap_compare(make_app(), terminal_size=(50, 14), run_before=run_before)
