@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import events, work
 from textual.app import App, SystemCommand
@@ -35,25 +35,25 @@ __all__ = ["MfmApp", "main"]
 STATUS_INTERVAL = 2.0
 
 
-def _runs_screen() -> Screen:
+def _runs_screen() -> Screen[Any]:
     from mfm_tui.screens.runs import RunsScreen
 
     return RunsScreen()
 
 
-def _datasets_screen() -> Screen:
+def _datasets_screen() -> Screen[Any]:
     from mfm_tui.screens.datasets import DatasetsScreen
 
     return DatasetsScreen()
 
 
-def _configs_screen() -> Screen:
+def _configs_screen() -> Screen[Any]:
     from mfm_tui.screens.configs import ConfigsScreen
 
     return ConfigsScreen()
 
 
-def _sweeps_screen() -> Screen:
+def _sweeps_screen() -> Screen[Any]:
     from mfm_tui.screens.sweeps import SweepsScreen
 
     return SweepsScreen()
@@ -213,7 +213,7 @@ class MfmApp(App[None]):
 
     # -- command palette: every binding of the screen, by its description ---------------------
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         seen = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding

@@ -3,7 +3,7 @@ by side, per-class differences of a pair, and a summary table."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -67,7 +67,7 @@ def summary_rows(runs: list[RunRecord]) -> list[tuple[str, ...]]:
         final = (r.summary or {}).get("final") or {}
         best = (r.summary or {}).get("best") or {}
 
-        def last(key: str) -> float | None:
+        def last(key: str, r: RunRecord = r, final: dict[str, Any] = final) -> float | None:
             return r.latest.get(key, final.get(key))
 
         rows.append((str(r.id), cut(r.name or "", NAME_CELL), shown(r.method),
@@ -114,7 +114,7 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
             with TabPane("Difference", id="diff"):
                 yield DiffChart("per-class accuracy difference", id="cmp-diff")
             with TabPane("Summary", id="summary"):
-                table: DataTable = DataTable(id="cmp-table", cursor_type="row")
+                table: DataTable[Any] = DataTable(id="cmp-table", cursor_type="row")
                 yield table
             with TabPane("Config diff", id="config"):
                 yield Static("", id="cmp-config-note", classes="hint", markup=False)

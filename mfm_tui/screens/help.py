@@ -3,6 +3,8 @@ workbench is built on. Esc or ? closes it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -25,7 +27,7 @@ CONCEPTS = (
 )
 
 
-def screen_keys(screen: Screen) -> list[tuple[str, str, bool]]:
+def screen_keys(screen: Screen[Any]) -> list[tuple[str, str, bool]]:
     """(key, description, applies now) for every described binding of ``screen``: its own
     first, then the app's."""
     own: list[tuple[str, str, bool]] = []

@@ -16,7 +16,7 @@ __all__ = ["MessageScreen", "TooSmallScreen", "MIN_WIDTH", "MIN_HEIGHT"]
 MIN_WIDTH, MIN_HEIGHT = 60, 16  # below this nothing useful fits: a notice instead
 
 
-class MessageScreen(Screen):
+class MessageScreen(Screen[None]):
     """A full-screen message with one way out: quit."""
 
     DEFAULT_CSS = """

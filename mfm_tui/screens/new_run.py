@@ -214,7 +214,8 @@ class NewRunScreen(BaseScreen[None, None]):
     def on_select_changed(self, _: Select.Changed) -> None:
         self.validate()
 
-    def _sources(self) -> tuple[dict | None, dict | None, int | None, int | None]:
+    def _sources(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None, int | None,
+                                int | None]:
         from mfm_tui.services import split_config
 
         spec_v = self.query_one("#nr-spec", Select).value

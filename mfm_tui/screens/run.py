@@ -103,7 +103,7 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
             with TabPane("Modulation", id="modulation"):
                 yield LineChart("modulation gamma mean per site (MFM) / mean example weight "
                                 "(MWNet)", xlabel="step", id="mod-chart")
-                table: DataTable = DataTable(id="mod-table", cursor_type="none")
+                table: DataTable[Any] = DataTable(id="mod-table", cursor_type="none")
                 table.add_columns("site", *MOD_STATS)
                 yield table
             with TabPane("Config", id="config"):

@@ -353,7 +353,8 @@ class CountsChart(Chart):
             series.append(("val", self.counts["val"]))
         series.append(("test", self.counts.get("test") or [0] * n))
         if n <= 12:
-            plt.multiple_bar(xs, [train, *(v for _, v in series)],
+            # plotext 5's multiple_bar takes labels=; textual-plotext's stub says label=
+            plt.multiple_bar(xs, [train, *(v for _, v in series)],  # type: ignore[call-arg]
                              labels=["train", *(k for k, _ in series)])
         else:
             plt.bar(xs, train, label="train", width=1.0)

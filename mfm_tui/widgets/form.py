@@ -146,7 +146,7 @@ class FieldRow(Vertical):
         yield Static("", classes="f-error", markup=False)
 
     @property
-    def control(self) -> Input | Select | Checkbox:
+    def control(self) -> Input | Select[Any] | Checkbox:
         return self.query_one(".f-control")  # type: ignore[return-value]
 
     def raw(self) -> Any:
