@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -49,11 +50,35 @@ def cancel(app: App, run_ids: tuple[int, ...]) -> None:
             click.echo(f"run {run_id}: cancelled (it was queued)")
             continue
         rec = repo.get_run(db, run_id)
+        if rec.job_id:
+            click.echo(_cancel_job(db, rec))
+            continue
         if rec.host == host and rec.pid and is_alive(rec.pid, rec.proc_start):
             signal_group(rec.pid, signal.SIGTERM)  # the supervisor escalates if needed
             click.echo(f"run {run_id}: SIGTERM sent; it stops after its current step")
         else:
             click.echo(f"run {run_id}: cancel requested; the supervisor on {rec.host} acts on it")
+
+
+def _cancel_job(db: Any, rec: Any) -> str:
+    """A run held by a Slurm job: scancel it here when Slurm's commands are here (else the
+    Slurm worker does); a job that has not started its run yet is recorded cancelled now."""
+    import shutil
+
+    if not shutil.which("scancel"):
+        return (f"run {rec.id}: cancel requested; the Slurm worker cancels job {rec.job_id}")
+    from mfm.runner.slurm import scancel
+
+    why = scancel(rec.job_id)
+    if why is not None:
+        return (f"run {rec.id}: cancel requested; scancel {rec.job_id} failed ({why}): the "
+                f"Slurm worker tries again")
+    if rec.status == "starting" and queue.transition(
+            db, rec.id, "cancelled", allowed_from=("starting",),
+            error=f"cancelled: Slurm job {rec.job_id} cancelled before the run started"):
+        return f"run {rec.id}: cancelled (Slurm job {rec.job_id} had not started it)"
+    return (f"run {rec.id}: Slurm job {rec.job_id} cancelled (scancel); the run stops after "
+            f"its current step and keeps its last epoch's checkpoint")
 
 
 @click.command()

@@ -42,6 +42,10 @@ def _where(r: RunRecord, positions: dict[int, int], now: float) -> str:
         return wait_note(r, positions.get(r.id))
     if r.status in ACTIVE:
         beat = "" if r.heartbeat_at is None else f" ♥{now - r.heartbeat_at:.0f}s"
+        if r.job_id:  # a Slurm job's run: the job and Slurm's last word on it
+            from mfm.store.queue import job_note
+
+            return f"{r.slot or '?'} {job_note(r)}{beat if r.status == 'running' else ''}"
         return f"{r.slot or r.device or '?'}{beat}"
     return ""
 

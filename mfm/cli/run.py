@@ -77,7 +77,19 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
         msg = str(e)
         raise UserError("--" + msg if msg.startswith(("slot:", "host:")) else msg) from None
     position = queue.queue_positions(db).get(run_id)
-    pinned = repo.get_run(db, run_id).want_host
+    rec = repo.get_run(db, run_id)
+    pinned = rec.want_host
+    if rec.want_slot == "slurm" and not _serves_slurm(db, pinned):
+        click.echo(f"run {run_id} queued (position {position}) for Slurm: no Slurm worker "
+                   f"serves this database yet; start one on the login node: mfm worker "
+                   f"--executor slurm --detach", err=True)
+        click.echo(str(run_id))
+        return run_id
+    if rec.want_slot == "slurm":
+        click.echo(f"run {run_id} queued (position {position}) for Slurm. Watch: mfm runs, "
+                   f"mfm logs {run_id} --follow", err=True)
+        click.echo(str(run_id))
+        return run_id
     if pinned and pinned != host_name():
         click.echo(f"run {run_id} queued (position {position}) for host {pinned}: its "
                    f"supervisor starts it. Watch: mfm runs, mfm worker status", err=True)
@@ -90,6 +102,15 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
                f"Watch: mfm runs, mfm logs {run_id} --follow", err=True)
     click.echo(str(run_id))
     return run_id
+
+
+def _serves_slurm(db, host: str | None) -> bool:
+    """Does a live supervisor with Slurm slots serve this database (on ``host`` if given)?"""
+    from mfm.store import queue
+
+    return any(w.stopped_at is None and (not host or w.host == host)
+               and any(str(s.get("name", "")).startswith("slurm.") for s in w.slots)
+               for w in queue.list_workers(db))
 
 
 @click.command()
@@ -109,13 +130,16 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
 @click.option("--slot", default="", metavar="[HOST:]SLOT",
               help="Queue for this slot or GPU only (gpu1, gpu1.0, cpu0; default: any); "
                    "HOST:SLOT also pins the host (box2:gpu1).")
+@click.option("--executor", type=click.Choice(["any", "local", "slurm"]), default="any",
+              show_default=True, help="slurm: train it as a Slurm job (a worker started "
+              "with `mfm worker --executor slurm` takes it; same as --slot slurm).")
 @click.option("--host", "host", default="", metavar="HOST",
               help="Queue for the supervisor of this host only (default: any host serving "
                    "this database).")
 @pass_app
 def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str, ...],
         name: str | None, dataset_name: str | None, config_name: str | None,
-        slot: str, host: str) -> None:
+        slot: str, host: str, executor: str) -> None:
     """Queue a run (or, with --headless, train it here) and record it: metrics, per-class
     accuracy, checkpoints.
 
@@ -129,6 +153,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
       mfm run --set method.name=mfm            # queued; prints the id
       mfm run --slot gpu1 --set method.name=ce # queued for GPU 1 only
       mfm run --slot box2:gpu1                 # GPU 1 of host box2 (several boxes)
+      mfm run --executor slurm                 # a Slurm job (mfm worker --executor slurm)
       mfm run --headless
       mfm run --headless --set method.name=balanced_softmax --set train.epochs=10
       mfm run --headless --config cifar10_lt.toml --set data.imbalance_factor=200
@@ -144,6 +169,14 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
         check_data(cfg)
     except PreflightError as e:
         raise UserError(str(e)) from None
+    if executor == "slurm":
+        if headless:
+            raise UserError("--executor: slurm is for queued runs; a --headless run trains "
+                            "in this process")
+        if slot and slot.strip() not in ("slurm", "any"):
+            raise UserError(f"--slot: {slot} is a local slot; --executor slurm runs in a "
+                            f"Slurm job")
+        slot = "slurm"
     if not headless:
         enqueue(app, cfg, name, **refs, slot=slot, host=host)
         return

@@ -56,13 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", default=None,
                     help="records (default: $MFM_DB; prefer it: a command line shows in ps)")
     ap.add_argument("--checkpoint-dir", required=True)
+    ap.add_argument("--slurm-job", default=None, metavar="JOB_ID",
+                    help="the run is held by this Slurm job: SIGTERM or SIGUSR2 without a "
+                         "cancel request (preemption, time limit, scontrol requeue) stops it "
+                         "to resume when the job starts again, not cancelled")
     ap.add_argument("run_id", type=int)
     args = ap.parse_args(argv)
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signals: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signals.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.slurm_job:
+        signal.signal(signal.SIGUSR2, on_signal)
 
     target = args.db or os.environ.get("MFM_DB")
     if not target:
@@ -88,9 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{time.strftime('%H:%M:%S')} run {args.run_id}: {rec.method} on {rec.dataset}"
           f"{' (resuming)' if rec.resume_requested else ''}", flush=True)
+    restart_note = None
+    if args.slurm_job:
+        def restart_note() -> str | None:
+            """A stop without a cancel request is Slurm's: the job restarts, the run resumes."""
+            now = repo.get_run(db, args.run_id)
+            if now is None or now.cancel_requested_at is not None:
+                return None
+            done = "no epoch" if now.epoch is None else f"epoch {now.epoch + 1}"
+            return (f"job {args.slurm_job} got {signals[0] if signals else 'a stop'} "
+                    f"(preempted or at its time limit) after {done}; it resumes from its "
+                    f"last checkpoint")
     outcome = execute_run(db, args.run_id, checkpoint_dir=Path(args.checkpoint_dir),
                           resume=rec.resume_requested, extra_callbacks=(LogLines(),), stop=stop,
-                          method_options=options)
+                          method_options=options, restart_note=restart_note)
     print(f"{time.strftime('%H:%M:%S')} run {args.run_id}: {outcome.status}"
           f"{': ' + outcome.reason if outcome.reason else ''}", flush=True)
     if outcome.error and outcome.error.strip() != (outcome.reason or ""):
@@ -100,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
               f"supervisor marks it lost once its heartbeat is stale", file=sys.stderr,
               flush=True)
         return 1
-    return {"completed": 0, "cancelled": 0}.get(outcome.status, 1)
+    return {"completed": 0, "cancelled": 0, "requeued": 0}.get(outcome.status, 1)
 
 
 if __name__ == "__main__":

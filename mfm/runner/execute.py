@@ -28,7 +28,7 @@ class Outcome:
     terminal. ``unrecorded`` is None when the final state reached the records, else one line
     saying why it could not be written (the records may still show the run active)."""
 
-    status: str  # completed | failed | cancelled
+    status: str  # completed | failed | cancelled | requeued (waits for its job to restart)
     summary: dict | None
     error: str | None
     reason: str | None = None
@@ -73,7 +73,8 @@ class Heartbeat:
 def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool,
                 extra_callbacks: tuple[Callbacks, ...] = (), stop: threading.Event | None = None,
                 method_options: dict | None = None,
-                on_started: Callable[[Config, str], None] | None = None) -> Outcome:
+                on_started: Callable[[Config, str], None] | None = None,
+                restart_note: Callable[[], str | None] | None = None) -> Outcome:
     """Train the recorded run ``run_id`` and record its final state.
 
     Never raises for a fault of the run or of the records once the record was read: a
@@ -85,6 +86,11 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     ``resume``: continue from ``checkpoint_dir/last.pt``. A run with no recorded epoch and no
     checkpoint starts again from the beginning; one with recorded epochs and no checkpoint
     fails (``fit`` refuses to train over its records).
+
+    ``restart_note``: asked when ``stop`` ended the run; a line means the stop was its
+    scheduler's (a Slurm job preempted or at its time limit, to be started again): the run is
+    recorded as waiting for its job to restart, to resume from its last checkpoint
+    (``Outcome.status`` "requeued"); None means a cancel.
     """
     # torch and the engine load here, not at import, so that listing commands stay fast.
     from mfm.data import build_data
@@ -126,6 +132,9 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
                          method_options=method_options)
     except (KeyboardInterrupt, RunStopped):
         _flush_quietly(sink)
+        note = restart_note() if restart_note is not None else None
+        if note is not None:
+            return _record_restart(db, run_id, note)
         return _record_end(db, run_id, Outcome("cancelled", None, None))
     except (Diverged, CheckpointMissing) as e:
         line = one_line(e)
@@ -190,6 +199,15 @@ def _record_end(db: Database, run_id: int, outcome: Outcome) -> Outcome:
     except StoreError as e:
         return replace(outcome, unrecorded=one_line(e))
     return outcome
+
+
+def _record_restart(db: Database, run_id: int, note: str) -> Outcome:
+    """The run stopped for its job's restart: recorded as waiting for it (not cancelled)."""
+    try:
+        _retry(lambda: queue.stop_for_restart(db, run_id, note))
+    except StoreError as e:
+        return Outcome("requeued", None, None, reason=note, unrecorded=one_line(e))
+    return Outcome("requeued", None, None, reason=note)
 
 
 def start_running(db: Database, run_id: int, *, device: str) -> bool:

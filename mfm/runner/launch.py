@@ -18,6 +18,9 @@ __all__ = ["supervisor_lock", "serving", "start_detached_supervisor", "code_vers
            "split_pin", "check_host_wish"]
 
 SLOT_NAME = re.compile(r"^(cpu|gpu)\d+(\.\d+)?$")
+#: the slots of ``mfm worker --executor slurm`` are slurm.0, slurm.1, ...: a run that asks for
+#: "slurm" goes to the cluster, and no local slot takes it
+SLURM_SLOT = "slurm"
 HOST_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
@@ -54,9 +57,11 @@ def check_slot_wish(wish: str, slots: list[str] | None, where: str = "this host"
     wish = wish.strip()
     if wish in ("", "any"):
         return ""
+    if wish == SLURM_SLOT:  # any host's Slurm worker takes it; it waits for one if none serves
+        return wish
     if not SLOT_NAME.match(wish):
-        raise SlotWishError(f"slot: must be 'any' or a slot name like gpu0, gpu1.0 or cpu0 "
-                            f"(got {wish!r})")
+        raise SlotWishError(f"slot: must be 'any' or a slot name like gpu0, gpu1.0, cpu0 "
+                            f"or slurm (got {wish!r})")
     if slots is None:
         slots = default_slot_names()
     if not any(s == wish or s.split(".")[0] == wish for s in slots):

@@ -159,6 +159,8 @@ class Supervisor:
         """On start: adopt live runs of this host, requeue claims that never launched, and
         leave the dead to ``watch`` (lost once their heartbeat is stale)."""
         for rec in queue.active_runs(self.db, host=self.host):
+            if rec.job_id:  # held by a Slurm job: its worker asks Slurm
+                continue
             if rec.pid and is_alive(rec.pid, rec.proc_start):
                 self._occupy(rec.slot, rec.id)
                 self.log(f"run {rec.id}: re-adopted (pid {rec.pid}, slot {rec.slot})")
@@ -195,7 +197,7 @@ class Supervisor:
         than the timeout (the run process writes its own final state when it can)."""
         now = self.clock()
         for rec in queue.active_runs(self.db, host=self.host):
-            if rec.id in self.children:
+            if rec.id in self.children or rec.job_id:  # a Slurm job's: its worker judges it
                 continue
             alive = bool(rec.pid) and is_alive(rec.pid, rec.proc_start)
             if alive:
@@ -248,6 +250,8 @@ class Supervisor:
     def handle_cancels(self) -> None:
         now = self.clock()
         for rec in queue.cancel_requested(self.db, host=self.host):
+            if rec.job_id:  # a Slurm job's: its worker scancels it
+                continue
             alive = bool(rec.pid) and is_alive(rec.pid, rec.proc_start)
             if not alive:
                 if rec.status == "starting" and rec.id not in self.children:

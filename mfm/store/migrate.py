@@ -58,7 +58,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BASELINE_REVISION = "0001"
 # The newest revision; a test checks it against the scripts. Kept here so that opening an
 # up-to-date database needs no Alembic import and no scan of the scripts.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: "mfm" schema changes (any constant; only mfm takes it).
 PG_LOCK_KEY = 0x6D666D_5343

@@ -132,6 +132,10 @@ class Run(Base):
     # revision 0002: a free-text note, and the host a queued run asks for (None = any)
     note: Mapped[str | None] = mapped_column(Text)
     want_host: Mapped[str | None] = mapped_column(String)
+    # revision 0003: the scheduler's job that holds the run (Slurm's job id), and the
+    # scheduler's last word on it ("PENDING (Priority)"), for what the run could not say
+    job_id: Mapped[str | None] = mapped_column(String)
+    job_state: Mapped[str | None] = mapped_column(String)
 
 
 class StepMetric(Base):

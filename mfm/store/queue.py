@@ -31,7 +31,8 @@ __all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", 
            "upsert_worker", "worker_heartbeat", "stop_worker", "list_workers", "cancel_requested",
            "count_by_status", "needs_checkpoint", "wait_note", "WAIT_PREFIX",
            "stale_runs_elsewhere", "mark_lost_if_stale", "CHECKPOINT_FILE",
-           "worker_last_seen"]
+           "worker_last_seen", "set_job", "job_runs", "submit_failed", "stop_for_restart",
+           "job_restarted", "set_job_state", "end_job_run", "job_note", "RESTART_NOTE"]
 
 #: the file a resume continues from (mfm.engine.training.LAST; the store does not load torch)
 CHECKPOINT_FILE = "last.pt"
@@ -122,7 +123,7 @@ def claim_next(db: Database, *, host: str, slot: str,
                 update(Run).where(Run.id == run_id, Run.status == "queued").values(
                     status="starting", host=host, slot=slot, started_at=None,
                     finished_at=None, pid=None, proc_start=None, error=None,
-                    heartbeat_at=time.time())).rowcount
+                    job_id=None, job_state=None, heartbeat_at=time.time())).rowcount
             if not done:
                 return None
             session.flush()
@@ -140,6 +141,96 @@ def wait_note(rec: RunRecord, position: int | None) -> str:
     if rec.error and rec.error.startswith(WAIT_PREFIX):
         text += f"; {rec.error}"
     return text
+
+
+#: how a run's ``error`` starts while it waits for its scheduler's job to start it again
+RESTART_NOTE = "waits for its Slurm job to restart"
+
+
+def job_note(rec: RunRecord) -> str:
+    """Where a run held by a scheduler's job is, for ``mfm runs``: the job and Slurm's last
+    word on it (``job 12 PENDING (Priority)``), and whether it waits to restart."""
+    if not rec.job_id:
+        return ""
+    text = f"job {rec.job_id}"
+    if rec.job_state:
+        text += f" {rec.job_state}"
+    if rec.status == "starting" and rec.error and rec.error.startswith(RESTART_NOTE):
+        text += f"; {rec.error}"
+    return text
+
+
+def set_job(db: Database, run_id: int, *, job_id: str, log_path: str | None,
+            job_state: str = "PENDING") -> None:
+    """A claimed run was submitted as the scheduler's job ``job_id``."""
+    with db.session_scope() as session:
+        session.execute(update(Run).where(Run.id == run_id).values(
+            job_id=job_id, job_state=job_state, log_path=log_path, heartbeat_at=time.time()))
+
+
+def set_job_state(db: Database, run_id: int, job_state: str) -> None:
+    with db.session_scope() as session:
+        session.execute(update(Run).where(Run.id == run_id, Run.status.in_(ACTIVE))
+                        .values(job_state=job_state))
+
+
+def job_runs(db: Database) -> list[RunRecord]:
+    """Active runs held by a scheduler's job (any host: the job moves the run to its node)."""
+    with db.session_scope(read_only=True) as session:
+        q = select(Run).where(Run.status.in_(ACTIVE), Run.job_id.is_not(None))
+        return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
+
+
+def submit_failed(db: Database, run_id: int, reason: str) -> bool:
+    """A claimed run whose submission the scheduler refused goes back to the queue at its
+    place, ``error`` saying why (``mfm runs`` shows it): nothing queued is lost."""
+    with db.session_scope() as session:
+        return bool(session.execute(update(Run).where(
+            Run.id == run_id, Run.status == "starting").values(
+                status="queued", host=None, slot=None, job_id=None, job_state=None,
+                error=f"{WAIT_PREFIX}a Slurm submission that works: {reason}")).rowcount)
+
+
+def stop_for_restart(db: Database, run_id: int, note: str) -> bool:
+    """The run stopped because its job is preempted or at its time limit: running →
+    starting, to resume from its last checkpoint when the job starts again (not cancelled)."""
+    with db.session_scope() as session:
+        return bool(session.execute(update(Run).where(
+            Run.id == run_id, Run.status.in_(("running", "starting"))).values(
+                status="starting", resume_requested=1, pid=None, proc_start=None,
+                error=f"{RESTART_NOTE}: {note}", heartbeat_at=time.time())).rowcount)
+
+
+def job_restarted(db: Database, run_id: int, job_id: str) -> str:
+    """The job ``job_id`` starts (again): what its run process should do. "start" (the run is
+    waiting for it; a run this job held before, which could not record its stop, is set to
+    resume), "cancel" (a cancel was requested meanwhile: recorded cancelled), or "gone" (the
+    run is finished or held by another job: do nothing)."""
+    now = time.time()
+    with db.session_scope() as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        if run is None or run.status not in ACTIVE or (run.job_id and run.job_id != job_id):
+            return "gone"
+        if run.cancel_requested_at is not None:
+            run.status, run.finished_at = "cancelled", now
+            return "cancel"
+        if run.status == "running":  # killed without recording it (scontrol requeue, kill)
+            run.status = "starting"
+            run.resume_requested = 1
+        if run.error and run.error.startswith(RESTART_NOTE):
+            run.error = None
+        run.job_state = "RUNNING"
+        run.heartbeat_at = now
+        return "start"
+
+
+def end_job_run(db: Database, run_id: int, to: str, error: str, job_state: str) -> bool:
+    """A run whose job the scheduler ended without the run recording its end → ``to``."""
+    with db.session_scope() as session:
+        return bool(session.execute(update(Run).where(
+            Run.id == run_id, Run.status.in_(ACTIVE)).values(
+                status=to, finished_at=time.time(), error=error,
+                job_state=job_state)).rowcount)
 
 
 def set_process(db: Database, run_id: int, *, pid: int, proc_start: str | None,
@@ -182,12 +273,13 @@ def active_runs(db: Database, *, host: str | None = None) -> list[RunRecord]:
 def stale_runs_elsewhere(db: Database, *, host: str, before: float) -> list[RunRecord]:
     """Active runs of other hosts whose own heartbeat is older than ``before`` and whose
     host's supervisor is silent too (no row, stopped, or its heartbeat older than
-    ``before``): nobody reports for them any more."""
+    ``before``): nobody reports for them any more. Runs held by a scheduler's job are left
+    to the worker that asks the scheduler (a requeued job is silent while it waits)."""
     with db.session_scope(read_only=True) as session:
         live_hosts = select(Worker.host).where(Worker.stopped_at.is_(None),
                                                Worker.heartbeat_at >= before)
         q = select(Run).where(Run.status.in_(ACTIVE), Run.host.is_not(None), Run.host != host,
-                              Run.host.not_in(live_hosts),
+                              Run.host.not_in(live_hosts), Run.job_id.is_(None),
                               func.coalesce(Run.heartbeat_at, Run.started_at,
                                             Run.created_at) < before)
         return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]

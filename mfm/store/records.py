@@ -52,6 +52,8 @@ class RunRecord:
     note: str | None = None
     tags: tuple[str, ...] = ()
     want_host: str | None = None
+    job_id: str | None = None  # the scheduler's job holding the run (Slurm), if any
+    job_state: str | None = None  # the scheduler's last word on that job
 
     @property
     def method(self) -> str:

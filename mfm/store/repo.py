@@ -62,7 +62,7 @@ _PLAIN_FIELDS = frozenset({
     "status", "started_at", "finished_at", "host", "pid", "device", "split_hash", "error",
     "checkpoint_dir", "log_path", "epoch", "heartbeat_at", "name",
     "queued_at", "slot", "proc_start", "cancel_requested_at", "resume_requested", "attempt",
-    "code_version", "want_slot",
+    "code_version", "want_slot", "job_id", "job_state",
 })
 _JSON_FIELDS = {"summary": "summary_json", "class_counts": "class_counts_json",
                 "confusion": "confusion_json"}
@@ -164,7 +164,8 @@ def _run_record(run: Run, latest: dict[str, float] | None = None, *,
         cancel_requested_at=run.cancel_requested_at,
         resume_requested=bool(run.resume_requested), attempt=run.attempt or 0,
         code_version=run.code_version, want_slot=run.want_slot, latest=dict(latest or {}),
-        note=run.note, tags=tuple(tags), want_host=run.want_host)
+        note=run.note, tags=tuple(tags), want_host=run.want_host,
+        job_id=run.job_id, job_state=run.job_state)
 
 
 def _tags_by_run(session: Session, run_ids: Any) -> dict[int, list[str]]:

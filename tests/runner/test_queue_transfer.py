@@ -13,9 +13,15 @@ from pathlib import Path
 import pytest
 
 from mfm.config import config_to_dict, load_config
-from mfm.methods.transfer import (DESCRIPTION_FILE, MODULATOR_FILE, MODULATOR_KIND,
-                                  ModulatorFileError, check_description, file_description,
-                                  read_description)
+from mfm.methods.transfer import (
+    DESCRIPTION_FILE,
+    MODULATOR_FILE,
+    MODULATOR_KIND,
+    ModulatorFileError,
+    check_description,
+    file_description,
+    read_description,
+)
 from mfm.runner.submit import SubmitError, submit_runs
 from mfm.store import Database, repo
 

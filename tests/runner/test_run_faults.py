@@ -20,10 +20,10 @@ from click.testing import CliRunner
 import mfm.atomic as atomic_module
 import mfm.runner.execute as execute_module
 import mfm.runner.sink as sink_module
+from mfm.atomic import save_atomic
 from mfm.cli.main import cli
 from mfm.config import config_to_dict, load_config
 from mfm.engine import Callbacks
-from mfm.atomic import save_atomic
 from mfm.engine.checkpoint import load_checkpoint
 from mfm.runner.execute import execute_run
 from mfm.runner.sink import StoreSink
