@@ -13,7 +13,7 @@ import click
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.runner.procs import host_name, is_alive, signal_group
-from mfm.store import queue, repo
+from mfm.store import Database, RunRecord, queue, repo
 from mfm.store.records import LIVE, RESUMABLE
 from mfm.text import one_line
 
@@ -35,9 +35,7 @@ def cancel(app: App, run_ids: tuple[int, ...]) -> None:
     """
     db = app.open_db()
     for run_id in run_ids:  # check every id first: an unknown one changes nothing
-        if repo.get_run(db, run_id) is None:
-            raise UserError(f"ID: no run {run_id} in {db.display} (see mfm runs)")
-        rec = repo.get_run(db, run_id)
+        rec = _require(db, run_id)
         if rec.status not in LIVE:
             raise UserError(f"ID: run {run_id} is already {rec.status}; nothing to cancel")
     host = host_name()
@@ -49,7 +47,7 @@ def cancel(app: App, run_ids: tuple[int, ...]) -> None:
         if what == "cancelled":
             click.echo(f"run {run_id}: cancelled (it was queued)")
             continue
-        rec = repo.get_run(db, run_id)
+        rec = _require(db, run_id)
         if rec.job_id:
             click.echo(_cancel_job(db, rec))
             continue
@@ -108,7 +106,7 @@ def resume(app: App, run_id: int, host: str | None) -> None:
     if (before is not None and before.status in RESUMABLE and before.epoch is not None
             and not elsewhere):
         _check_checkpoint(run_id, before.checkpoint_dir, before.epoch)
-    pin: dict = {}
+    pin: dict[str, Any] = {}
     if host is not None:
         from mfm.runner.launch import SlotWishError, check_host_wish
 
@@ -137,7 +135,15 @@ LAST_CHECKPOINT = "last.pt"
 
 
 def _has_checkpoint(checkpoint_dir: str | None) -> bool:
-    return bool(checkpoint_dir) and (Path(checkpoint_dir) / LAST_CHECKPOINT).is_file()
+    return checkpoint_dir is not None and (Path(checkpoint_dir) / LAST_CHECKPOINT).is_file()
+
+
+def _require(db: Database, run_id: int) -> RunRecord:
+    """The run, or a one-line UserError naming the database."""
+    rec = repo.get_run(db, run_id)
+    if rec is None:
+        raise UserError(f"ID: no run {run_id} in {db.display} (see mfm runs)")
+    return rec
 
 
 def _check_checkpoint(run_id: int, checkpoint_dir: str | None, epoch: int) -> None:
@@ -164,7 +170,8 @@ def _log_path(app: App, run_id: int) -> Path:
 @click.command()
 @click.argument("run_id", metavar="ID", type=int)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run finishes.")
-@click.option("--tail", "tail_lines", type=int, default=None, help="Only the last N lines.")
+@click.option("--tail", "tail_lines", type=click.IntRange(min=0), default=None,
+              help="Only the last N lines.")
 @pass_app
 def logs(app: App, run_id: int, follow: bool, tail_lines: int | None) -> None:
     """Print a background run's log (what its process wrote).
@@ -177,7 +184,7 @@ def logs(app: App, run_id: int, follow: bool, tail_lines: int | None) -> None:
     path = _log_path(app, run_id)
     db = app.open_db()
     if not path.exists():
-        rec = repo.get_run(db, run_id)
+        rec = _require(db, run_id)
         if not follow:
             raise UserError(f"ID: run {run_id} has no log yet (status {rec.status}; foreground "
                             "--headless runs print to their terminal instead)")
@@ -197,7 +204,7 @@ def logs(app: App, run_id: int, follow: bool, tail_lines: int | None) -> None:
                 offset += len(chunk)
         if not follow:
             return
-        rec = repo.get_run(db, run_id)
+        rec = _require(db, run_id)
         if rec.status not in LIVE:
             if path.exists() and path.stat().st_size > offset:
                 continue  # print what came in with the end

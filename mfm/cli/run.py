@@ -12,7 +12,7 @@ from mfm.cli.errors import UserError
 from mfm.config import Config, ConfigError, load_config
 from mfm.runner.preflight import PreflightError, check_data
 from mfm.runner.procs import host_name
-from mfm.store import repo
+from mfm.store import Database, repo
 from mfm.store.db import hide_password
 from mfm.text import check_name, visible
 
@@ -27,7 +27,8 @@ def load_config_or_fail(config_path: str | None, overrides: tuple[str, ...]) -> 
 
 
 def compose_named(app: App, dataset_name: str | None, config_name: str | None,
-                  config_path: str | None, overrides: tuple[str, ...]) -> tuple[Config, dict]:
+                  config_path: str | None, overrides: tuple[str, ...]
+                  ) -> tuple[Config, dict[str, int]]:
     """Compose a run config from saved specs; returns it and the record ids it came from."""
     from mfm.specs import compose
 
@@ -78,6 +79,7 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
         raise UserError("--" + msg if msg.startswith(("slot:", "host:")) else msg) from None
     position = queue.queue_positions(db).get(run_id)
     rec = repo.get_run(db, run_id)
+    assert rec is not None  # just queued
     pinned = rec.want_host
     if rec.want_slot == "slurm" and not _serves_slurm(db, pinned):
         click.echo(f"run {run_id} queued (position {position}) for Slurm: no Slurm worker "
@@ -104,7 +106,7 @@ def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | N
     return run_id
 
 
-def _serves_slurm(db, host: str | None) -> bool:
+def _serves_slurm(db: Database, host: str | None) -> bool:
     """Does a live supervisor with Slurm slots serve this database (on ``host`` if given)?"""
     from mfm.store import queue
 
@@ -165,10 +167,6 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
         cfg, refs = compose_named(app, dataset_name, config_name, config_path, overrides)
     else:
         cfg = load_config_or_fail(config_path, overrides)
-    try:
-        check_data(cfg)
-    except PreflightError as e:
-        raise UserError(str(e)) from None
     if executor == "slurm":
         if headless:
             raise UserError("--executor: slurm is for queued runs; a --headless run trains "
@@ -184,6 +182,10 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
         opt = "--slot" if slot else "--host"
         raise UserError(f"{opt}: only for queued runs; a --headless run trains in this "
                         "process (choose its device with --set device=cuda:N)")
+    try:  # queued runs are checked by submit_runs (once); a run trained here, here
+        check_data(cfg)
+    except PreflightError as e:
+        raise UserError(str(e)) from None
     from mfm.cli.foreground import train_in_foreground
 
     run_id, outcome, ckpt_dir = train_in_foreground(app, cfg, name, refs)
@@ -201,8 +203,9 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
                             f"lost", limit=800), err=True)
         sys.exit(1)
     if outcome.status == "cancelled":
-        Console(stderr=True).print(f"run {run_id} cancelled; the last completed epoch is checkpointed in "
-                  f"{ckpt_dir} (mfm resume {run_id})")
+        Console(stderr=True).print(f"run {run_id} cancelled; the last completed epoch is "
+                                   f"checkpointed in {ckpt_dir} (mfm resume {run_id})",
+                                   markup=False)
         sys.exit(130)
     if outcome.status == "failed":
         reason = outcome.reason or one_line(outcome.error or "?")

@@ -33,7 +33,7 @@ def _parse_gpus(text: str | None) -> list[int] | None:
     return gpus
 
 
-def _holder_text(holder: dict) -> str:
+def _holder_text(holder: dict[str, Any]) -> str:
     since = holder.get("locked_at")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "?"
     return f"pid {holder.get('pid')} on {holder.get('host')} since {when}"

@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from mfm.config import Config, ConfigError, config_from_dict
 from mfm.crashlog import describe_os_error
@@ -29,7 +30,7 @@ class Outcome:
     saying why it could not be written (the records may still show the run active)."""
 
     status: str  # completed | failed | cancelled | requeued (waits for its job to restart)
-    summary: dict | None
+    summary: dict[str, Any] | None
     error: str | None
     reason: str | None = None
     unrecorded: str | None = None
@@ -54,7 +55,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self._thread.start()
         return self
 
@@ -72,7 +73,7 @@ class Heartbeat:
 
 def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool,
                 extra_callbacks: tuple[Callbacks, ...] = (), stop: threading.Event | None = None,
-                method_options: dict | None = None,
+                method_options: dict[str, Any] | None = None,
                 on_started: Callable[[Config, str], None] | None = None,
                 restart_note: Callable[[], str | None] | None = None) -> Outcome:
     """Train the recorded run ``run_id`` and record its final state.

@@ -25,7 +25,8 @@ def _nvml() -> object | None:
         pynvml.nvmlInit()
     except Exception:  # noqa: BLE001 — no driver, no GPU
         return None
-    return pynvml
+    module: object = pynvml
+    return module
 
 
 def discover_gpus() -> list[GpuInfo]:

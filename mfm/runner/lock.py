@@ -65,7 +65,8 @@ class SupervisorLock:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 try:
-                    return json.loads(self.path.read_text() or "{}")
+                    holder: dict[str, Any] = json.loads(self.path.read_text() or "{}")
+                    return holder
                 except (OSError, ValueError):
                     return {"pid": None}
             fcntl.flock(fd, fcntl.LOCK_UN)

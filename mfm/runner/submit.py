@@ -1,7 +1,8 @@
 """Queueing runs: the one path `mfm run` and mfm-tui both take.
 
 Every config is checked (data present, transfer source resolvable and fitting, slot wish
-possible) before any is queued, without loading torch (the caller may be mfm-tui); each run is enqueued with its resolved config and the code version frozen, and
+possible) before any is queued, without loading torch (the caller may be mfm-tui); each run is
+enqueued with its resolved config and the code version frozen, and
 gets its checkpoint folder. Starting a supervisor is a separate step (:func:`ensure_supervisor`)
 so a caller can queue many runs and start one supervisor.
 """

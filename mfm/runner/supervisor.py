@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from mfm.runner.gpus import GpuInfo
 from mfm.runner.procs import is_alive, process_start_time, signal_group
@@ -94,7 +95,7 @@ class Supervisor:
         self.heartbeat_timeout, self.grace = heartbeat_timeout, grace
         self.idle_exit, self.poll = idle_exit, poll
         self.python, self.log, self.clock = python, log, clock
-        self.children: dict[int, subprocess.Popen] = {}
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.exit_codes: dict[int, int] = {}
         self.busy: dict[str, int] = {}  # slot name -> run id
         self.signalled: set[int] = set()
@@ -103,7 +104,7 @@ class Supervisor:
         self.pid = os.getpid()
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def slot_info(self) -> list[dict]:
+    def slot_info(self) -> list[dict[str, Any]]:
         return [{**asdict(s), "run": self.busy.get(s.name)} for s in self.slots]
 
     def start(self) -> None:
@@ -257,6 +258,8 @@ class Supervisor:
                 if rec.status == "starting" and rec.id not in self.children:
                     queue.transition(self.db, rec.id, "cancelled")
                     self._release(rec.id)
+                continue
+            if rec.pid is None:  # alive implies a pid: this only tells the type checker
                 continue
             if rec.id not in self.signalled:
                 signal_group(rec.pid, signal.SIGTERM)

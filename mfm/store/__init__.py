@@ -17,7 +17,7 @@ __all__ = [
     "Database", "StoreError", "resolve_db_target", "SCHEMA_VERSION", "STATUSES",
     "TERMINAL_STATUSES", "RunRecord", "MetricPoint", "DatasetSpecRecord", "ConfigRecord", "repo",
     "queue", "migrate",
-    "create_run", "update_run", "mark_running", "mark_finished", "get_run", "list_runs",
+    "create_run", "update_run", "get_run", "list_runs",
     "delete_run", "log_step_metrics", "log_epoch", "get_step_series", "get_epoch_series",
     "get_class_accuracy", "get_all_class_accuracy", "latest_metrics", "metric_keys",
     "save_dataset_spec", "get_dataset_spec", "list_dataset_specs", "delete_dataset_spec",

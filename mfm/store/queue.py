@@ -16,9 +16,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, Result, func, or_, select, update
 
 from mfm.store.db import Database
 from mfm.store.hashing import config_hash
@@ -40,6 +40,12 @@ CHECKPOINT_FILE = "last.pt"
 #: how a queued run's ``error`` starts when a supervisor declined it and says what it waits for
 WAIT_PREFIX = "waits for "
 
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (Session.execute is typed as Result; DML gives a
+    CursorResult)."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 class QueueError(ValueError):
@@ -119,15 +125,16 @@ def claim_next(db: Database, *, host: str, slot: str,
                     session.execute(update(Run).where(Run.id == run_id,
                                                       Run.status == "queued").values(error=note))
                 continue
-            done = session.execute(
+            done = _rowcount(session.execute(
                 update(Run).where(Run.id == run_id, Run.status == "queued").values(
                     status="starting", host=host, slot=slot, started_at=None,
                     finished_at=None, pid=None, proc_start=None, error=None,
-                    job_id=None, job_state=None, heartbeat_at=time.time())).rowcount
+                    job_id=None, job_state=None, heartbeat_at=time.time())))
             if not done:
                 return None
             session.flush()
-            return _run_record(session.get(Run, run_id))
+            run = session.get(Run, run_id)
+            return None if run is None else _run_record(run)
 
 
 def wait_note(rec: RunRecord, position: int | None) -> str:
@@ -185,20 +192,20 @@ def submit_failed(db: Database, run_id: int, reason: str) -> bool:
     """A claimed run whose submission the scheduler refused goes back to the queue at its
     place, ``error`` saying why (``mfm runs`` shows it): nothing queued is lost."""
     with db.session_scope() as session:
-        return bool(session.execute(update(Run).where(
+        return bool(_rowcount(session.execute(update(Run).where(
             Run.id == run_id, Run.status == "starting").values(
                 status="queued", host=None, slot=None, job_id=None, job_state=None,
-                error=f"{WAIT_PREFIX}a Slurm submission that works: {reason}")).rowcount)
+                error=f"{WAIT_PREFIX}a Slurm submission that works: {reason}"))))
 
 
 def stop_for_restart(db: Database, run_id: int, note: str) -> bool:
     """The run stopped because its job is preempted or at its time limit: running →
     starting, to resume from its last checkpoint when the job starts again (not cancelled)."""
     with db.session_scope() as session:
-        return bool(session.execute(update(Run).where(
+        return bool(_rowcount(session.execute(update(Run).where(
             Run.id == run_id, Run.status.in_(("running", "starting"))).values(
                 status="starting", resume_requested=1, pid=None, proc_start=None,
-                error=f"{RESTART_NOTE}: {note}", heartbeat_at=time.time())).rowcount)
+                error=f"{RESTART_NOTE}: {note}", heartbeat_at=time.time()))))
 
 
 def job_restarted(db: Database, run_id: int, job_id: str) -> str:
@@ -227,10 +234,10 @@ def job_restarted(db: Database, run_id: int, job_id: str) -> str:
 def end_job_run(db: Database, run_id: int, to: str, error: str, job_state: str) -> bool:
     """A run whose job the scheduler ended without the run recording its end → ``to``."""
     with db.session_scope() as session:
-        return bool(session.execute(update(Run).where(
+        return bool(_rowcount(session.execute(update(Run).where(
             Run.id == run_id, Run.status.in_(ACTIVE)).values(
                 status=to, finished_at=time.time(), error=error,
-                job_state=job_state)).rowcount)
+                job_state=job_state))))
 
 
 def set_process(db: Database, run_id: int, *, pid: int, proc_start: str | None,
@@ -250,8 +257,8 @@ def transition(db: Database, run_id: int, to: str, *, allowed_from: tuple[str, .
     if error is not None:
         values["error"] = error
     with db.session_scope() as session:
-        return bool(session.execute(update(Run).where(
-            Run.id == run_id, Run.status.in_(allowed_from)).values(**values)).rowcount)
+        return bool(_rowcount(session.execute(update(Run).where(
+            Run.id == run_id, Run.status.in_(allowed_from)).values(**values))))
 
 
 def queue_positions(db: Database) -> dict[int, int]:
@@ -297,10 +304,10 @@ def mark_lost_if_stale(db: Database, run_id: int, *, host: str, before: float,
     """``run_id`` (of ``host``) → lost, only if it is still active there and its heartbeat is
     still older than ``before`` (a run that just reported again is left alone)."""
     with db.session_scope() as session:
-        return bool(session.execute(update(Run).where(
+        return bool(_rowcount(session.execute(update(Run).where(
             Run.id == run_id, Run.status.in_(ACTIVE), Run.host == host,
             func.coalesce(Run.heartbeat_at, Run.started_at, Run.created_at) < before).values(
-                status="lost", finished_at=time.time(), error=error)).rowcount)
+                status="lost", finished_at=time.time(), error=error))))
 
 
 def cancel_requested(db: Database, *, host: str) -> list[RunRecord]:

@@ -104,7 +104,7 @@ RESUMABLE = ("cancelled", "failed", "lost")
 """Ended without completing: can be queued again to resume from its last checkpoint."""
 
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "lost")
-"""Statuses a run ends in (``mark_finished``)."""
+"""Statuses a run ends in (the queue's transitions stamp finished_at on them)."""
 
 
 def check_status(status: str, allowed: tuple[str, ...] = STATUSES) -> str:

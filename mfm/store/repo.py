@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STATUSES", "TERMINAL_STATUSES", "UPDATABLE_RUN_FIELDS",
-    "create_run", "update_run", "mark_running", "mark_finished", "get_run", "list_runs",
+    "create_run", "update_run", "get_run", "list_runs",
     "delete_run", "log_step_metrics", "log_epoch", "get_step_series", "get_epoch_series",
     "get_class_accuracy", "get_all_class_accuracy", "latest_metrics", "metric_keys",
     "save_dataset_spec", "get_dataset_spec", "list_dataset_specs", "delete_dataset_spec",
@@ -227,26 +227,6 @@ def update_run(db: Database, run_id: int, **fields: Any) -> None:
                                  .execution_options(synchronize_session=False))
         if not result.rowcount:  # type: ignore[attr-defined]
             raise StoreError(f"no run {run_id}")
-
-
-def mark_running(db: Database, run_id: int, *, host: str, pid: int, device: str) -> None:
-    """Status running; started_at and heartbeat_at now."""
-    now = time.time()
-    update_run(db, run_id, status="running", started_at=now, heartbeat_at=now, host=host,
-               pid=pid, device=device)
-
-
-def mark_finished(db: Database, run_id: int, status: str, *, error: str | None = None,
-                  summary: dict[str, Any] | None = None) -> None:
-    """End a run (completed, failed, cancelled or lost); finished_at now. ``error`` and
-    ``summary`` are written only when given, so an earlier summary is kept."""
-    check_status(status, TERMINAL_STATUSES)
-    fields: dict[str, Any] = {"status": status, "finished_at": time.time()}
-    if error is not None:
-        fields["error"] = error
-    if summary is not None:
-        fields["summary"] = summary
-    update_run(db, run_id, **fields)
 
 
 def get_run(db: Database, run_id: int) -> RunRecord | None:

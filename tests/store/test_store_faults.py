@@ -461,7 +461,6 @@ def test_ids_too_large_for_sqlite_name_nothing(real_db, run_id):
         assert repo.metric_keys(db, run_id) == []
         for write in (lambda: repo.update_run(db, run_id, status="running"),
                       lambda: repo.update_run(db, run_id),
-                      lambda: repo.mark_finished(db, run_id, "failed"),
                       lambda: repo.delete_run(db, run_id),
                       lambda: repo.log_step_metrics(db, run_id, [("loss", 0, 0, 1.0)]),
                       lambda: repo.log_epoch(db, run_id, 0, {"acc": 1.0}, None)):

@@ -100,7 +100,8 @@ def test_update_run_round_trips_every_updatable_field(db, run_id):
                   confusion=[[1, 0], [0, 1]], checkpoint_dir="/ck", log_path="/log", epoch=2,
                   heartbeat_at=3.5, name="renamed", queued_at=0.5, slot="gpu1",
                   proc_start="boot:123", cancel_requested_at=4.5, resume_requested=True,
-                  attempt=2, code_version="0.1.0+abc", want_slot="gpu0")
+                  attempt=2, code_version="0.1.0+abc", want_slot="gpu0", job_id="4242",
+                  job_state="PENDING (Priority)")
     assert set(fields) == set(repo.UPDATABLE_RUN_FIELDS)
     repo.update_run(db, run_id, **fields)
     rec = dataclasses.asdict(repo.get_run(db, run_id))
@@ -117,26 +118,6 @@ def test_update_run_rejects_unknown_fields_runs_and_statuses(db, run_id):
     with pytest.raises(StoreError, match="no run 999"):
         repo.update_run(db, 999)
     assert repo.get_run(db, run_id).status == "created"
-
-
-def test_mark_running_and_finished(db, run_id):
-    repo.mark_running(db, run_id, host="h", pid=7, device="cpu")
-    rec = repo.get_run(db, run_id)
-    assert (rec.status, rec.host, rec.pid, rec.device) == ("running", "h", 7, "cpu")
-    assert rec.started_at is not None and rec.heartbeat_at == rec.started_at
-    repo.update_run(db, run_id, summary={"final": 1})
-    repo.mark_finished(db, run_id, "failed", error="Traceback ...")
-    rec = repo.get_run(db, run_id)
-    assert (rec.status, rec.error, rec.summary) == ("failed", "Traceback ...", {"final": 1})
-    assert rec.finished_at >= rec.started_at
-    repo.mark_finished(db, run_id, "completed", summary={"final": 2})
-    assert repo.get_run(db, run_id).summary == {"final": 2}
-
-
-def test_mark_finished_only_takes_terminal_statuses(db, run_id):
-    with pytest.raises(ValueError, match="running"):
-        repo.mark_finished(db, run_id, "running")
-    assert repo.get_run(db, run_id).finished_at is None
 
 
 def test_list_runs_newest_first_with_filter_limit_and_latest(db):
@@ -183,9 +164,16 @@ def test_list_runs_can_leave_the_confusion_matrices_unread(db):
     assert all(r.confusion == [[3, 1], [0, 4]] for r in repo.list_runs(db))
 
 
-def test_statuses_constant():
-    assert STATUSES == ("created", "queued", "starting", "running", "completed", "failed",
-                        "cancelled", "lost")
+def test_status_groups_partition_the_statuses():
+    """Every status is in exactly one of waiting / active / terminal, the groups the CLI, the
+    TUI and the queue import (one home): a new status must be placed in one of them."""
+    from mfm.store.records import ACTIVE, LIVE, RESUMABLE, TERMINAL_STATUSES, WAITING
+
+    groups = [WAITING, ACTIVE, TERMINAL_STATUSES]
+    assert sorted(s for g in groups for s in g) == sorted(STATUSES)
+    assert len(set(STATUSES)) == len(STATUSES)
+    assert set(LIVE) == set(WAITING) | set(ACTIVE)
+    assert set(RESUMABLE) <= set(TERMINAL_STATUSES) and "completed" not in RESUMABLE
 
 
 def test_delete_run_cascades_and_keeps_other_runs(db, run_id):
