@@ -182,6 +182,7 @@ def copy_to_postgres(sqlite_path: Path, url: str) -> None:
     from mfm.store import Database
     from mfm.store.models import Base
 
+    Database(str(sqlite_path)).close()  # the cached file at this code's schema revision
     target = make_url(url).set(drivername="postgresql+psycopg")
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
