@@ -186,9 +186,13 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
               help="Override a setting of the file's base for every cell (the grid still "
                    "wins), e.g. --set data.root=~/data --set device=cuda.")
 @click.option("--slot", default="", metavar="SLOT", help="Queue every cell for this slot or GPU.")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local",
+              help="slurm: every cell becomes a Slurm job of the `mfm worker --executor slurm` "
+                   "serving this database (the same as --slot slurm).")
 @pass_app
 def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: bool,
-            max_cells: int | None, overrides: tuple[str, ...], slot: str) -> None:
+            max_cells: int | None, overrides: tuple[str, ...], slot: str,
+            executor: str) -> None:
     """Record a sweep and queue (or, with --headless, train) every cell no finished run
     answers; print the arm table when --headless ends.
 
@@ -200,6 +204,14 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
     """
     if name is not None and (why := check_name("--name", name)):
         raise UserError(why)
+    if executor == "slurm":
+        if headless:
+            raise UserError("--executor: slurm is for queued cells; --headless trains in this "
+                            "process")
+        if slot and slot.strip() != "slurm":
+            raise UserError(f"--slot: {visible(slot, 40)} is a local slot; --executor slurm "
+                            "runs every cell in a Slurm job")
+        slot = "slurm"
     if headless and slot:
         raise UserError("--slot: only for queued cells; --headless trains in this process")
     spec = _read(file, overrides)
@@ -232,7 +244,11 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
         raise UserError(str(e)) from None
     click.echo(f"sweep {queued.sweep_id} {visible(spec.name)}: {_plan_summary(plan)}",
                err=True)
-    if todo:
+    if todo and slot == "slurm":  # the Slurm worker takes them; no local supervisor needed
+        click.echo(f"queued {len(queued.new_run_ids)} new and resumed "
+                   f"{len(queued.resumed_run_ids)} cells for Slurm (mfm worker --executor "
+                   f"slurm serves them). Watch: mfm sweep show {queued.sweep_id}", err=True)
+    elif todo:
         from mfm.runner.submit import ensure_supervisor
 
         pid, started = ensure_supervisor(app.db_target, app.runs_root())

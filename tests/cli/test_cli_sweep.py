@@ -446,3 +446,17 @@ def test_a_sweep_named_with_digits_is_found_by_name(env: Env,
     code, out, err = call(env, ["sweep", "cancel", "2024"], capsys)
     assert out.strip() == "sweep 1: cancel sent to 1 runs"
     assert {c.run.status for c in env.cells(1)} == {"cancelled"}
+
+
+def test_sweep_sent_to_slurm_asks_for_the_slurm_slot_and_starts_no_local_supervisor(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    f = env.write(sweep_file())
+    code, out, err = call(env, ["sweep", "run", f, "--executor", "slurm"], capsys)
+    assert code == 0, err
+    assert "for Slurm" in err and env.supervisor_calls == []
+    cells = env.cells(int(out.strip()))
+    assert cells and all(c.run is not None and c.run.want_slot == "slurm" for c in cells)
+    for bad, needle in ((["--executor", "slurm", "--headless"], "--executor"),
+                        (["--executor", "slurm", "--slot", "gpu1"], "--slot")):
+        code, out, err = call(env, ["sweep", "run", f, "--name", "other", *bad], capsys)
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
