@@ -153,35 +153,14 @@ def build_sweep(name: str, *, dataset: str | None, config: str | None,
 
 
 def duration_text(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    from mfm.sweeps.plan import duration_text as text
+
+    return text(seconds)
 
 
 def plan_summary(plan: SweepPlan) -> str:
-    """A plan in one line: cells, arms, reused, to run, the estimated cost (the words of
-    ``mfm sweep plan``)."""
-    parts = [f"{len(plan.cells)} cells in {len({c.cell.arm for c in plan.cells})} arms"]
-    if plan.skipped:
-        parts.append(f"{len(plan.skipped)} left out by skip_invalid")
-    for action, words in (("reuse", "reused"), ("stale", "reused from another code version"),
-                          ("active", "already queued or running"), ("resume", "to resume"),
-                          ("failed", "failed (resume them from the sweep)"), ("new", "to run")):
-        if n := plan.count(action):
-            parts.append(f"{n} {words}")
-    est = plan.estimate_seconds
-    if plan.to_run:
-        if est is not None:
-            parts.append(f"estimated {duration_text(est)} of training (one slot)")
-        elif plan.unestimated < len(plan.to_run):
-            parts.append(f"no timing for {plan.unestimated} of them yet")
-        else:
-            parts.append("no comparable run timed yet: no estimate")
-    else:
-        parts.append("nothing to run")
-    return "; ".join(parts)
+    """A plan in one line (the words of ``mfm sweep plan``)."""
+    return plan.summary(failed_hint="resume them from the sweep")
 
 
 # -- the arm table -----------------------------------------------------------------------------

@@ -42,11 +42,9 @@ def _console() -> Console:
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    from mfm.sweeps.plan import duration_text
+
+    return duration_text(seconds)
 
 
 def _read(path: str, overrides: tuple[str, ...] = ()) -> SweepSpec:
@@ -87,26 +85,8 @@ def _plan(app: App, db: Database, spec: SweepSpec, rerun_stale: bool,
         raise UserError(str(e)) from None
 
 
-def _plan_summary(plan: Any) -> str:
-    parts = [f"{len(plan.cells)} cells in {len({c.cell.arm for c in plan.cells})} arms"]
-    if plan.skipped:
-        parts.append(f"{len(plan.skipped)} left out by skip_invalid (the rules refuse them)")
-    for action, words in (("reuse", "reused"), ("stale", "reused from another code version "
-                                                 "(--rerun-stale reruns them)"),
-                          ("active", "already queued or running"), ("resume", "to resume"),
-                          ("failed", "failed (mfm sweep resume retries them)"),
-                          ("new", "to run")):
-        if n := plan.count(action):
-            parts.append(f"{n} {words}")
-    est = plan.estimate_seconds
-    if plan.to_run:
-        if est is not None:
-            parts.append(f"estimated {_duration(est)} of training (one slot)")
-        elif plan.unestimated < len(plan.to_run):
-            parts.append(f"no timing for {plan.unestimated} of them yet")
-        else:
-            parts.append("no comparable run timed yet: no estimate")
-    return "; ".join(parts)
+def _plan_summary(plan: SweepPlan) -> str:
+    return plan.summary()
 
 
 @click.group()

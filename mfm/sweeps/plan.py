@@ -26,7 +26,8 @@ from mfm.store.sweeps import runs_by_hash
 from mfm.sweeps.spec import Cell, SweepError, SweepSpec, expand
 from mfm.text import visible
 
-__all__ = ["CellPlan", "SweepPlan", "plan_sweep", "resolve_base", "ACTIONS", "TO_RUN"]
+__all__ = ["CellPlan", "SweepPlan", "plan_sweep", "resolve_base", "duration_text", "ACTIONS",
+           "TO_RUN"]
 
 ACTIONS = ("reuse", "stale", "active", "resume", "failed", "new")
 TO_RUN = ("new", "resume")
@@ -67,6 +68,29 @@ class SweepPlan:
     def unestimated(self) -> int:
         return sum(1 for c in self.to_run if c.estimate_seconds is None)
 
+    def summary(self, *, failed_hint: str = "mfm sweep resume retries them") -> str:
+        """The plan in one line: cells, arms, reused, to run, the estimated cost (what
+        ``mfm sweep plan`` and the TUI's plan both say)."""
+        parts = [f"{len(self.cells)} cells in {len({c.cell.arm for c in self.cells})} arms"]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} left out by skip_invalid (the rules refuse them)")
+        for action, words in (("reuse", "reused"), ("stale", "reused from another code version "
+                                                     "(--rerun-stale reruns them)"),
+                              ("active", "already queued or running"), ("resume", "to resume"),
+                              ("failed", f"failed ({failed_hint})"), ("new", "to run")):
+            if n := self.count(action):
+                parts.append(f"{n} {words}")
+        est = self.estimate_seconds
+        if not self.to_run:
+            parts.append("nothing to run")
+        elif est is not None:
+            parts.append(f"estimated {duration_text(est)} of training (one slot)")
+        elif self.unestimated < len(self.to_run):
+            parts.append(f"no timing for {self.unestimated} of them yet")
+        else:
+            parts.append("no comparable run timed yet: no estimate")
+        return "; ".join(parts)
+
     def grid(self) -> dict[str, Any]:
         """What the records keep of the plan: the axes, the arms and each cell's settings."""
         return {"grid": self.spec.grid,
@@ -77,6 +101,15 @@ class SweepPlan:
                 "cells": [{"idx": c.cell.index, "arm": c.cell.arm, "seed": c.cell.seed,
                            "overrides": c.cell.overrides, "hash": c.config_hash}
                           for c in self.cells]}
+
+
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def resolve_base(db: Database, spec: SweepSpec) -> dict[str, Any]:

@@ -303,7 +303,7 @@ def test_headless_sweep_end_to_end(env: Env, capsys: pytest.CaptureFixture[str])
     assert "4 reused" in out and "stale" not in out and " new " not in out
     code, out, err = call(env, ["sweep", "run", f, "--headless"], capsys)
     assert code == 0, err[-3000:]
-    assert "4 cells in 2 arms; 4 reused" in err and "to run" not in err
+    assert "4 cells in 2 arms; 4 reused; nothing to run" in err
     assert len(env.runs()) == 4
 
     # one more seed: only its two cells train
