@@ -128,6 +128,10 @@ def status_text(r: RunRecord, positions: dict[int, int] | None, now: float) -> s
 
 
 def where_text(r: RunRecord, now: float) -> str:
+    if r.job_id:  # a Slurm job's: its slot, the job and Slurm's last word on it
+        from mfm.store.records import job_note
+
+        return f"{cut(r.slot or '', 16)} {cut(job_note(r), 64)}".strip()
     if r.status == "queued" and getattr(r, "want_slot", None):
         return f"wants {cut(r.want_slot, 16)}"
     where = cut(r.slot or r.device or "—", 16)

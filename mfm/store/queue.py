@@ -23,7 +23,16 @@ from sqlalchemy import CursorResult, Result, func, or_, select, update
 from mfm.store.db import Database
 from mfm.store.hashing import config_hash
 from mfm.store.models import Run, Worker
-from mfm.store.records import ACTIVE, RESUMABLE, WAITING, RunRecord
+from mfm.store.records import (
+    ACTIVE,
+    RESTART_NOTE,
+    RESUMABLE,
+    WAIT_PREFIX,
+    WAITING,
+    RunRecord,
+    job_note,
+    wait_note,
+)
 from mfm.store.repo import _run_record
 
 __all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", "set_process",
@@ -38,7 +47,6 @@ __all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", 
 CHECKPOINT_FILE = "last.pt"
 
 #: how a queued run's ``error`` starts when a supervisor declined it and says what it waits for
-WAIT_PREFIX = "waits for "
 
 
 
@@ -137,34 +145,6 @@ def claim_next(db: Database, *, host: str, slot: str,
             return None if run is None else _run_record(run)
 
 
-def wait_note(rec: RunRecord, position: int | None) -> str:
-    """Where a queued run waits, for ``mfm runs``: its place in the queue, the host and slot
-    it asks for, or the checkpoint no supervisor so far could read."""
-    wish = [f"host {rec.want_host}"] if rec.want_host else []
-    wish += [rec.want_slot] if rec.want_slot else []
-    text = f"#{position if position is not None else '?'} in queue"
-    if wish:
-        text += f", wants {' '.join(wish)}"
-    if rec.error and rec.error.startswith(WAIT_PREFIX):
-        text += f"; {rec.error}"
-    return text
-
-
-#: how a run's ``error`` starts while it waits for its scheduler's job to start it again
-RESTART_NOTE = "waits for its Slurm job to restart"
-
-
-def job_note(rec: RunRecord) -> str:
-    """Where a run held by a scheduler's job is, for ``mfm runs``: the job and Slurm's last
-    word on it (``job 12 PENDING (Priority)``), and whether it waits to restart."""
-    if not rec.job_id:
-        return ""
-    text = f"job {rec.job_id}"
-    if rec.job_state:
-        text += f" {rec.job_state}"
-    if rec.status == "starting" and rec.error and rec.error.startswith(RESTART_NOTE):
-        text += f"; {rec.error}"
-    return text
 
 
 def set_job(db: Database, run_id: int, *, job_id: str, log_path: str | None,

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["RunRecord", "MetricPoint", "DatasetSpecRecord", "ConfigRecord", "STATUSES",
-           "WAITING", "ACTIVE", "LIVE", "RESUMABLE", "TERMINAL_STATUSES", "check_status"]
+           "WAITING", "ACTIVE", "LIVE", "RESUMABLE", "TERMINAL_STATUSES", "check_status",
+           "WAIT_PREFIX", "RESTART_NOTE", "wait_note", "job_note"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +113,40 @@ def check_status(status: str, allowed: tuple[str, ...] = STATUSES) -> str:
     if status not in allowed:
         raise ValueError(f"unknown status {status!r} (one of: {', '.join(allowed)})")
     return status
+
+
+# -- where a run waits (mfm runs' "where" column and the TUI's) ---------------------------------
+
+#: how a queued run's ``error`` starts while it waits for something (a host that can read its
+#: checkpoint, a Slurm submission that works)
+WAIT_PREFIX = "waits for "
+
+
+def wait_note(rec: RunRecord, position: int | None) -> str:
+    """Where a queued run waits, for ``mfm runs``: its place in the queue, the host and slot
+    it asks for, or the checkpoint no supervisor so far could read."""
+    wish = [f"host {rec.want_host}"] if rec.want_host else []
+    wish += [rec.want_slot] if rec.want_slot else []
+    text = f"#{position if position is not None else '?'} in queue"
+    if wish:
+        text += f", wants {' '.join(wish)}"
+    if rec.error and rec.error.startswith(WAIT_PREFIX):
+        text += f"; {rec.error}"
+    return text
+
+
+#: how a run's ``error`` starts while it waits for its scheduler's job to start it again
+RESTART_NOTE = "waits for its Slurm job to restart"
+
+
+def job_note(rec: RunRecord) -> str:
+    """Where a run held by a scheduler's job is, for ``mfm runs``: the job and Slurm's last
+    word on it (``job 12 PENDING (Priority)``), and whether it waits to restart."""
+    if not rec.job_id:
+        return ""
+    text = f"job {rec.job_id}"
+    if rec.job_state:
+        text += f" {rec.job_state}"
+    if rec.status == "starting" and rec.error and rec.error.startswith(RESTART_NOTE):
+        text += f"; {rec.error}"
+    return text

@@ -197,3 +197,24 @@ def test_status_reads_the_lock_holder_and_worker_slots(fixed_db, make_services):
         assert info.counts["running"] == 1 and info.gpus == []
     finally:
         lock.release()
+
+
+def test_where_text_of_a_slurm_job_names_the_job_and_slurms_word():
+    from mfm.store.records import RESTART_NOTE, RunRecord
+    from mfm_tui.format import where_text
+
+    base = RunRecord(id=1, name="x", status="queued", created_at=0.0, started_at=None,
+                     finished_at=None, host=None, pid=None, device=None, config={},
+                     split_hash=None, error=None, summary=None, class_counts=None,
+                     confusion=None, epochs_total=3, epoch=None, checkpoint_dir=None,
+                     log_path=None, heartbeat_at=None, dataset_spec_id=None, config_id=None,
+                     want_slot="slurm")
+    assert where_text(base, 10.0) == "wants slurm"
+    import dataclasses
+
+    pending = dataclasses.replace(base, status="starting", slot="slurm.0", job_id="81",
+                                  job_state="PENDING (Priority)")
+    assert where_text(pending, 10.0) == "slurm.0 job 81 PENDING (Priority)"
+    requeued = dataclasses.replace(pending, job_state="PENDING (BeginTime)",
+                                   error=RESTART_NOTE + " (preempted)")
+    assert "waits for its Slurm job to restart" in where_text(requeued, 10.0)
