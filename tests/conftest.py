@@ -116,3 +116,11 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """SVG snapshot tests render whole screens and compare pictures: they belong to the full
+    run (CI), not to the inner loop (``pytest -m 'not slow'``)."""
+    for item in items:
+        if "snap_compare" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -357,6 +357,7 @@ def test_busy_timeout_env_checked(env: Env, capsys: pytest.CaptureFixture[str],
     assert fingerprint(env.db) == before
 
 
+@pytest.mark.slow  # a real subprocess
 def test_write_lock_held_past_busy_timeout(env: Env, capsys: pytest.CaptureFixture[str],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process holds the write lock longer than the busy timeout: one line naming the

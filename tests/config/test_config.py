@@ -116,6 +116,7 @@ def test_parse_override_splits_on_first_equals():
     assert parse_override("data.root=/a=b") == ("data.root", "/a=b")
 
 
+@pytest.mark.slow  # a real subprocess
 def test_config_module_is_torch_free():
     code = "import sys, mfm.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -251,6 +251,7 @@ def test_preview_counts_mnist_labels_only(tmp_path):
     assert p["train"] == [5, 4, 3, 2, 2, 2, 1, 1, 1, 1] and p["test"] == [2] * 10
 
 
+@pytest.mark.slow  # a real subprocess
 def test_sources_do_not_import_torch():
     code = ("import sys, mfm.data, mfm.data.sources, mfm.data.longtail\n"
             "from mfm.config import DataConfig\n"

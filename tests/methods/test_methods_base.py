@@ -107,6 +107,7 @@ def test_hooks_the_engine_calls_are_no_ops_on_the_base():
     m.on_fit_end(None)
 
 
+@pytest.mark.slow  # a real subprocess
 def test_transfer_and_atomic_writes_load_no_torch():
     """Queueing a transfer reads mfm.methods.transfer; mfm.atomic is shared by the engine and
     the methods: neither may load torch (nor may the engine's callbacks)."""

@@ -27,6 +27,7 @@ def test_duplicate_registration_rejected():
         register_model("resnet32")(lambda **kw: nn.Identity())
 
 
+@pytest.mark.slow  # a real subprocess
 def test_imports_no_app_libraries():
     """mfm.models and mfm.methods (with every method module loaded) pull in no app libraries."""
     code = ("import sys, mfm.models, mfm.methods; mfm.methods.list_methods(); "

@@ -55,6 +55,7 @@ def queue(db: Database, tmp_path: Path, *overrides: str) -> list[int]:
                        runs_root=tmp_path / "runs", configs=[cfg], names=[None])
 
 
+@pytest.mark.slow  # a real subprocess
 def test_queueing_a_transfer_never_imports_torch(tmp_path):
     script = textwrap.dedent(f"""
         import json, sys

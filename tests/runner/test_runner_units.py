@@ -31,6 +31,7 @@ def test_plan_slots():
         plan_slots(GPUS, gpus=None, per_gpu=0, cpu_slots=1)
 
 
+@pytest.mark.slow  # a real subprocess
 def test_process_identity_survives_pid_reuse():
     me = process_start_time(os.getpid())
     assert me and is_alive(os.getpid(), me)
@@ -53,6 +54,7 @@ def test_lock_holder_and_release(tmp_path):
     b.release()
 
 
+@pytest.mark.slow  # a real subprocess
 def test_lock_dies_with_its_process(tmp_path):
     path = tmp_path / "l.lock"
     code = ("import sys; from mfm.runner.lock import SupervisorLock; from pathlib import Path;"
@@ -92,6 +94,7 @@ def _claim_all(path: str, host: str, out) -> None:
         out.put(got)
 
 
+@pytest.mark.slow  # a real subprocess
 def test_two_supervisors_never_claim_the_same_run(tmp_path):
     path = str(tmp_path / "q.db")
     with Database(path) as db:

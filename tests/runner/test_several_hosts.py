@@ -321,6 +321,7 @@ def _one_line(res) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # a real subprocess
 def test_worker_refuses_a_database_it_cannot_use_in_one_line(tmp_path, cli_env):
     def worker(url: str):
         return subprocess.run([*mfm_exe(), "worker", "--idle-exit", "1"], capture_output=True,
@@ -332,6 +333,7 @@ def test_worker_refuses_a_database_it_cannot_use_in_one_line(tmp_path, cli_env):
     assert "s3cret" not in line and "unknown database driver" in line, line
 
 
+@pytest.mark.slow  # a real subprocess
 @pytest.mark.postgres
 def test_worker_refuses_a_wrong_password_and_a_missing_database(tmp_path, cli_env,
                                                                 pg_server_url):

@@ -182,6 +182,7 @@ def test_reopening_keeps_data_and_version(db_url):
         assert repo.get_run(db, run_id).config == {"a": 1}
 
 
+@pytest.mark.slow  # a real subprocess
 def test_store_imports_no_torch_textual_or_click():
     code = ("import sys, mfm.store; "
             "print(','.join(m for m in ('torch', 'textual', 'click') if m in sys.modules))")

@@ -106,6 +106,7 @@ def _claim_all(url: str, host: str, barrier, out) -> None:
         out.put(("error", host, f"{type(e).__name__}: {e}"))
 
 
+@pytest.mark.slow  # a real subprocess
 def test_supervisors_on_four_hosts_never_claim_the_same_run(db_url):
     with Database(db_url) as db:
         ids = [queue.enqueue_run(db, config={"i": i}, epochs_total=1) for i in range(80)]

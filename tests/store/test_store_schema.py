@@ -364,6 +364,7 @@ def _open_and_write(url: str, barrier, out) -> None:
         out.put(("error", f"{type(e).__name__}: {e}"))
 
 
+@pytest.mark.slow  # a real subprocess
 def test_concurrent_openers_of_an_empty_database_create_it_once(db_url):
     """Supervisors on several hosts may open a new database at the same moment: one creates
     the schema (SQLite's write lock, PostgreSQL's advisory lock), the others find it."""

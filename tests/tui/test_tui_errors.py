@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from mfm_tui.screens.message import MessageScreen, TooSmallScreen
 from mfm_tui.screens.runs import RunsScreen
 
@@ -70,6 +72,7 @@ async def test_small_terminal_shows_a_notice_until_it_is_large_enough(fixed_db, 
         assert app.screen.query_one("#runs").row_count == 5
 
 
+@pytest.mark.slow  # a real subprocess
 def test_importing_the_app_loads_neither_torch_nor_sqlalchemy():
     code = textwrap.dedent("""
         import sys
@@ -84,6 +87,7 @@ def test_importing_the_app_loads_neither_torch_nor_sqlalchemy():
     assert res.stdout.strip() == "clean"
 
 
+@pytest.mark.slow  # a real subprocess
 def test_opening_the_records_and_listing_runs_never_loads_torch(tmp_path):
     """The app's import, its Services on a fresh database, listing and polling runs, the
     status line and the dataset specs and configs: all torch-free (SQLAlchemy is fine)."""
@@ -107,6 +111,7 @@ def test_opening_the_records_and_listing_runs_never_loads_torch(tmp_path):
     assert res.stdout.splitlines() == ["runs 0 0 {} 0 0 None", "no torch"]
 
 
+@pytest.mark.slow
 def test_visiting_every_screen_never_loads_torch(tmp_path):
     """Every screen, a preview and a queued run's form (no supervisor): still no torch."""
     code = textwrap.dedent(f"""
