@@ -94,3 +94,16 @@ class Env:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+def fingerprint(db_file: Path) -> tuple[str | None, str | None]:
+    """A SQLite file's bytes and any WAL frames not yet checkpointed into it: equal before and
+    after a command means the command changed nothing in the records."""
+    import hashlib
+
+    def digest(p: Path) -> str | None:
+        if not p.exists() or p.is_dir() or p.stat().st_size == 0:
+            return None
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    return digest(db_file), digest(db_file.with_name(db_file.name + "-wal"))

@@ -11,7 +11,6 @@ disk (a small tmpfs, where this machine lets us mount one) and a diverging run.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from proc_helpers import fingerprint
 
 from mfm.cli.main import main
 from mfm.store import Database, queue, repo
@@ -59,16 +59,6 @@ def _seed(db_file: Path, runs_dir: Path) -> None:
         queue.transition(db, three, "running")
         queue.transition(db, three, "cancelled")
     (runs_dir / "3").mkdir(parents=True)  # its folder exists; its last.pt does not
-
-
-def fingerprint(db_file: Path) -> tuple[str | None, str | None]:
-    """The database file's bytes and any WAL frames not yet checkpointed into it."""
-    def digest(p: Path) -> str | None:
-        if not p.exists() or p.is_dir() or p.stat().st_size == 0:
-            return None
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-
-    return digest(db_file), digest(db_file.with_name(db_file.name + "-wal"))
 
 
 @dataclass

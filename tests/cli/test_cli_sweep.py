@@ -9,13 +9,13 @@ them. The headless path trains TINY cells (digits, resnet_tiny, one epoch) in th
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from proc_helpers import fingerprint
 
 from mfm.cli.main import main
 from mfm.store import Database, queue, repo
@@ -37,16 +37,6 @@ batch_size = 64
 def sweep_file(seeds: str = "[0, 1]", methods: str = '["ce", "balanced_softmax"]',
                top: str = 'name = "tiny"', extra: str = "") -> str:
     return f'{top}\n{TINY}\n[grid]\n"method.name" = {methods}\nseed = {seeds}\n{extra}'
-
-
-def fingerprint(db_file: Path) -> tuple[str | None, str | None]:
-    """The database file's bytes and any WAL frames not yet checkpointed into it."""
-    def digest(p: Path) -> str | None:
-        if not p.exists() or p.is_dir() or p.stat().st_size == 0:
-            return None
-        return hashlib.sha256(p.read_bytes()).hexdigest()
-
-    return digest(db_file), digest(db_file.with_name(db_file.name + "-wal"))
 
 
 @dataclass
