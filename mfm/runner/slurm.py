@@ -42,7 +42,8 @@ from mfm.text import one_line
 
 __all__ = ["SlurmError", "SlurmOptions", "JobInfo", "JobStates", "SlurmRun", "SlurmSupervisor",
            "parse_time", "parse_slurm_args", "missing_tools", "check_cluster", "parse_sacct",
-           "parse_squeue", "parse_scontrol", "slurm_slots", "scancel", "ALIVE", "ENDED"]
+           "parse_squeue", "parse_scontrol", "slurm_slots", "scancel", "stop_wait",
+           "handle_first_signal_only", "ALIVE", "ENDED"]
 
 #: job states in which the job still holds its run (waiting, running, requeued, held)
 ALIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
@@ -365,8 +366,36 @@ class JobStates:
 
 # -- inside the job -----------------------------------------------------------------------------
 
-#: how long the job waits for its run to stop after SIGUSR2 before it requeues anyway
+#: how long the job waits for its run to stop after SIGUSR2 before it requeues anyway (at
+#: most; the supervisor asks for less when the signal comes less than a minute before the end)
 STOP_WAIT_S = 60.0
+
+
+def stop_wait(signal_delay_s: int) -> float:
+    """How long the job may wait for its run to stop: the job must requeue itself before its
+    time limit, ``signal_delay_s`` after SIGUSR2, so a few seconds are kept for that."""
+    return max(1.0, min(STOP_WAIT_S, signal_delay_s - 10.0))
+
+
+def handle_first_signal_only(signum: int) -> None:
+    """Keep the installed handler of ``signum`` (submitit's checkpoint-and-requeue) for the
+    first delivery and ignore the rest. Slurm delivers ``--signal`` twice to a job's task: to
+    the task itself and through srun, which forwards what it got; a second checkpoint and
+    ``scontrol requeue`` of a job that is already requeued fails, and the job ends FAILED
+    instead of coming back."""
+    handler = signal.getsignal(signum)
+    if not callable(handler):
+        return
+    seen = False
+
+    def once(sig: int, frame: Any) -> None:
+        nonlocal seen
+        if seen:
+            return
+        seen = True
+        handler(sig, frame)
+
+    signal.signal(signum, once)
 
 
 class SlurmRun:
@@ -400,6 +429,7 @@ class SlurmRun:
             return 0
         run_dir = Path(self.checkpoint_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        handle_first_signal_only(signal.SIGUSR2)
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_DEVICE_ORDER="PCI_BUS_ID")
         cmd = [self.python, "-m", self.child_module, "--checkpoint-dir", str(run_dir),
                "--slurm-job", job_id, str(self.run_id)]
@@ -467,7 +497,8 @@ class SlurmSupervisor(Supervisor):
         # there, never on a command line
         os.environ["MFM_DB"] = self.db_target
         job = self._executor.submit(SlurmRun(run_id, str(run_dir), self.python,
-                                             self.child_module))
+                                             self.child_module,
+                                             stop_wait(self.options.signal_delay_s)))
         return str(job.job_id)
 
     def launch_free(self) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,6 +198,26 @@ def test_a_restarted_job_resumes_a_run_that_could_not_record_its_stop(tmp_path):
         assert repo.get_run(db, rid).status == "cancelled"
 
 
+def test_a_second_usr2_does_not_checkpoint_and_requeue_again():
+    # Slurm delivers --signal to the task and srun forwards it once more: submitit's
+    # checkpoint-and-requeue must run once, or the second `scontrol requeue` fails the job
+    calls = []
+    old = signal.signal(signal.SIGUSR2, lambda sig, frame: calls.append(sig))
+    try:
+        slurm.handle_first_signal_only(signal.SIGUSR2)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        os.kill(os.getpid(), signal.SIGUSR2)
+        wait_for(lambda: calls, 5, "the first signal to be handled")
+        assert calls == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+
+
+@pytest.mark.parametrize("delay,wait", [(30, 20.0), (120, 60.0), (5, 1.0)])
+def test_the_job_waits_for_its_run_only_while_it_can_still_requeue(delay, wait):
+    assert slurm.stop_wait(delay) == wait
+
+
 def test_no_submitit_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)
     assert "pip install 'mfm-workbench[slurm]'" in slurm.missing_tools()
@@ -262,13 +284,26 @@ def _job_state(job_id: str) -> str:
     return out
 
 
+_WAITING_SINCE: dict[str, float] = {}  # job id -> when it was first seen waiting (BeginTime)
+
+
 def _start_now_if_waiting(job_id: str) -> bool:
-    """A requeued job waits 120 s (BeginTime) before Slurm starts it again: start it now."""
+    """A requeued job waits 120 s (BeginTime) before Slurm starts it again: start it now —
+    but not before its last incarnation is cleaned up. Started within a moment of its
+    requeue, Slurm kills the job as non-startable ("Job credential revoked") and it ends
+    FAILED: the 120 s exist for that reason, and only this test shortens them."""
     state = _job_state(job_id)
-    if state.startswith("PENDING|BeginTime"):
+    if not state.startswith("PENDING|BeginTime"):
+        _WAITING_SINCE.pop(job_id, None)
+        return state.startswith("RUNNING")
+    first = _WAITING_SINCE.setdefault(job_id, time.monotonic())
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True,
+                           text=True).stdout
+    if time.monotonic() - first >= 3 and "comp" not in nodes:
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                        capture_output=True)
-    return state.startswith("RUNNING")
+        _WAITING_SINCE.pop(job_id, None)
+    return False
 
 
 def _status(env, run_id, *statuses):
