@@ -14,6 +14,7 @@ and date. There is one grid implementation: the product's.
     python bench/longtail.py --profile ablation       # every MFM variant validation accepts
     python bench/longtail.py --profile select         # the ablation's leaders, 3 seeds
     python bench/longtail.py --profile transfer       # then --profile transfer-apply
+    python bench/longtail.py --profile mfm-cost-screen --parallel 2   # two runs at a time
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ def mfm(args: list[str]) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def run_in_parallel(sweep_file: Path, db: str, sets: list[str], slots: int) -> None:
+    """Queue the sweep's missing cells and train them ``slots`` at a time with a worker of
+    this database, which exits once nothing is left; each run gets cores/slots threads."""
+    import subprocess
+
+    code, _ = mfm(["sweep", "run", str(sweep_file), "--db", db, *sets])
+    if code != 0:
+        raise SystemExit(f"the sweep could not be queued (exit {code})")
+    threads = str(max(1, (os.cpu_count() or 1) // slots))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    worker = [sys.executable, "-m", "mfm.cli.main", "worker", "--cpu-slots", str(slots),
+              "--idle-exit", "15", "--db", db]
+    if subprocess.run(worker, env=env).returncode != 0:
+        raise SystemExit("the worker stopped; run the same command again to continue")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", choices=profiles(), default="cpu")
@@ -81,6 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override the sweep's base for every cell (e.g. device=cuda)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    ap.add_argument("--parallel", type=int, default=1, metavar="N",
+                    help="train N cells at a time on this CPU (queued for an `mfm worker "
+                    "--cpu-slots N`, each run with cores/N threads) instead of one after "
+                    "another in the foreground; seconds per epoch then compare across arms "
+                    "run under the same sharing")
     args = ap.parse_args(argv)
     db = args.db or str(ROOT / f"bench-{args.profile}.db")
     os.environ["MFM_RUNS_DIR"] = str(Path(args.runs_dir or ROOT / f"runs-{args.profile}")
@@ -90,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
 
     sweep_file = Path(args.file) if args.file else SWEEPS / f"{args.profile}.toml"
     sets = [x for s in args.set for x in ("--set", s)]
+    if args.parallel > 1:
+        run_in_parallel(sweep_file, db, sets, args.parallel)
     code, _ = mfm(["sweep", "run", str(sweep_file), "--headless", "--db", db, *sets])
     if code != 0:
         raise SystemExit(f"the sweep stopped (exit {code}); run the same command again to "

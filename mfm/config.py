@@ -41,6 +41,7 @@ DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "ima
 MODEL_NAMES = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet_tiny")
 METHOD_NAMES = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax", "mwnet", "mfm")
 META_METHODS = ("mwnet", "mfm")
+MWNET_PRESETS = ("ours", "official")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # numpy's seeds are 32-bit; every other int is capped where SQLite and the UI stay sane.
 SEED_MAX = 2**32 - 1
@@ -80,8 +81,16 @@ class DataConfig:
     root: str = _f("", "folder holding the data ('' = the source's default location)")
     profile: str = _f("exp", "long-tail profile: exponential or step", choices=("exp", "step"))
     imbalance_factor: float = _f(10.0, "n_max / n_min of the training counts", ge=1.0)
-    meta_per_class: int = _f(10, "balanced meta images per class, split off before subsampling",
-                             ge=0)
+    meta_per_class: int = _f(10, "balanced meta images per class, split off before subsampling "
+                             "(with data.meta_source=resampled: drawn from the training images, "
+                             "at most the class's training count)", ge=0)
+    meta_source: str = _f("heldout", "meta set: held out of the source before the long-tail "
+                          "subsampling, or resampled class-balanced from the long-tailed "
+                          "training images every data.meta_resample_epochs epochs (then the "
+                          "meta images are also training images)",
+                          choices=("heldout", "resampled"))
+    meta_resample_epochs: int = _f(5, "with data.meta_source=resampled: draw a new meta set "
+                                   "every N epochs", ge=1)
     head_count: int = _f(0, "training images kept by the head class (n_max); 0 = all the source "
                          "has after the meta split", ge=0)
     val_per_class: int = _f(0, "balanced validation images per class, held out of training "
@@ -186,7 +195,11 @@ class MfmConfig:
                               "set)", ge=0)
     virtual_params: str = _f("all", "parameters the virtual step updates (cheaper "
                              "approximations: last_stage, fc)", choices=("all", "last_stage", "fc"))
-    virtual_weight_decay: bool = _f(False, "include optim.weight_decay in the virtual step")
+    virtual_step: str = _f("sgd", "virtual step: plain SGD, or mirror the real optimiser (SGD "
+                           "with optim.momentum, optim.nesterov, optim.weight_decay and its "
+                           "current momentum buffers)" + _OURS, choices=("sgd", "mirror"))
+    virtual_weight_decay: bool = _f(False, "include optim.weight_decay in the virtual step "
+                                    "(mfm.virtual_step=sgd; mirror always includes it)")
     reuse_virtual_grads: bool = _f(False, "APPROXIMATION: the real step reuses the virtual "
                                    "step's gradient (phi from before this meta update)")
     modulator_from: str = _f("", "transfer: a run id or modulator.pt path whose trained "
@@ -199,11 +212,22 @@ class MfmConfig:
 
 @dataclass(frozen=True)
 class MwnetConfig:
-    """Meta-Weight-Net options (method.name=mwnet; Shu et al., NeurIPS 2019)."""
+    """Meta-Weight-Net options (method.name=mwnet; Shu et al., NeurIPS 2019). Defaults are
+    ours; ``preset=official`` takes the authors' class-imbalance code's values (MWNET_OFFICIAL)
+    for every key not set explicitly. See docs/METHOD.md."""
 
+    preset: str = _f("ours", "ours: the defaults below; official: the authors' class-imbalance "
+                     "code's values (xjtushujun/Meta-weight-net_class-imbalance) for every "
+                     "mwnet key not set explicitly", choices=MWNET_PRESETS)
     hidden: int = _f(100, "hidden width of the 1-hidden-layer weighting MLP", ge=1)
-    meta_lr: float = _f(1e-3, "Adam lr of the weighting network", gt=0.0)
-    meta_weight_decay: float = _f(1e-4, "Adam weight decay of the weighting network", ge=0.0)
+    meta_optimizer: str = _f("adam", "optimiser of the weighting network (official: sgd)",
+                             choices=("adam", "sgd"))
+    meta_lr: float = _f(1e-3, "lr of the weighting network's optimiser (official: 1e-5)", gt=0.0)
+    meta_momentum: float = _f(0.9, "momentum of the weighting network's optimiser (sgd only)",
+                              ge=0.0, lt=1.0)
+    meta_nesterov: bool = _f(True, "Nesterov momentum for the weighting network (sgd only)")
+    meta_weight_decay: float = _f(1e-4, "weight decay of the weighting network's optimiser "
+                                  "(official: 5e-4)", ge=0.0)
     meta_lr_follows_schedule: bool = _f(False, "scale the meta lr with the classifier's schedule")
     meta_interval: int = _f(1, "run the virtual step + meta update every N iterations", ge=1)
     meta_start_epoch: int = _f(0, "first epoch with meta updates", ge=0)
@@ -212,7 +236,23 @@ class MwnetConfig:
     virtual_params: str = _f("all", "parameters the virtual step updates",
                              choices=("all", "last_stage", "fc"))
     virtual_weight_decay: bool = _f(False, "include optim.weight_decay in the virtual step")
+    virtual_weighting: str = _f("mean", "virtual-step loss: mean (mean_i V(l_i) l_i) or "
+                                "normalized (sum_i V(l_i) l_i / sum_j V(l_j), as the real step; "
+                                "official)", choices=("mean", "normalized"))
+    detach_virtual_loss: bool = _f(True, "the weighting network sees the detached loss in the "
+                                   "virtual step (false, official: the gradient of the virtual "
+                                   "step also flows through V(l(w)))")
+    lr_lead_epochs: int = _f(0, "the real step uses the lr schedule this many epochs ahead of "
+                             "the virtual step (official: 1)", ge=0)
 
+
+# What mwnet.preset=official fills in for every mwnet key not set explicitly: the choices of
+# the authors' class-imbalance code (xjtushujun/Meta-weight-net_class-imbalance).
+MWNET_OFFICIAL: dict[str, Any] = {
+    "meta_optimizer": "sgd", "meta_lr": 1e-5, "meta_momentum": 0.9, "meta_nesterov": True,
+    "meta_weight_decay": 5e-4, "virtual_weighting": "normalized", "detach_virtual_loss": False,
+    "lr_lead_epochs": 1,
+}
 
 # Sections that only mean something for one method.
 SECTION_METHODS = {"mfm": ("mfm",), "mwnet": ("mwnet",)}
@@ -478,6 +518,10 @@ def _validate_meta(cfg: Config, explicit: set[str]) -> None:
     if name in META_METHODS and cfg.data.meta_per_class == 0 and not transfer:
         raise ConfigError("data.meta_per_class", f"must be >= 1 for method.name={name}: the "
                           "meta update needs a balanced meta set (got 0)")
+    w = cfg.mwnet
+    if name == "mwnet" and w.meta_optimizer == "sgd" and w.meta_nesterov and w.meta_momentum == 0:
+        raise ConfigError("mwnet.meta_nesterov", "Nesterov momentum needs mwnet.meta_momentum > 0 "
+                          "(set mwnet.meta_nesterov=false for plain SGD)")
     if name != "mfm":
         return
     label_dependent = m.modulator == "free_per_class" or (
@@ -510,6 +554,8 @@ def _validate_meta(cfg: Config, explicit: set[str]) -> None:
 _CONDITIONAL: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "mfm.inputs": (lambda c: c.mfm.modulator == "network", "mfm.modulator=network"),
     "mfm.hidden": (lambda c: c.mfm.modulator == "network", "mfm.modulator=network"),
+    # mirror takes the real optimiser's weight decay, as the real step does
+    "mfm.virtual_weight_decay": (lambda c: c.mfm.virtual_step == "sgd", "mfm.virtual_step=sgd"),
 }
 
 
@@ -556,7 +602,16 @@ def config_from_dict(d: dict[str, Any], overrides: typing.Iterable[str] = ()) ->
     for item in overrides:
         key, value = parse_override(item)
         values[key] = value
-    return _build(values, set(values))
+    return _build(_apply_presets(values), set(values))
+
+
+def _apply_presets(values: dict[str, Any]) -> dict[str, Any]:
+    """``mwnet.preset=official``: the official value of every mwnet key not in ``values`` (the
+    explicit ones win). Done here, once, so the resolved config holds the values it trains
+    with; resolving it again changes nothing (every filled key is then explicit)."""
+    if values.get("mwnet.preset") != "official":
+        return values
+    return {**{f"mwnet.{k}": v for k, v in MWNET_OFFICIAL.items()}, **values}
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

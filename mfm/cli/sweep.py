@@ -311,12 +311,16 @@ def _row_cells(r: ArmRow) -> dict[str, str]:
         out[k] = fmt_mean_std(r.stat(k), n=len(r.values.get(k, [])))
     spe = r.stat("seconds_per_epoch")
     out["seconds_per_epoch"] = "—" if spe is None else f"{spe[0]:.2f}"
+    t95 = r.stat("seconds_to_95")
+    out["seconds_to_95"] = "—" if t95 is None else f"{t95[0]:.0f}"
     return out
 
 
 def _columns(rows: list[ArmRow]) -> list[str]:
-    """Every column, leaving out validation accuracy when no run held a validation split."""
-    return [c for c in COLUMNS if c != "val_acc" or any(r.stat("val_acc") for r in rows)]
+    """Every column, leaving out validation accuracy when no run held a validation split and
+    time to accuracy when no run recorded it (runs from before it was recorded)."""
+    return [c for c in COLUMNS if c not in ("val_acc", "seconds_to_95")
+            or any(r.stat(c) for r in rows)]
 
 
 def _print_table(app: App, db: Database, sweep_id: int, sort: str | None, fmt: str) -> None:
@@ -338,19 +342,20 @@ def _print_table(app: App, db: Database, sweep_id: int, sort: str | None, fmt: s
                       **{k: (None if (ms := r.stat(k)) is None else
                              {"mean": ms[0], "std": ms[1], "n": len(r.values.get(k, []))})
                          for k in ("acc", "many", "medium", "few", "val_acc", "best_acc",
-                                   "seconds_per_epoch")}}
+                                   "seconds_per_epoch", "seconds_to_95")}}
                      for r in rows]}, indent=2))
         return
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["arm", "cells", "finished", *[f"{k}_{s}" for k in
-                   ("acc", "many", "medium", "few", "val_acc", "best_acc", "seconds_per_epoch")
+                   ("acc", "many", "medium", "few", "val_acc", "best_acc", "seconds_per_epoch",
+                    "seconds_to_95")
                    for s in ("mean", "std")]])
         for r in rows:
             vals = []
             for k in ("acc", "many", "medium", "few", "val_acc", "best_acc",
-                      "seconds_per_epoch"):
+                      "seconds_per_epoch", "seconds_to_95"):
                 ms = r.stat(k)
                 vals += ["", ""] if ms is None else [f"{ms[0]:.6g}", f"{ms[1]:.6g}"]
             w.writerow([r.arm, r.cells, r.finished, *vals])
@@ -370,7 +375,7 @@ def _print_table(app: App, db: Database, sweep_id: int, sort: str | None, fmt: s
                   title_justify="left")
     short = {"arm": "arm", "done": "done", "acc": "acc %", "many": "many %",
              "medium": "medium %", "few": "few %", "val_acc": "val %",
-             "best_acc": "best* %", "seconds_per_epoch": "s/epoch"}
+             "best_acc": "best* %", "seconds_per_epoch": "s/epoch", "seconds_to_95": "t95 s"}
     for c in cols:
         table.add_column(short[c], justify="left" if c == "arm" else "right")
     for t in texts:

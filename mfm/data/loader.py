@@ -11,7 +11,7 @@ generator and a resumed run continues the same sequence.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mfm.config import DataConfig
+from mfm.data.longtail import resample_meta
 from mfm.data.sources import DataError, Source, load_source, split_for
 from mfm.text import one_line
 
-__all__ = ["DeviceLoader", "FolderLoader", "LongTailData", "augmentation_for", "build_data",
-           "channel_stats", "crop_batch", "augment_batch"]
+__all__ = ["DeviceLoader", "FolderLoader", "LongTailData", "MetaResampler", "augmentation_for",
+           "build_data", "channel_stats", "crop_batch", "augment_batch"]
 
 # Datasets whose images keep their meaning when mirrored (digits do not: a flipped 2 is no 2).
 FLIP_SAFE = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
@@ -271,6 +272,30 @@ class FolderLoader(_BatchSource):
 
 
 @dataclass
+class MetaResampler:
+    """``data.meta_source=resampled``: class-balanced meta sets drawn from the long-tailed
+    training images (:func:`mfm.data.longtail.resample_meta`), a new one every ``every``
+    epochs, normalised like the heldout meta set. ``images`` maps positions in the training
+    set to its uint8 images on the device."""
+
+    labels: np.ndarray  # training labels, in the order of the split's train_idx
+    num_classes: int
+    per_class: int
+    seed: int  # data.seed
+    every: int  # data.meta_resample_epochs
+    images: Callable[[np.ndarray], torch.Tensor]
+    normalize: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+
+    def draw(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(meta_x, meta_y) in force at ``epoch``: the draw of its last redraw epoch."""
+        pos = resample_meta(self.labels, self.num_classes, self.per_class, seed=self.seed,
+                            epoch=epoch - epoch % self.every)
+        y = torch.from_numpy(self.labels[pos]).to(self.device, torch.long)
+        return self.normalize(self.images(pos)), y
+
+
+@dataclass
 class LongTailData:
     """Everything a run needs from the data, on the training device.
 
@@ -278,7 +303,8 @@ class LongTailData:
     in order without augmentation; ``meta_x``/``meta_y`` are the whole balanced meta set
     (normalised, empty when data.meta_per_class = 0); ``val``, when data.val_per_class > 0,
     yields the balanced validation set like ``test``. Counts are lists indexed by class label;
-    ``class_order[r]`` is the label at rank r (rank 0 = head).
+    ``class_order[r]`` is the label at rank r (rank 0 = head). With data.meta_source=resampled
+    ``meta_x``/``meta_y`` are the first draw (epoch 0) and ``meta_for_epoch`` gives the others.
     """
 
     train: DeviceLoader | FolderLoader
@@ -298,6 +324,18 @@ class LongTailData:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     val: DeviceLoader | FolderLoader | None = None  # balanced, held out (data.val_per_class)
+    meta_resampler: MetaResampler | None = None  # data.meta_source=resampled
+
+    def meta_for_epoch(self, epoch: int, *,
+                       first: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The meta set from ``epoch`` on where it changes there, else None. Only with
+        data.meta_source=resampled: a new draw at every multiple of data.meta_resample_epochs,
+        and at the ``first`` epoch a fit trains (0, or where a resumed run goes on) the draw in
+        force then. A heldout meta set never changes (``meta_x``/``meta_y``)."""
+        r = self.meta_resampler
+        if r is None or (epoch % r.every and not first):
+            return None
+        return r.draw(epoch)
 
     def loader_state(self) -> dict[str, Any]:
         """The train loader's generator state (for checkpoints)."""
@@ -355,6 +393,10 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
                             torch.from_numpy(source.test_labels).to(device), eval_batch_size,
                             shuffle=False, mean=mean, std=std)
         meta_u8 = torch.from_numpy(source.train_images[split.meta_idx]).to(device)
+        resident = train.images
+
+        def train_images(pos: np.ndarray) -> torch.Tensor:
+            return resident[torch.from_numpy(pos).to(resident.device)]
         val = DeviceLoader(torch.from_numpy(source.train_images[split.val_idx]).to(device),
                            torch.from_numpy(source.train_labels[split.val_idx]).to(device),
                            eval_batch_size, shuffle=False, mean=mean, std=std)
@@ -371,6 +413,9 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
                             eval_batch_size, device=device, num_workers=workers, shuffle=False,
                             mean=mean, std=std)
         meta_u8 = _folder_stack(full, split.meta_idx, workers).to(device)
+
+        def train_images(pos: np.ndarray) -> torch.Tensor:
+            return _folder_stack(full, split.train_idx[pos], workers).to(device)
         val = FolderLoader([source.train_paths[i] for i in split.val_idx],
                            source.train_labels[split.val_idx], source.image_size,
                            eval_batch_size, device=device, num_workers=workers, shuffle=False,
@@ -378,6 +423,12 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
 
     meta_x = _Normalize(mean, std)(meta_u8)
     meta_y = torch.from_numpy(source.train_labels[split.meta_idx]).to(device, torch.long)
+    resampler = None
+    if split.meta_source == "resampled":
+        resampler = MetaResampler(train_y_np, source.num_classes, cfg.meta_per_class, cfg.seed,
+                                  cfg.meta_resample_epochs, train_images, _Normalize(mean, std),
+                                  device)
+        meta_x, meta_y = resampler.draw(0)
     test_counts = np.bincount(source.test_labels, minlength=source.num_classes)
     return LongTailData(
         train=train, test=test, meta_x=meta_x, meta_y=meta_y,
@@ -386,4 +437,4 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
         num_classes=source.num_classes, in_channels=source.in_channels,
         image_size=source.image_size, split_hash=split.hash, num_train=int(split.train_idx.size),
         class_order=list(split.class_order), mean=mean, std=std,
-        val=val if split.val_idx.size else None)
+        val=val if split.val_idx.size else None, meta_resampler=resampler)

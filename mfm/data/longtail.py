@@ -27,9 +27,12 @@ import numpy as np
 
 from mfm.config import ConfigError
 
-__all__ = ["PROFILES", "Split", "class_counts", "make_split"]
+__all__ = ["META_SOURCES", "PROFILES", "Split", "class_counts", "make_split", "resample_meta"]
 
 PROFILES = ("exp", "step")
+META_SOURCES = ("heldout", "resampled")
+# Tags the seed of each resampled meta draw: a stream distinct from make_split's.
+_RESAMPLE_STREAM = 0x6D657461
 
 
 def _dec(x: float) -> Fraction:
@@ -90,8 +93,11 @@ def class_counts(profile: str, n_max: int, num_classes: int, imbalance_factor: f
 class Split:
     """A long-tailed training set and a balanced meta set, as indices into the source's
     training set (sorted int64). Counts are indexed by class label; ``class_order[r]`` is the
-    label at rank r (rank 0 = head). Compare splits by ``hash`` (sha256 of the spec and the
-    index bytes); ``==`` is identity, as numpy fields have no truth value."""
+    label at rank r (rank 0 = head). With ``meta_source`` resampled ``meta_idx`` is empty
+    (the meta sets are drawn from ``train_idx`` during training: :func:`resample_meta`) and
+    ``meta_counts`` are the per-class sizes of each draw. Compare splits by ``hash`` (sha256
+    of the spec and the index bytes); ``==`` is identity, as numpy fields have no truth
+    value."""
 
     train_idx: np.ndarray
     meta_idx: np.ndarray
@@ -100,6 +106,7 @@ class Split:
     class_order: tuple[int, ...]
     hash: str
     val_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    meta_source: str = "heldout"
 
 
 def _split_hash(spec: dict[str, Any], train_idx: np.ndarray, meta_idx: np.ndarray) -> str:
@@ -115,7 +122,8 @@ def _split_hash(spec: dict[str, Any], train_idx: np.ndarray, meta_idx: np.ndarra
 def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_factor: float,
                meta_per_class: int, seed: int, step_mu: float = 0.5,
                permute_classes: bool = False, head_count: int = 0,
-               val_per_class: int = 0, dataset: str = "data") -> Split:
+               val_per_class: int = 0, dataset: str = "data",
+               meta_source: str = "heldout") -> Split:
     """The long-tailed split of a balanced (or any) labelled training set.
 
     A pure function of (labels, spec, seed), so every method sees the same indices.
@@ -127,7 +135,17 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
     order is rng.permutation(C) when ``permute_classes`` (else identity), drawn after the
     shuffles; the class at rank r keeps the first counts[r] of its remaining shuffled indices.
     ``dataset`` only names the data in error messages.
+
+    ``meta_source`` resampled: nothing is held out for a meta set. The same draws are made
+    (so the validation images, the class order and the shuffles are those of heldout), but each
+    class's would-be meta images go back to the end of its pool, so n_max grows by at most
+    ``meta_per_class`` and every class keeps a prefix of that pool: the training set of
+    heldout plus what the profile's counts at the larger n_max let in. The meta sets are drawn
+    from ``train_idx`` later (:func:`resample_meta`); the spec records ``meta_source``.
     """
+    if meta_source not in META_SOURCES:
+        raise ValueError(f"meta_source must be one of {' | '.join(META_SOURCES)} "
+                         f"(got {meta_source!r})")
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"labels must be 1-D (got shape {labels.shape})")
@@ -158,9 +176,13 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
     for c in range(num_classes):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(idx.size)]
-        meta_parts.append(idx[:meta_per_class])
         val_parts.append(idx[meta_per_class:held])
-        pools.append(idx[held:])
+        if meta_source == "heldout":
+            meta_parts.append(idx[:meta_per_class])
+            pools.append(idx[held:])
+        else:
+            meta_parts.append(idx[:0])
+            pools.append(np.concatenate([idx[held:], idx[:meta_per_class]]))
     n_max = min(p.size for p in pools)
     if head_count < 0:
         raise ConfigError("data.head_count", f"must be >= 0 (got {head_count})")
@@ -192,10 +214,36 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
     val_idx = np.sort(np.concatenate(val_parts)).astype(np.int64)
     if val_per_class:
         spec["val_per_class"] = int(val_per_class)
+    if meta_source != "heldout":  # absent for heldout, so those splits keep their hash
+        spec["meta_source"] = meta_source
     h = _split_hash(spec, train_idx, meta_idx)
     if val_per_class:
         h = hashlib.sha256((h + "val").encode() + val_idx.astype("<i8").tobytes()).hexdigest()
+    meta_counts = ([int(meta_per_class)] * num_classes if meta_source == "heldout"
+                   else [min(int(meta_per_class), n) for n in train_counts])
     return Split(train_idx=train_idx, meta_idx=meta_idx,
                  train_counts=tuple(train_counts),
-                 meta_counts=tuple([int(meta_per_class)] * num_classes),
-                 class_order=tuple(int(c) for c in order), hash=h, val_idx=val_idx)
+                 meta_counts=tuple(meta_counts),
+                 class_order=tuple(int(c) for c in order), hash=h, val_idx=val_idx,
+                 meta_source=meta_source)
+
+
+def resample_meta(train_labels: np.ndarray, num_classes: int, meta_per_class: int, *, seed: int,
+                  epoch: int) -> np.ndarray:
+    """The meta set drawn at ``epoch`` (``data.meta_source=resampled``): sorted positions into
+    the training set whose labels are ``train_labels``, min(meta_per_class, the class's count)
+    per class. A pure function of (labels, meta_per_class, seed, epoch): the draw uses
+    default_rng([seed, epoch, tag]), so a resumed run redraws exactly the sets of an
+    uninterrupted one. Per class in label order, its positions are permuted and the first ones
+    taken."""
+    labels = np.asarray(train_labels)
+    if epoch < 0:
+        raise ValueError(f"epoch must be >= 0 (got {epoch})")
+    rng = np.random.default_rng([int(seed), int(epoch), _RESAMPLE_STREAM])
+    parts = []
+    for c in range(num_classes):
+        pos = np.flatnonzero(labels == c)
+        parts.append(pos[rng.permutation(pos.size)[:max(meta_per_class, 0)]])
+    if not parts:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(parts)).astype(np.int64)

@@ -619,7 +619,8 @@ def split_for(cfg: DataConfig, source: Source) -> Split:
                       imbalance_factor=cfg.imbalance_factor,
                       meta_per_class=cfg.meta_per_class, seed=cfg.seed, step_mu=cfg.step_mu,
                       permute_classes=cfg.permute_classes, head_count=cfg.head_count,
-                      val_per_class=cfg.val_per_class, dataset=cfg.name)
+                      val_per_class=cfg.val_per_class, dataset=cfg.name,
+                      meta_source=cfg.meta_source)
 
 
 def preview_counts(cfg: DataConfig, *, download: bool = False) -> dict[str, Any]:

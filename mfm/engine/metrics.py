@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "shot_groups", "group_accuracy"]
+__all__ = ["accuracy", "confusion_matrix", "per_class_accuracy", "shot_groups", "group_accuracy",
+           "seconds_to_fraction"]
 
 
 def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -48,3 +49,19 @@ def group_accuracy(class_acc: Sequence[float], groups: dict[str, list[int]]) -> 
     """Mean per-class accuracy inside each non-empty group (empty groups are left out)."""
     return {name: sum(class_acc[c] for c in members) / len(members)
             for name, members in groups.items() if members}
+
+
+def seconds_to_fraction(accuracies: Sequence[float], seconds: Sequence[float],
+                        fraction: float = 0.95) -> float | None:
+    """Time to accuracy: the training seconds (summed over epochs, evaluation excluded) until
+    the first epoch whose accuracy reaches ``fraction`` of the last epoch's. None without a
+    complete history (a run resumed from a checkpoint that predates it)."""
+    if not accuracies or len(accuracies) != len(seconds):
+        return None
+    target = fraction * accuracies[-1]
+    total = 0.0
+    for acc, sec in zip(accuracies, seconds):
+        total += sec
+        if acc >= target:
+            return total
+    return total

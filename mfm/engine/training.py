@@ -26,6 +26,7 @@ from mfm.engine.metrics import (
     confusion_matrix,
     group_accuracy,
     per_class_accuracy,
+    seconds_to_fraction,
     shot_groups,
 )
 from mfm.engine.schedule import make_scheduler
@@ -141,6 +142,8 @@ class _Progress:
     global_step: int = 0
     best: dict[str, Any] | None = None
     seconds: list[float] = field(default_factory=list)
+    # the accuracy each epoch is chosen by (validation, else test): time to accuracy
+    tracked: list[float] = field(default_factory=list)
     restored: EpochResult | None = None  # the checkpointed epoch's result, announced again
 
 
@@ -186,7 +189,7 @@ def _restore(path: Path | None, *, model: torch.nn.Module, optimizer: torch.opti
         restored = EpochResult(epoch=state["epoch"], **state["result"])
     return _Progress(start_epoch=state["epoch"] + 1, global_step=state["global_step"],
                      best=state["best"], seconds=list(state.get("seconds", [])),
-                     restored=restored)
+                     tracked=list(state.get("tracked", [])), restored=restored)
 
 
 def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | None = None,
@@ -217,7 +220,8 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
                   **(method_options or {}))
     optimizer = build_optimizer(cfg, model)
     scheduler = make_scheduler(optimizer, epochs=epochs, warmup_epochs=cfg.optim.warmup_epochs,
-                               milestones=cfg.optim.milestones, decay=cfg.optim.lr_decay)
+                               milestones=cfg.optim.milestones, decay=cfg.optim.lr_decay,
+                               lead=method.lr_lead_epochs)
     groups = shot_groups(data.train_counts, cfg.train.many_threshold, cfg.train.few_threshold)
     checkpoints = checkpoint_dir if checkpoint_dir is not None and cfg.train.checkpoint else None
 
@@ -235,9 +239,14 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         cb.on_epoch_restored(progress.restored)
 
     final: tuple[Evaluation, dict[str, float]] | None = None
+    meta_for_epoch = getattr(data, "meta_for_epoch", None)  # data.meta_source=resampled draws
     for epoch in range(progress.start_epoch, epochs):
         cb.on_epoch_start(epoch)
         t0 = time.perf_counter()
+        meta = (meta_for_epoch(epoch, first=epoch == progress.start_epoch)
+                if meta_for_epoch is not None else None)
+        if meta is not None:
+            method.set_meta_set(*meta)
         lr = optimizer.param_groups[0]["lr"]
         train_loss, progress.global_step = train_one_epoch(
             model, method, optimizer, data.train, epoch=epoch, global_step=progress.global_step,
@@ -253,6 +262,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
 
         test, scores, class_acc = evaluate_all(model, method, data, groups)
         scalars = {"train_loss": train_loss, "lr": lr, "epoch_seconds": train_seconds, **scores}
+        progress.tracked.append(scalars.get("val_acc", scalars["acc"]))
         is_best = progress.best is None or scalars["acc"] > progress.best["acc"]
         if is_best:
             progress.best = _summary_entry(scalars, epoch)
@@ -266,7 +276,7 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
                 "scheduler": scheduler.state_dict(), "method": method.state_dict(),
                 "loader": data.loader_state(), "rng": capture_rng(), "epoch": epoch,
                 "global_step": progress.global_step, "best": progress.best,
-                "seconds": progress.seconds,
+                "seconds": progress.seconds, "tracked": progress.tracked,
                 "result": {"scalars": scalars, "class_acc": class_acc, "is_best": is_best},
             }, checkpoints / LAST)
             if is_best:
@@ -283,6 +293,9 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
         "best": progress.best,
         "epochs": epochs,
         "seconds_per_epoch": (sum(seconds) / len(seconds)) if seconds else None,
+        # training seconds until the run first reached 95 % of its final validation accuracy
+        # (test accuracy without a validation split)
+        "seconds_to_95": seconds_to_fraction(progress.tracked, seconds),
         "device": str(device),
         "groups": {k: v for k, v in groups.items()},
     }

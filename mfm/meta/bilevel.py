@@ -2,7 +2,8 @@
 
 One online bilevel iteration (METHOD.md, "One iteration"):
 
-1. ŵ = w − α_t (∇_w L_tr(w; φ) [+ λ w])   with the graph kept (create_graph=True),
+1. ŵ = w − α_t (∇_w L_tr(w; φ) [+ λ w])   with the graph kept (create_graph=True)
+   (or, with momentum, the real SGD's step from its current momentum buffers: ``virtual_step``),
 2. L_meta(ŵ) on the balanced meta batch,
 3. φ ← meta optimiser step with ∇_φ (L_meta + reg).
 
@@ -14,7 +15,7 @@ is updated, and nothing accumulates into the network's ``.grad``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -59,27 +60,46 @@ class BilevelResult:
 
 
 def virtual_step(params: Params, buffers: Params, train_loss: LossFn, lr: float,
-                 names: Sequence[str], weight_decay: float = 0.0) -> tuple[Params, torch.Tensor,
-                                                                          tuple[torch.Tensor, ...]]:
+                 names: Sequence[str], weight_decay: float = 0.0, *, momentum: float = 0.0,
+                 nesterov: bool = False, momentum_buffers: Mapping[str, torch.Tensor] | None = None
+                 ) -> tuple[Params, torch.Tensor, tuple[torch.Tensor, ...]]:
     """ŵ = w − lr (∇_w L_tr + weight_decay · w) on ``names``, as a differentiable function of
-    whatever L_tr depends on (the modulation φ). Plain SGD: no momentum (METHOD.md step 1)."""
+    whatever L_tr depends on (the modulation φ). Plain SGD: no momentum (METHOD.md step 1).
+
+    With ``momentum`` μ > 0 the step is torch.optim.SGD's (dampening 0), differentiable in the
+    gradient: g' = g + weight_decay · w, buf' = μ · buf + g' with buf =
+    ``momentum_buffers[n]`` taken as a constant (absent: the optimiser's first step, buf' = g'),
+    direction d = g' + μ · buf' (``nesterov``) or buf', and ŵ = w − lr · d."""
     loss = train_loss(params, buffers)
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=True)
     updated = dict(params)
+    bufs = momentum_buffers or {}
     for n, g in zip(names, grads):
         p = params[n]
-        updated[n] = p - lr * (g + weight_decay * p) if weight_decay else p - lr * g
+        if not momentum:
+            updated[n] = p - lr * (g + weight_decay * p) if weight_decay else p - lr * g
+            continue
+        d = g + weight_decay * p if weight_decay else g
+        buf = bufs.get(n)
+        new_buf = d if buf is None else momentum * buf.detach() + d
+        updated[n] = p - lr * (d + momentum * new_buf if nesterov else new_buf)
     return updated, loss, grads
 
 
 def bilevel_update(model: nn.Module, *, names: Sequence[str], train_loss: LossFn,
                    meta_loss: LossFn, lr: float, meta_params: Sequence[torch.Tensor],
                    meta_optimizer: torch.optim.Optimizer, weight_decay: float = 0.0,
-                   regulariser: Callable[[], torch.Tensor] | None = None) -> BilevelResult:
-    """Steps 1-3 of the iteration. The network's parameters and buffers are not changed."""
+                   regulariser: Callable[[], torch.Tensor] | None = None, momentum: float = 0.0,
+                   nesterov: bool = False,
+                   momentum_buffers: Mapping[str, torch.Tensor] | None = None) -> BilevelResult:
+    """Steps 1-3 of the iteration. The network's parameters and buffers are not changed.
+    ``momentum``, ``nesterov``, ``momentum_buffers``: see ``virtual_step`` (default: plain
+    SGD)."""
     params: Params = dict(model.named_parameters())
     vbuffers = buffer_copies(model)
-    updated, vloss, grads = virtual_step(params, vbuffers, train_loss, lr, names, weight_decay)
+    updated, vloss, grads = virtual_step(params, vbuffers, train_loss, lr, names, weight_decay,
+                                         momentum=momentum, nesterov=nesterov,
+                                         momentum_buffers=momentum_buffers)
     mloss = meta_loss(updated, buffer_copies(model))
     objective = mloss if regulariser is None else mloss + regulariser()
     meta_grads = torch.autograd.grad(objective, list(meta_params), allow_unused=True)

@@ -62,14 +62,23 @@ class MetaMethod(Method, Generic[MetaModule]):
         self.meta_params = params
         if params:
             if getattr(self.opts, "meta_optimizer", "adam") == "sgd":
-                self.meta_optimizer = torch.optim.SGD(params, lr=self.opts.meta_lr, momentum=0.9,
-                                                      weight_decay=self.opts.meta_weight_decay)
+                # mwnet's section sets momentum and nesterov; mfm's has neither (0.9, plain)
+                self.meta_optimizer = torch.optim.SGD(
+                    params, lr=self.opts.meta_lr,
+                    momentum=getattr(self.opts, "meta_momentum", 0.9),
+                    nesterov=getattr(self.opts, "meta_nesterov", False),
+                    weight_decay=self.opts.meta_weight_decay)
             else:
                 self.meta_optimizer = torch.optim.Adam(params, lr=self.opts.meta_lr,
                                                        weight_decay=self.opts.meta_weight_decay)
 
     def build(self, model: nn.Module) -> MetaModule:
         raise NotImplementedError
+
+    def set_meta_set(self, meta_x: torch.Tensor, meta_y: torch.Tensor) -> None:
+        """Replace the device-resident meta set (a new data.meta_source=resampled draw). The
+        meta batch sampler's generator goes on as it was."""
+        self.meta_x, self.meta_y = meta_x, meta_y
 
     # -- helpers for training_step ---------------------------------------------------------------
     def is_meta_step(self, epoch: int, step: int) -> bool:

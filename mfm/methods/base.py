@@ -37,10 +37,13 @@ class Method:
     """Base class. Subclasses set ``name`` (done by ``@register_method``) and implement ``loss``.
 
     ``classifier`` is the last layer the method expects when ``model.classifier = auto``.
+    ``lr_lead_epochs``: the engine's lr schedule runs this many epochs ahead (epoch e trains
+    at the schedule's lr of epoch e + lead; Meta-Weight-Net's ``mwnet.lr_lead_epochs``).
     """
 
     name: str = "base"
     classifier: str = "linear"
+    lr_lead_epochs: int = 0
 
     def __init__(self, config: Config, class_counts: Sequence[int]):
         epochs = config.train.epochs
@@ -59,6 +62,10 @@ class Method:
         """Called once the model is built (and on ``device``), before any step: meta methods
         take the model and the balanced meta set here. ``options`` are the run's method
         options (``fit(method_options=...)``, e.g. mfm's ``modulator_path``)."""
+
+    def set_meta_set(self, meta_x: torch.Tensor, meta_y: torch.Tensor) -> None:
+        """Called by the engine when the meta set changes (data.meta_source=resampled, at
+        the start of an epoch); methods without a meta set ignore it."""
 
     def on_fit_end(self, checkpoint_dir: Path | None) -> None:
         """Called once training ended (not for a stopped or failed run): a method writes its

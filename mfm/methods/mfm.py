@@ -161,6 +161,30 @@ class MetaFeatureModulator(MetaMethod[Modulator]):
 
         return train_loss, meta_loss, (regulariser if o.reg > 0 else None), vctx
 
+    def virtual_sgd(self, model: nn.Module, optimizer: torch.optim.Optimizer
+                    ) -> tuple[float, float, bool, dict[str, torch.Tensor] | None]:
+        """(weight decay, momentum, nesterov, momentum buffers by name) of the virtual step.
+        ``mfm.virtual_step=sgd``: plain SGD, weight decay as ``mfm.virtual_weight_decay`` says.
+        ``mirror``: the real optimiser's own settings (torch SGD, dampening 0, as the engine
+        builds it) and its current momentum buffers of the virtually stepped parameters (none
+        before its first step)."""
+        if self.opts.virtual_step != "mirror":
+            return self.virtual_decay(), 0.0, False, None
+        group = optimizer.param_groups[0]
+        if (not isinstance(optimizer, torch.optim.SGD) or len(optimizer.param_groups) != 1
+                or group["dampening"] or group["maximize"]):
+            raise ValueError("mfm.virtual_step=mirror mirrors a one-group torch.optim.SGD "
+                             f"without dampening (got {type(optimizer).__name__})")
+        momentum = float(group["momentum"])
+        bufs: dict[str, torch.Tensor] = {}
+        if momentum:
+            stepped = set(self.virtual_names)
+            for n, p in model.named_parameters():
+                buf = optimizer.state[p].get("momentum_buffer") if p in optimizer.state else None
+                if n in stepped and buf is not None:
+                    bufs[n] = buf
+        return float(group["weight_decay"]), momentum, bool(group["nesterov"]), bufs
+
     def training_step(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                       x: torch.Tensor, y: torch.Tensor, *, epoch: int,
                       step: int) -> dict[str, torch.Tensor]:
@@ -175,10 +199,12 @@ class MetaFeatureModulator(MetaMethod[Modulator]):
             train_loss, meta_loss, reg, vctx = self.closures(
                 model, x, y, xm, ym, epoch=epoch, record=record and o.reuse_virtual_grads)
             assert self.meta_optimizer is not None  # is_meta_step checked it
+            wd, momentum, nesterov, bufs = self.virtual_sgd(model, optimizer)
             res = bilevel_update(model, names=self.virtual_names, train_loss=train_loss,
                                  meta_loss=meta_loss, lr=lr, meta_params=self.meta_params,
-                                 meta_optimizer=self.meta_optimizer,
-                                 weight_decay=self.virtual_decay(), regulariser=reg)
+                                 meta_optimizer=self.meta_optimizer, weight_decay=wd,
+                                 regulariser=reg, momentum=momentum, nesterov=nesterov,
+                                 momentum_buffers=bufs)
             self.last_meta_loss = res.meta_loss
             stats = vctx.stats
         if meta and o.reuse_virtual_grads:

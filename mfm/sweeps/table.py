@@ -18,7 +18,8 @@ from typing import Any
 __all__ = ["CellRun", "ArmRow", "arm_rows", "per_class_mean", "COLUMNS", "sort_rows",
            "mean_std", "fmt_mean_std"]
 
-METRICS = ("acc", "many", "medium", "few", "val_acc", "best_acc", "seconds_per_epoch")
+METRICS = ("acc", "many", "medium", "few", "val_acc", "best_acc", "seconds_per_epoch",
+           "seconds_to_95")
 # Column name -> (header, what it means): the order of the table.
 COLUMNS: dict[str, str] = {
     "arm": "arm",
@@ -30,6 +31,7 @@ COLUMNS: dict[str, str] = {
     "val_acc": "validation accuracy %",
     "best_acc": "best-epoch test accuracy % (chosen on test: optimistic)",
     "seconds_per_epoch": "seconds per epoch",
+    "seconds_to_95": "seconds to 95 % of final validation accuracy",
 }
 
 
@@ -85,8 +87,9 @@ def _metrics(summary: Mapping[str, Any]) -> dict[str, float]:
            if isinstance(final.get(k), (int, float))}
     if isinstance(best.get("acc"), (int, float)):
         out["best_acc"] = best["acc"]
-    if isinstance(summary.get("seconds_per_epoch"), (int, float)):
-        out["seconds_per_epoch"] = summary["seconds_per_epoch"]
+    for key in ("seconds_per_epoch", "seconds_to_95"):
+        if isinstance(summary.get(key), (int, float)):
+            out[key] = summary[key]
     return out
 
 
@@ -122,7 +125,7 @@ def sort_rows(rows: list[ArmRow], column: str | None) -> list[ArmRow]:
         return sorted(rows, key=lambda r: -r.finished)
     if column not in METRICS:
         raise ValueError(f"--sort: must be one of {' | '.join(COLUMNS)} (got {column!r})")
-    reverse_sign = 1.0 if column == "seconds_per_epoch" else -1.0
+    reverse_sign = 1.0 if column.startswith("seconds") else -1.0
 
     def key(r: ArmRow) -> tuple[int, float]:
         ms = r.stat(column)

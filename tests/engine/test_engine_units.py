@@ -73,3 +73,13 @@ def test_rng_capture_restore_survives_weights_only(tmp_path):
     restore_rng(load_checkpoint(tmp_path / "r.pt")["rng"])
     b = (random.random(), float(np.random.rand()), float(torch.rand(1)))
     assert a == b
+
+
+def test_time_to_accuracy_counts_training_seconds_to_the_first_epoch_near_the_final():
+    from mfm.engine.metrics import seconds_to_fraction
+
+    # final 0.80: 95 % of it is 0.76, first reached at the third epoch
+    assert seconds_to_fraction([0.5, 0.7, 0.77, 0.9, 0.8], [1, 2, 3, 4, 5]) == 6
+    assert seconds_to_fraction([0.9], [2.5]) == 2.5
+    assert seconds_to_fraction([], []) is None
+    assert seconds_to_fraction([0.5, 0.6], [1.0]) is None  # history incomplete

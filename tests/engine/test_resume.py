@@ -10,6 +10,7 @@ import torch
 from mfm.config import load_config
 from mfm.data import build_data
 from mfm.engine import Callbacks, Recorder, RunStopped, Tee, fit, seed_everything
+from mfm.engine.metrics import seconds_to_fraction
 from mfm.runner.sink import StoreSink
 from mfm.store import Database, repo
 
@@ -66,8 +67,14 @@ def scalars(rec):
 
 
 @pytest.mark.parametrize("overrides", [[], ["method.name=mfm", "mfm.meta_interval=2"],
-                                       ["method.name=ldam_drw", "method.drw_start=0.5"]],
-                         ids=["ce", "mfm", "ldam_drw"])
+                                       ["method.name=ldam_drw", "method.drw_start=0.5"],
+                                       # resumed at epoch 2: epoch 0's meta draw, then a new
+                                       # one at 3; the virtual step reads momentum buffers
+                                       ["method.name=mfm", "mfm.meta_interval=2",
+                                        "data.meta_source=resampled",
+                                        "data.meta_resample_epochs=3",
+                                        "mfm.virtual_step=mirror"]],
+                         ids=["ce", "mfm", "ldam_drw", "mfm_resampled_mirror"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, overrides):
     full = scalars(run(overrides, tmp_path / "full"))
     first = run(overrides, tmp_path / "cut", stop_at=2)
@@ -79,6 +86,29 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, overrides):
     for epoch in range(4):
         assert resumed[epoch] == full[epoch], f"epoch {epoch} differs"
     assert second.summary["best"] == run(overrides, tmp_path / "again").summary["best"]
+
+
+def test_time_to_accuracy_is_kept_across_a_resume(tmp_path):
+    full = run([], tmp_path / "full")
+    accs = [e.scalars["acc"] for e in full.epochs]
+    secs = [e.scalars["epoch_seconds"] for e in full.epochs]
+    assert full.summary["seconds_to_95"] == seconds_to_fraction(accs, secs)
+    run([], tmp_path / "cut", stop_at=2)
+    second = run([], tmp_path / "cut", resume=True)
+    # the resumed run still knows the first two epochs' accuracy and seconds
+    assert second.summary["seconds_to_95"] is not None
+    assert 0 < second.summary["seconds_to_95"] <= second.summary["seconds_per_epoch"] * 4 + 1e-9
+
+
+def test_resumed_between_meta_redraws_trains_on_the_draw_in_force(tmp_path):
+    """data.meta_source=resampled, a new meta set every 2 epochs, resumed at epoch 3: epoch 3
+    trains on epoch 2's draw, as the uninterrupted run did."""
+    over = ["method.name=mfm", "data.meta_source=resampled", "data.meta_resample_epochs=2"]
+    full = scalars(run(over, tmp_path / "full"))
+    first = run(over, tmp_path / "cut", stop_at=3)
+    second = run(over, tmp_path / "cut", resume=True)
+    assert second.info.start_epoch == 3
+    assert {**scalars(first), **scalars(second)} == full
 
 
 def test_resume_announces_the_checkpointed_epoch_again(tmp_path):
