@@ -72,18 +72,33 @@ def mfm(args: list[str]) -> tuple[int, str]:
 
 
 def run_in_parallel(sweep_file: Path, db: str, sets: list[str], slots: int) -> None:
-    """Queue the sweep's missing cells and train them ``slots`` at a time with a worker of
-    this database, which exits once nothing is left; each run gets cores/slots threads."""
+    """Train the sweep's missing cells ``slots`` at a time: start a worker of this database
+    (each run with cores/slots threads), queue the cells for it, and wait until it exits,
+    idle. A worker that already serves the database would train them with its own slots and
+    threads, which the table's seconds per epoch would not say: that is refused."""
     import subprocess
+    import time
 
-    code, _ = mfm(["sweep", "run", str(sweep_file), "--db", db, *sets])
-    if code != 0:
-        raise SystemExit(f"the sweep could not be queued (exit {code})")
+    from mfm.runner.launch import serving
+
+    runs_root = Path(os.environ["MFM_RUNS_DIR"])
+    if serving(db, runs_root) is not None:
+        raise SystemExit(f"a worker already serves {db}: stop it (mfm worker stop) first")
     threads = str(max(1, (os.cpu_count() or 1) // slots))
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    worker = [sys.executable, "-m", "mfm.cli.main", "worker", "--cpu-slots", str(slots),
-              "--idle-exit", "15", "--db", db]
-    if subprocess.run(worker, env=env).returncode != 0:
+    worker = subprocess.Popen([sys.executable, "-m", "mfm.cli.main", "worker", "--cpu-slots",
+                               str(slots), "--idle-exit", "20", "--db", db], env=env)
+    deadline = time.monotonic() + 60
+    while serving(db, runs_root) is None:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            raise SystemExit("the worker did not start")
+        time.sleep(0.2)
+    code, _ = mfm(["sweep", "run", str(sweep_file), "--db", db, *sets])
+    if code != 0:
+        worker.terminate()
+        raise SystemExit(f"the sweep could not be queued (exit {code})")
+    if worker.wait() != 0:
         raise SystemExit("the worker stopped; run the same command again to continue")
 
 

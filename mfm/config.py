@@ -29,6 +29,7 @@ __all__ = [
     "FieldInfo",
     "applies_to",
     "config_from_dict",
+    "preset_values",
     "config_to_dict",
     "describe",
     "load_config",
@@ -605,13 +606,19 @@ def config_from_dict(d: dict[str, Any], overrides: typing.Iterable[str] = ()) ->
     return _build(_apply_presets(values), set(values))
 
 
-def _apply_presets(values: dict[str, Any]) -> dict[str, Any]:
-    """``mwnet.preset=official``: the official value of every mwnet key not in ``values`` (the
-    explicit ones win). Done here, once, so the resolved config holds the values it trains
-    with; resolving it again changes nothing (every filled key is then explicit)."""
+def preset_values(values: dict[str, Any]) -> dict[str, Any]:
+    """What the presets in ``values`` (flat ``section.key`` -> value) fill in for the keys not
+    set: ``mwnet.preset=official`` gives the official value of each official mwnet key."""
     if values.get("mwnet.preset") != "official":
-        return values
-    return {**{f"mwnet.{k}": v for k, v in MWNET_OFFICIAL.items()}, **values}
+        return {}
+    return {f"mwnet.{k}": v for k, v in MWNET_OFFICIAL.items()}
+
+
+def _apply_presets(values: dict[str, Any]) -> dict[str, Any]:
+    """The presets' values for every key not in ``values`` (the explicit ones win). Done here,
+    once, so the resolved config holds the values it trains with; resolving it again changes
+    nothing (every filled key is then explicit)."""
+    return {**preset_values(values), **values}
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
-from mfm.config import FieldInfo, applies_to, describe
+from mfm.config import FieldInfo, applies_to, describe, preset_values
 from mfm.text import check_name
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
@@ -55,14 +55,18 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
 def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: str,
                        keep: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     """The named config to save: method.name, every applicable value that differs from its
-    default, and the applicable keys in ``keep`` (those the loaded config set explicitly)."""
+    default, and the applicable keys in ``keep`` (those the loaded config set explicitly). A
+    preset's keys count from the preset's value: with ``mwnet.preset=official`` a key left at
+    our default is saved, or the preset would fill in its official value."""
     out: dict[str, Any] = {"method": {"name": method}}
+    filled = preset_values(values)
     for info in fields:
         key = info.key
         if key == "method.name" or key not in values or not applies(info, method):
             continue
         value = values[key]
-        default = list(info.default) if isinstance(info.default, tuple) else info.default
+        default = filled.get(key, info.default)
+        default = list(default) if isinstance(default, tuple) else default
         plain = list(value) if isinstance(value, tuple) else value
         if plain == default and key not in keep:
             continue

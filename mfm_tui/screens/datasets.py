@@ -28,13 +28,16 @@ if TYPE_CHECKING:
 __all__ = ["DatasetsScreen", "SPEC_KEYS", "spec_from_values"]
 
 SPEC_KEYS = ("data.name", "data.root", "data.profile", "data.imbalance_factor",
-             "data.head_count", "data.meta_per_class", "data.val_per_class", "data.seed",
+             "data.head_count", "data.meta_per_class", "data.meta_source",
+             "data.meta_resample_epochs", "data.val_per_class", "data.seed",
              "data.permute_classes",
              "data.step_mu",
              "data.test_per_class")
 LABELS = {"data.name": "source", "data.root": "root", "data.profile": "profile",
           "data.imbalance_factor": "imbalance factor",
           "data.head_count": "head count (0 = all)", "data.meta_per_class": "meta per class",
+          "data.meta_source": "meta set: held out | resampled",
+          "data.meta_resample_epochs": "resampled: redraw every N epochs",
           "data.val_per_class": "val per class (held out)",
           "data.seed": "split seed", "data.permute_classes": "permuted class order",
           "data.step_mu": "step: head fraction", "data.test_per_class": "test per class"}

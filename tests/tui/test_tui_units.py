@@ -74,6 +74,24 @@ def test_config_from_values_keeps_only_what_applies_and_differs():
     assert flatten({"seed": 1, "train": {"epochs": 2}}) == {"seed": 1, "train.epochs": 2}
 
 
+def test_a_form_with_the_official_mwnet_preset_saves_a_choice_flipped_back_to_ours():
+    from mfm.config import config_from_dict, describe
+
+    fields = [f for f in describe() if not f.key.startswith("data.")]
+    values = {f.key: f.default for f in fields}
+    values["mwnet.preset"] = "official"  # every other mwnet key left at our default
+    cfg = config_from_values(values, fields, "mwnet")
+    # ours, kept explicitly, or the preset would replace each with the official value
+    assert cfg["mwnet"]["detach_virtual_loss"] is True
+    assert cfg["mwnet"]["meta_optimizer"] == "adam"
+    assert config_from_dict(cfg).mwnet.detach_virtual_loss is True
+    # a value equal to the preset's is not needed
+    values.update({"mwnet.detach_virtual_loss": False, "mwnet.meta_optimizer": "sgd"})
+    cfg = config_from_values(values, fields, "mwnet")
+    assert "detach_virtual_loss" not in cfg["mwnet"] and "meta_optimizer" not in cfg["mwnet"]
+    assert config_from_dict(cfg).mwnet.meta_optimizer == "sgd"
+
+
 def test_chart_helpers_order_head_to_tail_and_label_counts():
     assert order_by_count([5, 50, 20, 50]) == [1, 3, 2, 0]
     ticks, labels = count_ticks([300, 100, 30, 10, 3], 80)
