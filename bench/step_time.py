@@ -27,21 +27,26 @@ from mfm.config import load_config
 from mfm.methods import create_method
 from mfm.models import create_model
 
+# Every MFM row names its step (meta_interval, virtual_params) itself, whatever the defaults are.
+_EXACT = ["mfm.meta_interval=1", "mfm.virtual_params=all"]
+_BN = ["mfm.sites=bn", "mfm.modulator=free"]
 VARIANTS = [
     ("ce", []),
-    ("mfm bn free, before meta_start (no meta step)", ["mfm.sites=bn", "mfm.modulator=free",
-                                                          "mfm.meta_start_epoch=1"]),
+    ("mfm bn free, before meta_start (no meta step)", [*_BN, *_EXACT, "mfm.meta_start_epoch=1"]),
     ("mwnet", []),
-    ("mfm penultimate (default)", ["mfm.sites=penultimate"]),
-    ("mfm stage free", ["mfm.sites=stage", "mfm.modulator=free"]),
-    ("mfm bn free (exact)", ["mfm.sites=bn", "mfm.modulator=free"]),
-    ("mfm bn free reuse_virtual_grads", ["mfm.sites=bn", "mfm.modulator=free",
-                                         "mfm.reuse_virtual_grads=true"]),
-    ("mfm bn free virtual=last_stage", ["mfm.sites=bn", "mfm.modulator=free",
+    ("mfm penultimate exact (interval 1, virtual=all)", ["mfm.sites=penultimate", *_EXACT]),
+    ("mfm stage free", ["mfm.sites=stage", "mfm.modulator=free", *_EXACT]),
+    ("mfm bn free (exact)", [*_BN, *_EXACT]),
+    ("mfm bn free reuse_virtual_grads", [*_BN, *_EXACT, "mfm.reuse_virtual_grads=true"]),
+    ("mfm bn free virtual=last_stage", [*_BN, "mfm.meta_interval=1",
                                         "mfm.virtual_params=last_stage"]),
-    ("mfm bn free virtual=fc", ["mfm.sites=bn", "mfm.modulator=free", "mfm.virtual_params=fc"]),
-    ("mfm bn free interval 5", ["mfm.sites=bn", "mfm.modulator=free", "mfm.meta_interval=5"]),
-    ("mfm penultimate interval 5", ["mfm.meta_interval=5"]),
+    ("mfm bn free virtual=fc", [*_BN, "mfm.meta_interval=1", "mfm.virtual_params=fc"]),
+    ("mfm bn free interval 5", [*_BN, "mfm.meta_interval=5", "mfm.virtual_params=all"]),
+    ("mfm penultimate interval 5", ["mfm.meta_interval=5", "mfm.virtual_params=all"]),
+    ("mfm penultimate interval 10 virtual=fc", ["mfm.meta_interval=10", "mfm.virtual_params=fc"]),
+    ("mfm penultimate interval 10 virtual=last_stage", ["mfm.meta_interval=10",
+                                                        "mfm.virtual_params=last_stage"]),
+    ("mfm penultimate interval 5 virtual=fc", ["mfm.meta_interval=5", "mfm.virtual_params=fc"]),
 ]
 
 

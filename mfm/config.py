@@ -190,12 +190,15 @@ class MfmConfig:
     meta_weight_decay: float = _f(0.0, "meta optimiser weight decay", ge=0.0)
     meta_lr_follows_schedule: bool = _f(True, "scale the meta lr with the classifier's lr "
                                         "schedule" + _OURS)
-    meta_interval: int = _f(1, "run the virtual step + meta update every N iterations", ge=1)
+    meta_interval: int = _f(10, "run the virtual step + meta update every N iterations (1 = "
+                            "every iteration, the exact online step; 10, the default, was "
+                            "chosen on cost — docs/METHOD.md)", ge=1)
     meta_start_epoch: int = _f(0, "first epoch with meta updates", ge=0)
     meta_batch_size: int = _f(0, "meta batch size (0 = train.batch_size, capped at the meta "
                               "set)", ge=0)
-    virtual_params: str = _f("all", "parameters the virtual step updates (cheaper "
-                             "approximations: last_stage, fc)", choices=("all", "last_stage", "fc"))
+    virtual_params: str = _f("fc", "parameters the virtual step updates: the classifier only "
+                             "(fc, the default, chosen on cost), the last stage too, or all "
+                             "(the exact step)", choices=("all", "last_stage", "fc"))
     virtual_step: str = _f("sgd", "virtual step: plain SGD, or mirror the real optimiser (SGD "
                            "with optim.momentum, optim.nesterov, optim.weight_decay and its "
                            "current momentum buffers)" + _OURS, choices=("sgd", "mirror"))

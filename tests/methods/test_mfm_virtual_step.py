@@ -162,7 +162,8 @@ def test_training_step_passes_the_real_buffers(monkeypatch):
     import mfm.methods.mfm as mfm_module
 
     *_, method, model, optimizer, x, y, _, _ = make(["mfm.virtual_step=mirror",
-                                                      "mfm.virtual_params=last_stage"],
+                                                      "mfm.virtual_params=last_stage",
+                                                      "mfm.meta_interval=1"],
                                                      dtype=torch.float32)
     model.float()
     method.meta_module.float()
