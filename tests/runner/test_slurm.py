@@ -245,7 +245,10 @@ def _why_no_slurm() -> str | None:
 
 
 needs_slurm = pytest.mark.skipif(_why_no_slurm() is not None, reason=str(_why_no_slurm()))
-QUICK = [*TINY, "--set", "train.batch_size=64"]
+# MFM's exact step (the default until the cost study): the time-limit, cancel and kill tests
+# need runs that last as long as they were sized for
+QUICK = [*TINY, "--set", "train.batch_size=64", "--set", "mfm.meta_interval=1",
+         "--set", "mfm.virtual_params=all"]
 
 
 @pytest.fixture
