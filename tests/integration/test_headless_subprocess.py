@@ -38,7 +38,10 @@ def test_ctrl_c_marks_the_run_cancelled(tmp_path, cli_env):
     db_path = tmp_path / "experiments.db"
     proc = subprocess.Popen(
         [*mfm_exe(), "run", "--headless", "--db", str(db_path), "--set", "device=cpu",
-         "--set", "model.name=resnet_tiny", "--set", "train.epochs=500"],
+         "--set", "model.name=resnet_tiny", "--set", "train.epochs=500",
+         # MFM's exact step: a run long enough to be interrupted (the cheaper default finishes
+         # 500 epochs in seconds)
+         "--set", "mfm.meta_interval=1", "--set", "mfm.virtual_params=all"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=cli_env)
     try:
         def first_epoch_done():

@@ -116,6 +116,9 @@ def test_closing_the_terminal_that_started_everything(env):
                     ">", str(env.tmp / "id.txt"), "2>&1;", "sleep", "600"])
     pid, master = pty.fork()
     if pid == 0:  # the child: a shell whose controlling terminal is the pty
+        # a terminal's shell takes SIGHUP's default action, whoever started the tests (nohup
+        # leaves it ignored, and an ignored signal stays ignored across exec)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
         os.execvpe("bash", ["bash", "-c", cmd], env.env)
     try:
         wait_for(lambda: (env.tmp / "id.txt").exists() and
