@@ -42,7 +42,10 @@ def test_ctrl_c_marks_the_run_cancelled(tmp_path, cli_env):
          # MFM's exact step: a run long enough to be interrupted (the cheaper default finishes
          # 500 epochs in seconds)
          "--set", "mfm.meta_interval=1", "--set", "mfm.virtual_params=all"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=cli_env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=cli_env,
+        # a terminal's Ctrl-C: SIGINT's default action, whoever started the tests (a shell's
+        # background job starts with SIGINT ignored, and an ignored signal stays ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         def first_epoch_done():
             if not db_path.exists():
