@@ -9,15 +9,53 @@ rest are defaults). A run's config is composed as: defaults ← dataset spec ←
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mfm.config import Config, ConfigError, config_from_dict, read_toml
+from mfm.text import visible
 
 __all__ = ["DATASET_SECTION", "split_dataset_spec", "compose", "check_dataset_spec",
-           "check_named_config"]
+           "check_named_config", "ConfigRef", "ConfigRefError", "parse_config_ref"]
 
 DATASET_SECTION = "data"
+
+
+class ConfigRefError(ValueError):
+    """A reference to a named config that is not ``NAME`` or ``NAME@VERSION``; ``text`` is
+    what was given. The message says so without naming a field (the caller knows it)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        super().__init__(f"expected NAME or NAME@VERSION with VERSION a whole number from 1 "
+                         f"(got {visible(repr(text), 80)})")
+
+
+@dataclass(frozen=True)
+class ConfigRef:
+    """``NAME`` (the latest version) or ``NAME@VERSION``."""
+
+    name: str
+    version: int | None
+
+
+#: the largest version a reference may name (a version is a SQL integer)
+MAX_VERSION = 2**31 - 1
+
+
+def parse_config_ref(text: str) -> ConfigRef:
+    """The one reading of ``NAME[@VERSION]``, for ``mfm run --config-name``, a sweep file's
+    ``config`` key and mfm-tui alike: VERSION is ASCII digits (``x@\u00b2`` is refused, not a
+    crash), 1 or more; the name is not empty."""
+    name, sep, version = text.partition("@")
+    if not name.strip():
+        raise ConfigRefError(text)
+    if not sep:
+        return ConfigRef(name, None)
+    if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= MAX_VERSION:
+        raise ConfigRefError(text)
+    return ConfigRef(name, int(version))
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

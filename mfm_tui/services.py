@@ -26,6 +26,7 @@ from mfm.text import check_name
 
 if TYPE_CHECKING:
     from mfm.config import Config
+    from mfm.runner.control import RunControl, SupervisorNote
     from mfm.store.db import Database
     from mfm.store.records import ConfigRecord, DatasetSpecRecord, RunRecord
     from mfm.store.sweeps import SweepRecord
@@ -146,6 +147,7 @@ class Services:
         self.start_supervisor = start_supervisor
         self.supervisor_args = list(supervisor_args) if supervisor_args is not None else None
         self._db: Database | None = None
+        self._control: RunControl | None = None
         self._lock = threading.Lock()
         self.started_supervisors: list[int] = []
 
@@ -183,8 +185,24 @@ class Services:
         assert self._db is not None
         return self._db
 
+    @property
+    def control(self) -> RunControl:
+        """The run control of this database (mfm.runner.control: the rules of queue, cancel
+        and resume that ``mfm`` follows too)."""
+        if self._control is None:
+            from mfm.runner.control import RunControl
+            from mfm.runner.serve import ON_DEMAND, parse_args
+
+            spec = ON_DEMAND if self.supervisor_args is None else parse_args(
+                self.supervisor_args)
+            self._control = RunControl(self.db, db_target=self.db_target,
+                                       runs_root=self.runs_root(), supervisor=spec,
+                                       start_supervisor=self.start_supervisor)
+        return self._control
+
     def close(self) -> None:
         with self._lock:
+            self._control = None
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -203,11 +221,10 @@ class Services:
               **kwargs: P.kwargs) -> T:
         """Run a store function, turning its errors into one-line ServiceErrors."""
         from mfm.store import StoreError
-        from mfm.store.queue import QueueError
 
         try:
             return fn(self.db, *args, **kwargs)
-        except (StoreError, QueueError) as e:
+        except StoreError as e:
             raise ServiceError(str(e)) from None
 
     # -- runs ---------------------------------------------------------------------------------
@@ -262,7 +279,9 @@ class Services:
                  max_bytes: int = 64 * 1024) -> tuple[list[str], int]:
         """Complete lines of the run's log from ``offset`` (at most the last ``max_bytes`` of
         what is new); returns them and the offset to read from next."""
-        path = run.log_path or str(self.runs_root() / str(run.id) / "run.log")
+        from mfm import runfiles
+
+        path = runfiles.log_path(self.runs_root(), run.id, run.log_path)
         try:
             size = os.path.getsize(path)
         except OSError:
@@ -279,24 +298,46 @@ class Services:
         text = data[: end + 1].decode("utf-8", "replace")
         return text.splitlines(), start + end + 1
 
-    def cancel_run(self, run_id: int) -> str:
-        """Queued: cancelled at once. Running: a request the supervisor acts on (SIGTERM)."""
-        from mfm.store import queue
+    def _act(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A run-control action; its refusal (or the records' fault) as a ServiceError."""
+        from mfm.runner.control import ControlError
+        from mfm.store import StoreError
 
-        what = self._call(queue.request_cancel, run_id)
-        if what == "cancelled":
-            return f"run {run_id} cancelled (it was queued)"
-        note = self.ensure_supervisor()
-        return f"run {run_id}: cancel requested; it stops after its current step ({note})"
+        try:
+            return fn(*args, **kwargs)
+        except ControlError as e:
+            named = e.field is not None and e.field not in ("run", "sweep")
+            raise ServiceError(f"{e.field}: {e.message}" if named else e.message) from None
+        except StoreError as e:
+            raise ServiceError(str(e)) from None
+
+    def cancel_run(self, run_id: int) -> str:
+        """Queued: cancelled at once. Running: SIGTERM here, scancel for a Slurm job, or a
+        request its host's supervisor acts on (mfm.runner.control, as ``mfm cancel``)."""
+        (done,) = self._act(self.control.cancel, [run_id])
+        return {
+            "cancelled": f"run {run_id} cancelled (it was queued)",
+            "signalled": f"run {run_id}: SIGTERM sent; it stops after its current step",
+            "requested": f"run {run_id}: cancel requested; the supervisor on {done.host} acts "
+                         f"on it",
+            "job-requested": f"run {run_id}: cancel requested; the Slurm worker cancels job "
+                             f"{done.job_id}",
+            "job-retry": f"run {run_id}: scancel {done.job_id} failed ({done.why}); the Slurm "
+                         f"worker tries again",
+            "job-cancelled-unstarted": f"run {run_id} cancelled (Slurm job {done.job_id} had "
+                                       f"not started it)",
+            "job-cancelled": f"run {run_id}: Slurm job {done.job_id} cancelled; it stops after "
+                             f"its current step",
+        }[done.outcome]
 
     def resume_run(self, run_id: int) -> str:
-        from mfm.store import queue
-
-        rec = self._call(queue.request_resume, run_id)
-        done = 0 if rec.epoch is None else rec.epoch + 1
-        note = self.ensure_supervisor()
-        return (f"run {run_id} queued to resume after epoch {done}/{rec.epochs_total} "
-                f"(attempt {rec.attempt}; {note})")
+        """Queue an interrupted run again (refused, as by ``mfm resume``, when its checkpoint
+        is gone and it recorded epochs)."""
+        done = self._act(self.control.resume, run_id)
+        what = ("to start again from epoch 1" if done.start_over
+                else f"to resume after epoch {done.after_epoch}/{done.epochs_total}")
+        return (f"run {run_id} queued {what} (attempt {done.attempt}; "
+                f"{self._note(done.supervisor)})")
 
     def delete_run(self, run_id: int) -> str:
         """Delete a run and its metrics; refused while it is starting or running."""
@@ -364,36 +405,31 @@ class Services:
         """Queue each validated Config as ``mfm run`` does: preflight checks, enqueue with the
         code version, the checkpoint folder, then make sure a supervisor serves the records.
         Every config is checked before any is queued. ``slot``: '' = any."""
-        from mfm.runner.submit import SubmitError, submit_runs
-
         for name in names:
             if name is not None:
                 _check_name("name", name)
-        try:
-            ids = self._call(submit_runs, db_target=self.db_target, runs_root=self.runs_root(),
-                             configs=configs, names=names, dataset_spec_id=dataset_spec_id,
-                             config_id=config_id, slot=slot)
-        except SubmitError as e:
-            raise ServiceError(str(e)) from None
-        return QueuedRuns(tuple(ids), self.ensure_supervisor())
+        queued = self._act(self.control.queue, configs, names, dataset_spec_id=dataset_spec_id,
+                           config_id=config_id, slot=slot)
+        return QueuedRuns(queued.run_ids, self._note(queued.supervisor))
 
     def ensure_supervisor(self) -> str:
-        """Start a detached supervisor if none serves this database on this host."""
-        from mfm.runner.launch import serving
-        from mfm.runner.submit import ensure_supervisor
+        """Start a detached supervisor if none serves this database on this host (unless
+        this app was built with ``start_supervisor=False``)."""
+        return self._note(self._act(self.control.ensure_supervisor))
 
-        if not self.start_supervisor:
-            holder = serving(self.db_target, self.runs_root())
-            return (f"supervisor pid {holder.get('pid')} serves it" if holder is not None
-                    else "no supervisor serves this database (start one: mfm worker --detach)")
-        pid, started = (ensure_supervisor(self.db_target, self.runs_root())
-                        if self.supervisor_args is None
-                        else ensure_supervisor(self.db_target, self.runs_root(),
-                                               self.supervisor_args))
-        if not started:
-            return f"supervisor pid {pid} serves it"
-        self.started_supervisors.append(pid)
-        return f"started a supervisor, pid {pid}"
+    def _note(self, note: SupervisorNote) -> str:
+        started = note.state == "started" and note.pid is not None
+        if started and note.pid is not None:
+            self.started_supervisors.append(note.pid)
+        return {
+            "started": f"started a supervisor, pid {note.pid}",
+            "serving": f"supervisor pid {note.pid} serves it",
+            "none": "no supervisor serves this database (start one: mfm worker --detach)",
+            "elsewhere": f"the supervisor of host {note.host} starts it",
+            "slurm": "a Slurm worker takes it",
+            "slurm-unserved": "no Slurm worker serves this database yet (mfm worker "
+                              "--executor slurm --detach)",
+        }[note.state]
 
     # -- dataset specs ------------------------------------------------------------------------
 
@@ -614,19 +650,18 @@ class Services:
         import socket
 
         from mfm.runner.launch import serving
-        from mfm.store import queue
 
         holder = serving(self.db_target, self.runs_root())
         busy = total = 0
         if holder is not None:
             host = holder.get("host") or socket.gethostname()
-            for w in self._call(queue.list_workers):
+            for w in self._act(self.control.workers):
                 if w.host == host and w.stopped_at is None:
                     total = len(w.slots)
                     busy = sum(1 for s in w.slots if s.get("run") is not None)
             if not total:
                 total = len(holder.get("slots") or [])
-        counts = self._call(queue.count_by_status)
+        counts = self._act(self.control.run_counts)
         return StatusInfo(holder, busy, total, self.gpus(), counts)
 
     def gpus(self) -> list[dict[str, float]]:

@@ -12,11 +12,12 @@ from typing import Any
 from rich.console import Console
 
 from mfm.cli.context import App
+from mfm.cli.control_words import open_control, refused
 from mfm.cli.errors import UserError
-from mfm.config import Config, ConfigError, config_to_dict
+from mfm.config import Config, ConfigError
+from mfm.runner.control import ControlError
 from mfm.runner.preflight import PreflightError
 from mfm.runner.run_options import method_options
-from mfm.store import repo
 from mfm.text import visible
 
 __all__ = ["train_in_foreground"]
@@ -34,7 +35,8 @@ def train_in_foreground(app: App, cfg: Config, name: str | None, refs: dict[str,
         device = resolve_device(cfg.device)
     except ConfigError as e:
         raise UserError(str(e)) from None
-    db = app.open_db()
+    control = open_control(app)
+    db = control.db
     try:
         options = method_options(db, cfg)
     except PreflightError as e:
@@ -44,14 +46,14 @@ def train_in_foreground(app: App, cfg: Config, name: str | None, refs: dict[str,
     from mfm.runner.execute import execute_run
 
     resume = run_id is not None
-    from mfm.runner.launch import code_version
-
-    if run_id is None:
-        run_id = repo.create_run(db, config=config_to_dict(cfg), epochs_total=cfg.train.epochs,
-                                 name=name, status="created", **refs)
-    ckpt_dir = app.runs_root() / str(run_id)
-    # the code version, as for queued runs: a sweep reuses this run instead of flagging it
-    repo.update_run(db, run_id, checkpoint_dir=str(ckpt_dir), code_version=code_version())
+    try:
+        if run_id is None:
+            run_id = control.record_here(cfg, name, refs)
+            ckpt_dir = control.runs_root / str(run_id)
+        else:
+            ckpt_dir = control.claim_here(run_id, resume=True)
+    except ControlError as e:
+        raise refused(e) from None
     err = Console(stderr=True)
     err.print(f"run {run_id}: {cfg.method.name} on {cfg.data.name}-LT "
               f"(IF {cfg.data.imbalance_factor:g}, {cfg.data.profile}), {cfg.model.name}, "

@@ -17,8 +17,10 @@ from rich.text import Text
 
 from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
+from mfm.cli.control_words import refused
 from mfm.cli.errors import UserError
 from mfm.cli.progress import summary_table
+from mfm.runner.control import ControlError, RunControl
 from mfm.store import Database, RunRecord, repo
 from mfm.store.records import ACTIVE
 from mfm.text import pct, visible
@@ -37,24 +39,24 @@ def _when(ts: float | None, short: bool = False) -> str:
 
 def _where(r: RunRecord, positions: dict[int, int], now: float) -> str:
     if r.status == "queued":  # the rule is the queue's: position, pins, what it waits for
-        from mfm.store.queue import wait_note
+        from mfm.store.records import wait_note
 
         return wait_note(r, positions.get(r.id))
     if r.status in ACTIVE:
         beat = "" if r.heartbeat_at is None else f" ♥{now - r.heartbeat_at:.0f}s"
         if r.job_id:  # a Slurm job's run: the job and Slurm's last word on it
-            from mfm.store.queue import job_note
+            from mfm.store.records import job_note
 
             return f"{r.slot or '?'} {job_note(r)}{beat if r.status == 'running' else ''}"
         return f"{r.slot or r.device or '?'}{beat}"
     return ""
 
 
-def _get_run(db: Database, run_id: int, target: str) -> RunRecord:
-    rec = repo.get_run(db, run_id)
-    if rec is None:
-        raise UserError(f"ID: no run {run_id} in {target} (see mfm runs)")
-    return rec
+def _get_run(db: Database, run_id: int, app: App) -> RunRecord:
+    try:
+        return RunControl(db, db_target=app.db_target, runs_root=app.runs_root()).run(run_id)
+    except ControlError as e:
+        raise refused(e) from None
 
 
 def _record_dict(rec: RunRecord) -> dict[str, Any]:
@@ -86,15 +88,12 @@ def runs(app: App, as_json: bool, status: str | None, tag: str | None,
         raise UserError(f"--status: must be one of {' | '.join(STATUSES)} "
                         f"(got {visible(repr(status), limit=60)})")
     records = repo.list_runs(db, status=status, limit=limit, tag=tag, confusion=as_json)
-    from mfm.store import queue
-
+    positions = RunControl(db, db_target=app.db_target,
+                           runs_root=app.runs_root()).queue_positions()
     if as_json:
-        positions = queue.queue_positions(db)
         click.echo(jsonout.dumps([{**_record_dict(r), "queue_position": positions.get(r.id)}
                                for r in records], indent=2))
         return
-
-    positions = queue.queue_positions(db)
     now = time.time()
     table = Table(title=Text(f"runs in {visible(app.db_target)} (data = dataset/imbalance "
                              "factor; where = queue position, or slot and heartbeat age)"),
@@ -186,12 +185,12 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
       mfm show 3 --plot --vs 4 --vs 5      # ce vs mfm vs balanced softmax, class by class
     """
     db = app.open_db()
-    rec = _get_run(db, run_id, app.db_target)
+    rec = _get_run(db, run_id, app)
     class_acc = repo.get_class_accuracy(db, run_id)
     if plot:
         series = [(f"{rec.id} {rec.method}", class_rows(rec, class_acc))]
         for other in others:
-            o = _get_run(db, other, app.db_target)
+            o = _get_run(db, other, app)
             if (o.class_counts or {}).get("train") != (rec.class_counts or {}).get("train"):
                 raise UserError(f"--vs: run {other} was trained on another split than run "
                                 f"{run_id}; per-class charts compare runs of one split")
@@ -266,7 +265,7 @@ def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
       mfm export 3 --format json | jq .run.summary
     """
     db = app.open_db()
-    rec = _get_run(db, run_id, app.db_target)
+    rec = _get_run(db, run_id, app)
     if fmt == "json":
         text = jsonout.dumps(run_document(db, rec), indent=2)
     else:

@@ -8,13 +8,13 @@ import click
 from rich.console import Console
 
 from mfm.cli.context import App, pass_app
+from mfm.cli.control_words import open_control, refused, supervisor_text
 from mfm.cli.errors import UserError
 from mfm.config import Config, ConfigError, load_config
+from mfm.runner.control import ControlError
 from mfm.runner.preflight import PreflightError, check_data
-from mfm.runner.procs import host_name
-from mfm.store import Database, repo
 from mfm.store.db import hide_password
-from mfm.text import check_name, visible
+from mfm.text import check_name
 
 __all__ = ["run", "load_config_or_fail"]
 
@@ -30,89 +30,41 @@ def compose_named(app: App, dataset_name: str | None, config_name: str | None,
                   config_path: str | None, overrides: tuple[str, ...]
                   ) -> tuple[Config, dict[str, int]]:
     """Compose a run config from saved specs; returns it and the record ids it came from."""
-    from mfm.specs import compose
-
-    db = app.open_db()
-    refs: dict[str, int] = {}
-    spec = named = None
-    if dataset_name:
-        rec = repo.get_dataset_spec(db, dataset_name)
-        if rec is None:
-            names = ", ".join(r.name for r in repo.list_dataset_specs(db)) or "none saved"
-            raise UserError(f"--dataset: no dataset spec {visible(repr(dataset_name), 80)} "
-                            f"(have: {visible(names, 300)})")
-        spec, refs["dataset_spec_id"] = rec.spec, rec.id
-    if config_name:
-        base, _, version = config_name.partition("@")
-        if version and not version.isdigit():
-            raise UserError("--config-name: expected NAME or NAME@VERSION "
-                            f"(got {visible(repr(config_name), 80)})")
-        crec = repo.get_config(db, base, int(version) if version else None)
-        if crec is None:
-            names = ", ".join(r.name for r in repo.list_configs(db)) or "none saved"
-            raise UserError(f"--config-name: no config {visible(repr(config_name), 80)} "
-                            f"(have: {visible(names, 300)})")
-        named, refs["config_id"] = crec.config, crec.id
     try:
-        cfg = compose(dataset_spec=spec, named_config=named, config_file=config_path,
-                      overrides=overrides)
+        return open_control(app).compose(dataset=dataset_name, config=config_name,
+                                         config_file=config_path, overrides=overrides)
+    except ControlError as e:
+        raise refused(e) from None
     except ConfigError as e:
         raise UserError(str(e)) from None
-    return cfg, refs
 
 
 def enqueue(app: App, cfg: Config, name: str | None, *, dataset_spec_id: int | None = None,
             config_id: int | None = None, slot: str = "", host: str = "") -> int:
-    """Queue ``cfg`` (frozen now, with the code version), make sure a supervisor serves this
-    database on this host (unless the run is pinned to another host), and print the run id
-    on stdout."""
-    from mfm.runner.submit import SubmitError, ensure_supervisor, submit_runs
-    from mfm.store import queue
-
-    db = app.open_db()
+    """Queue ``cfg`` (frozen now, with the code version), make sure a supervisor serves it
+    (mfm.runner.control decides which), and print the run id on stdout."""
+    control = open_control(app)
     try:
-        (run_id,) = submit_runs(db, db_target=app.db_target, runs_root=app.runs_root(),
-                                configs=[cfg], names=[name], dataset_spec_id=dataset_spec_id,
-                                config_id=config_id, slot=slot, host=host)
-    except SubmitError as e:
-        msg = str(e)
-        raise UserError("--" + msg if msg.startswith(("slot:", "host:")) else msg) from None
-    position = queue.queue_positions(db).get(run_id)
-    rec = repo.get_run(db, run_id)
-    assert rec is not None  # just queued
-    pinned = rec.want_host
-    if rec.want_slot == "slurm" and not _serves_slurm(db, pinned):
-        click.echo(f"run {run_id} queued (position {position}) for Slurm: no Slurm worker "
-                   f"serves this database yet; start one on the login node: mfm worker "
-                   f"--executor slurm --detach", err=True)
-        click.echo(str(run_id))
-        return run_id
-    if rec.want_slot == "slurm":
-        click.echo(f"run {run_id} queued (position {position}) for Slurm. Watch: mfm runs, "
-                   f"mfm logs {run_id} --follow", err=True)
-        click.echo(str(run_id))
-        return run_id
-    if pinned and pinned != host_name():
-        click.echo(f"run {run_id} queued (position {position}) for host {pinned}: its "
-                   f"supervisor starts it. Watch: mfm runs, mfm worker status", err=True)
-        click.echo(str(run_id))
-        return run_id
-    pid, started = ensure_supervisor(app.db_target, app.runs_root())
-    who = (f"started a supervisor (pid {pid}; it exits after 10 idle minutes)" if started
-           else f"supervisor pid {pid} serves {db.display}")
-    click.echo(f"run {run_id} queued (position {position}); {who}. "
-               f"Watch: mfm runs, mfm logs {run_id} --follow", err=True)
+        queued = control.queue([cfg], [name], dataset_spec_id=dataset_spec_id,
+                               config_id=config_id, slot=slot, host=host)
+    except ControlError as e:
+        raise refused(e) from None
+    (run_id,) = queued.run_ids
+    position = queued.positions.get(run_id)
+    note = queued.supervisor
+    where = f"run {run_id} queued (position {position})"
+    if note.state == "slurm-unserved":
+        click.echo(f"{where} for Slurm: {supervisor_text(note, control.db.display)}", err=True)
+    elif note.state == "slurm":
+        click.echo(f"{where} for Slurm. Watch: mfm runs, mfm logs {run_id} --follow", err=True)
+    elif note.state == "elsewhere":
+        click.echo(f"{where} for host {note.host}: its supervisor starts it. Watch: mfm runs, "
+                   f"mfm worker status", err=True)
+    else:
+        click.echo(f"{where}; {supervisor_text(note, control.db.display)}. "
+                   f"Watch: mfm runs, mfm logs {run_id} --follow", err=True)
     click.echo(str(run_id))
     return run_id
-
-
-def _serves_slurm(db: Database, host: str | None) -> bool:
-    """Does a live supervisor with Slurm slots serve this database (on ``host`` if given)?"""
-    from mfm.store import queue
-
-    return any(w.stopped_at is None and (not host or w.host == host)
-               and any(str(s.get("name", "")).startswith("slurm.") for s in w.slots)
-               for w in queue.list_workers(db))
 
 
 @click.command()

@@ -16,10 +16,12 @@ from rich.text import Text
 
 from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
+from mfm.cli.control_words import open_control, refused, supervisor_text
 from mfm.cli.errors import UserError
-from mfm.store import Database, queue
+from mfm.runner.control import ControlError
+from mfm.store import Database
 from mfm.store import sweeps as sweep_store
-from mfm.store.records import LIVE, RESUMABLE
+from mfm.store.records import LIVE
 from mfm.sweeps.plan import SweepPlan
 from mfm.sweeps.spec import SweepError, SweepSpec, read_sweep
 from mfm.sweeps.table import (
@@ -229,12 +231,11 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
                    f"{len(queued.resumed_run_ids)} cells for Slurm (mfm worker --executor "
                    f"slurm serves them). Watch: mfm sweep show {queued.sweep_id}", err=True)
     elif todo:
-        from mfm.runner.submit import ensure_supervisor
-
-        pid, started = ensure_supervisor(app.db_target, app.runs_root())
-        who = (f"started a supervisor (pid {pid})" if started else f"supervisor pid {pid}")
+        control = open_control(app)
+        note = control.ensure_supervisor()
         click.echo(f"queued {len(queued.new_run_ids)} new and resumed "
-                   f"{len(queued.resumed_run_ids)} cells; {who}. Watch: mfm sweep show "
+                   f"{len(queued.resumed_run_ids)} cells; "
+                   f"{supervisor_text(note, control.db.display)}. Watch: mfm sweep show "
                    f"{queued.sweep_id}", err=True)
     click.echo(str(queued.sweep_id))
 
@@ -269,13 +270,16 @@ def _run_here(app: App, db: Database, sweep_id: int, todo: list[Any]) -> int:
     failed = 0
     for i, c in enumerate(todo):
         label = f"{c.cell.arm} · seed {c.cell.seed}"
-        run_id = None
-        if c.action == "resume" and c.run is not None:
-            queue.request_resume(db, c.run.id, to="created")
-            run_id = c.run.id
+        run_id = c.run.id if c.action == "resume" and c.run is not None else None
         name = f"{c.cell.arm} · seed {c.cell.seed}"[:200]
-        run_id, outcome, _ = train_in_foreground(app, c.cell.config, name, {},
-                                                 cells=(i, len(todo), label), run_id=run_id)
+        try:
+            run_id, outcome, _ = train_in_foreground(app, c.cell.config, name, {},
+                                                     cells=(i, len(todo), label),
+                                                     run_id=run_id)
+        except UserError as e:  # its resume was refused (its checkpoint is gone)
+            failed += 1
+            click.echo(f"cell {i + 1} ({visible(label)}): {e.format_message()}", err=True)
+            continue
         sweep_store.link_cell(db, sweep_id, c.config_hash, run_id)
         if outcome.status == "cancelled":
             click.echo(f"error: sweep stopped: run {run_id} was cancelled (mfm sweep run again "
@@ -291,12 +295,14 @@ def _run_here(app: App, db: Database, sweep_id: int, todo: list[Any]) -> int:
     return failed
 
 
-def _get(db: Database, ref: str, target: str) -> Any:
-    rec = sweep_store.get_sweep(db, ref)
-    if rec is None:
-        raise UserError(f"ID: no sweep {visible(repr(ref), 80)} in {visible(target)} "
-                        "(see mfm sweep list)")
-    return rec
+def _get(db: Database, ref: str, app: App) -> Any:
+    """The sweep ``ref`` names (id or name): mfm.runner.control's reading."""
+    from mfm.runner.control import RunControl
+
+    try:
+        return RunControl(db, db_target=app.db_target, runs_root=app.runs_root()).sweep(ref)
+    except ControlError as e:
+        raise refused(e) from None
 
 
 def _cell_runs(db: Database, sweep_id: int, with_classes: bool = False) -> list[CellRun]:
@@ -441,7 +447,7 @@ def show_cmd(app: App, ref: str, fmt: str | None, sort: str | None,
       mfm sweep show 1 --per-class mfm --per-class ce
     """
     db = app.open_db()
-    rec = _get(db, ref, app.db_target)
+    rec = _get(db, ref, app)
     if per_class:
         _print_per_class(db, rec.id, per_class, fmt == "json")
         return
@@ -484,32 +490,18 @@ def list_cmd(app: App, as_json: bool) -> None:
 @click.argument("ref", metavar="ID|NAME")
 @pass_app
 def cancel_cmd(app: App, ref: str) -> None:
-    """Cancel every queued or running run of a sweep (finished runs stay).
+    """Cancel every queued or running run of a sweep (finished runs stay); a run in a Slurm
+    job has its job cancelled.
 
     \b
     Example:
       mfm sweep cancel 1
     """
-    import signal
-
-    from mfm.runner.procs import host_name, is_alive, signal_group
-
-    db = app.open_db()
-    rec = _get(db, ref, app.db_target)
-    n = 0
-    for c in sweep_store.sweep_cells(db, rec.id):
-        r = c.run
-        if r is None or r.status not in LIVE:
-            continue
-        try:
-            state = queue.request_cancel(db, r.id)
-        except queue.QueueError:
-            continue
-        if state != "cancelled" and r.host == host_name() and r.pid \
-                and is_alive(r.pid, r.proc_start):
-            signal_group(r.pid, signal.SIGTERM)  # the supervisor escalates if needed
-        n += 1
-    click.echo(f"sweep {rec.id}: cancel sent to {n} runs")
+    try:
+        done = open_control(app).cancel_sweep(ref)
+    except ControlError as e:
+        raise refused(e) from None
+    click.echo(f"sweep {done.sweep_id}: cancel sent to {len(done.runs)} runs")
 
 
 @sweep.command("resume")
@@ -523,26 +515,13 @@ def resume_cmd(app: App, ref: str) -> None:
     Example:
       mfm sweep resume 1
     """
-    import os
-
-    db = app.open_db()
-    rec = _get(db, ref, app.db_target)
-    n = 0
-    for c in sweep_store.sweep_cells(db, rec.id):
-        r = c.run
-        if r is None or r.status not in RESUMABLE:
-            continue
-        if r.epoch is not None and not os.path.exists(os.path.join(r.checkpoint_dir or "",
-                                                                   "last.pt")):
-            click.echo(f"run {r.id}: its checkpoint is gone; left as {r.status}", err=True)
-            continue
-        queue.request_resume(db, r.id)
-        n += 1
-    if n:
-        from mfm.runner.submit import ensure_supervisor
-
-        ensure_supervisor(app.db_target, app.runs_root())
-    click.echo(f"sweep {rec.id}: {n} runs queued again")
+    try:
+        done = open_control(app).resume_sweep(ref)
+    except ControlError as e:
+        raise refused(e) from None
+    for run_id, status, why in done.skipped:
+        click.echo(f"run {run_id}: left as {status}: {why}", err=True)
+    click.echo(f"sweep {done.sweep_id}: {len(done.run_ids)} runs queued again")
 
 
 @sweep.command("export")
@@ -561,7 +540,7 @@ def export_cmd(app: App, ref: str, fmt: str, output: str | None) -> None:
     from mfm.cli.records import _write_output
 
     db = app.open_db()
-    rec = _get(db, ref, app.db_target)
+    rec = _get(db, ref, app)
     cells = sweep_store.sweep_cells(db, rec.id)
     if fmt == "json":
         text = jsonout.dumps({

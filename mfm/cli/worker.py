@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -15,28 +12,8 @@ from rich.table import Table
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
 from mfm.runner.procs import host_name, process_start_time
-from mfm.store import queue
 
 __all__ = ["worker"]
-
-
-def _parse_gpus(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        gpus = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise UserError(f"--gpus: expected comma-separated GPU indices like 0,1 "
-                        f"(got {text!r})") from None
-    if not gpus or any(g < 0 for g in gpus):
-        raise UserError(f"--gpus: expected comma-separated GPU indices like 0,1 (got {text!r})")
-    return gpus
-
-
-def _holder_text(holder: dict[str, Any]) -> str:
-    since = holder.get("locked_at")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "?"
-    return f"pid {holder.get('pid')} on {holder.get('host')} since {when}"
 
 
 @click.group(invoke_without_command=True)
@@ -75,11 +52,7 @@ def _holder_text(holder: dict[str, Any]) -> str:
 @click.option("--child-module", default=None, hidden=True,
               help="The module a run process runs (tests stand in a torch-free one).")
 @pass_app
-def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: float | None,
-           detach: bool, heartbeat_timeout: float, grace: float, executor: str,
-           partition: str | None, gpus_per_run: int, cpus_per_run: int | None,
-           mem: str | None, time_limit: str, max_jobs: int, slurm_args: tuple[str, ...],
-           signal_delay: int, poll: float, child_module: str | None) -> None:
+def worker(app: App, detach: bool, **options: Any) -> None:
     """Serve the run queue of this database on this host: claim queued runs for free slots,
     launch each as its own process (CUDA_VISIBLE_DEVICES set to its slot), reap them, cancel
     on request, re-adopt live runs after a restart and mark vanished ones lost.
@@ -95,129 +68,35 @@ def worker(app: App, gpus: str | None, per_gpu: int, cpu_slots: int, idle_exit: 
       mfm worker --executor slurm --partition gpu --gpus-per-run 1 --time 4:00:00 --detach
       mfm worker status
     """
-    ctx = click.get_current_context()
-    if ctx.invoked_subcommand is not None:
+    if click.get_current_context().invoked_subcommand is not None:
         return
-    from mfm.runner.gpus import discover_gpus
-    from mfm.runner.launch import serving, start_detached_supervisor, supervisor_lock
-    from mfm.runner.supervisor import CHILD_MODULE, SlotError, plan_slots
+    from mfm.runner.launch import serving, start_detached_supervisor
+    from mfm.runner.serve import ServeError, SupervisorSpec, check_spec, holder_text, serve
 
-    if heartbeat_timeout <= 0 or grace < 0:
-        raise UserError("--heartbeat-timeout: must be > 0 and --grace >= 0")
-    options = None
-    if executor != "slurm":
-        given = [n for n, v in (("--partition", partition), ("--gpus-per-run", gpus_per_run),
-                                ("--cpus-per-run", cpus_per_run), ("--mem", mem),
-                                ("--slurm-arg", slurm_args)) if v]
-        if given:
-            raise UserError(f"{given[0]}: only with --executor slurm")
-    if executor == "slurm":
-        options = _slurm_options(partition, gpus_per_run, cpus_per_run, mem, time_limit,
-                                 max_jobs, slurm_args, signal_delay, app.runs_root())
-        slots = None
-    else:
-        try:
-            slots = plan_slots(discover_gpus(), gpus=_parse_gpus(gpus), per_gpu=per_gpu,
-                               cpu_slots=cpu_slots)
-        except SlotError as e:
-            raise UserError(str(e)) from None
-    db = app.open_db()
+    options["slurm_args"] = tuple(options["slurm_args"])
+    spec = SupervisorSpec(**options)
     runs_root = app.runs_root()
-    holder = serving(app.db_target, runs_root)
-    if holder is not None:
-        raise UserError(f"a supervisor already serves {db.display} on this host: "
-                        f"{_holder_text(holder)} (see mfm worker status)")
-    if detach:
-        args = ["--per-gpu", str(per_gpu), "--cpu-slots", str(cpu_slots),
-                "--heartbeat-timeout", str(heartbeat_timeout), "--grace", str(grace),
-                "--poll", str(poll)]
-        if gpus:
-            args += ["--gpus", gpus]
-        if idle_exit is not None:
-            args += ["--idle-exit", str(idle_exit)]
-        if child_module:
-            args += ["--child-module", child_module]
-        if executor == "slurm":
-            args += ["--executor", "slurm", "--gpus-per-run", str(gpus_per_run), "--time",
-                     time_limit, "--max-jobs", str(max_jobs), "--signal-delay",
-                     str(signal_delay)]
-            args += ["--partition", partition] if partition else []
-            args += ["--cpus-per-run", str(cpus_per_run)] if cpus_per_run else []
-            args += ["--mem", mem] if mem else []
-            for a in slurm_args:
-                args += ["--slurm-arg", a]
-        pid = start_detached_supervisor(app.db_target, runs_root, args)
-        click.echo(f"supervisor started in the background: pid {pid}, log "
-                   f"{runs_root / 'worker.log'}")
-        return
-    host = host_name()
-    if options is not None:
-        from mfm.runner.slurm import slurm_slots
-
-        slots = slurm_slots(options.max_jobs)
-    assert slots is not None
-    lock = supervisor_lock(app.db_target, runs_root)
-    if not lock.acquire({"pid": os.getpid(), "host": host, "executor": executor,
-                         "slots": [s.name for s in slots], "db": db.display}):
-        holder = lock.holder() or {}
-        raise UserError(f"a supervisor already serves {db.display} on this host: "
-                        f"{_holder_text(holder)} (see mfm worker status)")
-    def say(msg: str) -> None:
-        click.echo(f"{time.strftime('%H:%M:%S')} {msg}", err=False)
-
-    from mfm.runner.executors import make_supervisor
-
-    extra = {} if options is None else {"options": options}
-    sup = make_supervisor(executor, db, db_target=app.db_target, host=host, slots=slots,
-                          runs_root=runs_root, heartbeat_timeout=heartbeat_timeout,
-                          grace=grace, idle_exit=idle_exit, poll=poll, log=say,
-                          child_module=child_module or CHILD_MODULE, **extra)
-
-    def stop(*_: object) -> None:
-        sup.stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop)
-    what = "" if options is None else (
-        f" (Slurm jobs: {options.max_jobs} at most, {options.time_min} min each"
-        f"{', partition ' + options.partition if options.partition else ''}; job files in "
-        f"{runs_root / 'slurm'})")
-    say(f"supervisor pid {os.getpid()} serving {db.display} on {host}: slots "
-        f"{', '.join(s.name for s in slots)}{what}")
     try:
-        sup.serve()
-    finally:
-        lock.release()
-        say("supervisor stopped (runs keep going; a new supervisor re-adopts them)")
+        checked = check_spec(spec, runs_root)
+        db = app.open_db()
+        holder = serving(app.db_target, runs_root)
+        if holder is not None:
+            raise ServeError(f"a supervisor already serves {db.display} on this host: "
+                             f"{holder_text(holder)} (see mfm worker status)")
+        if detach:
+            pid = start_detached_supervisor(app.db_target, runs_root, spec.to_args())
+            click.echo(f"supervisor started in the background: pid {pid}, log "
+                       f"{runs_root / 'worker.log'}")
+            return
 
+        def say(msg: str) -> None:
+            click.echo(f"{time.strftime('%H:%M:%S')} {msg}", err=False)
 
-def _slurm_options(partition: str | None, gpus_per_run: int, cpus_per_run: int | None,
-                   mem: str | None, time_limit: str, max_jobs: int,
-                   slurm_args: tuple[str, ...], signal_delay: int,
-                   runs_root: Path) -> Any:
-    """The Slurm options, checked against the cluster before anything is claimed."""
-    from mfm.runner.slurm import (
-        SlurmError,
-        SlurmOptions,
-        check_cluster,
-        missing_tools,
-        parse_slurm_args,
-        parse_time,
-    )
-
-    why = missing_tools()
-    if why is not None:
-        raise UserError(why)
-    try:
-        opts = SlurmOptions(partition=partition, gpus_per_run=gpus_per_run,
-                            cpus_per_run=cpus_per_run, mem=mem, time_min=parse_time(time_limit),
-                            max_jobs=max_jobs, extra=parse_slurm_args(slurm_args),
-                            signal_delay_s=signal_delay)
-        opts.check()
-        check_cluster(opts, runs_root / "slurm")
-    except SlurmError as e:
-        raise UserError(str(e)) from None
-    return opts
+        serve(db, db_target=app.db_target, runs_root=runs_root, spec=spec, log=say,
+              options=checked)
+    except ServeError as e:
+        flag = f"--{e.option.replace('_', '-')}: " if e.option else ""
+        raise UserError(f"{flag}{e.message}") from None
 
 
 @worker.command()
@@ -232,9 +111,12 @@ def status(app: App, stale: float) -> None:
     Example:
       mfm worker status
     """
+    from mfm.cli.control_words import open_control
     from mfm.runner.launch import serving
+    from mfm.runner.serve import holder_text
 
-    db = app.open_db()
+    control = open_control(app)
+    db = control.db
     here = host_name()
     holder = serving(app.db_target, app.runs_root())
     con = Console()
@@ -242,10 +124,10 @@ def status(app: App, stale: float) -> None:
         con.print(f"no supervisor serves {db.display} on {here} "
                   "(mfm worker --detach starts one; mfm run starts one when needed)", markup=False)
     else:
-        con.print(f"supervisor: {_holder_text(holder)}", markup=False)
+        con.print(f"supervisor: {holder_text(holder)}", markup=False)
     now = time.time()
-    workers = queue.list_workers(db)
-    active = queue.active_runs(db)
+    workers = control.workers()
+    active = control.active_runs()
     if workers:
         table = Table(title="hosts serving this database", title_justify="left")
         for col in ("host", "pid", "state", "busy", "free", "last heartbeat", "slots"):
@@ -267,5 +149,5 @@ def status(app: App, stale: float) -> None:
                           str(len(w.slots) - busy if state == "serving" else 0),
                           f"{beat} ({now - w.heartbeat_at:.0f} s ago)", slots)
         con.print(table)
-    counts = queue.count_by_status(db)
+    counts = control.run_counts()
     con.print("runs: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))

@@ -111,15 +111,20 @@ def serving(db_target: str, runs_root: Path) -> dict[str, Any] | None:
     return supervisor_lock(db_target, runs_root).holder()
 
 
+#: the runner's entry point for a supervisor (``python -m``; see mfm.runner.serve)
+SERVE_MODULE = "mfm.runner.serve"
+
+
 def start_detached_supervisor(db_target: str, runs_root: Path, args: list[str]) -> int:
-    """``mfm worker ARGS`` as a daemon: its own session, no terminal, output to
+    """A supervisor serving with ``args`` (``SupervisorSpec.to_args()``: ``mfm worker``'s
+    options) as a daemon: its own session, no terminal, output to
     runs/worker.log; survives the shell that started it. The database's URL goes through the
     environment (MFM_DB), so a password never shows in ``ps``. Returns its pid."""
     runs_root.mkdir(parents=True, exist_ok=True)
     log = open(runs_root / "worker.log", "ab")  # noqa: SIM115 — handed to the child
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mfm.cli.main", "worker", *args],
+            [sys.executable, "-m", SERVE_MODULE, *args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
             env=dict(os.environ, MFM_DB=db_target, MFM_RUNS_DIR=str(runs_root),

@@ -3,8 +3,9 @@
 Every config is checked (data present, transfer source resolvable and fitting, slot wish
 possible) before any is queued, without loading torch (the caller may be mfm-tui); each run is
 enqueued with its resolved config and the code version frozen, and
-gets its checkpoint folder. Starting a supervisor is a separate step (:func:`ensure_supervisor`)
-so a caller can queue many runs and start one supervisor.
+gets its checkpoint folder. Starting a supervisor is the caller's step
+(``mfm.runner.control.RunControl.ensure_supervisor``) so a caller can queue many runs and start
+one supervisor.
 """
 
 from __future__ import annotations
@@ -18,17 +19,12 @@ from mfm.runner.launch import (
     check_host_wish,
     check_slot_wish,
     code_version,
-    serving,
     serving_slots,
     split_pin,
-    start_detached_supervisor,
 )
 from mfm.runner.preflight import PreflightError, check_data, check_modulator
 
-__all__ = ["SubmitError", "submit_runs", "ensure_supervisor", "DEFAULT_SUPERVISOR_ARGS"]
-
-# A supervisor started on demand exits after 10 idle minutes.
-DEFAULT_SUPERVISOR_ARGS = ("--idle-exit", "600")
+__all__ = ["SubmitError", "submit_runs"]
 
 
 class SubmitError(ValueError):
@@ -67,13 +63,3 @@ def submit_runs(db: Any, *, db_target: str, runs_root: Path, configs: Sequence[A
         repo.update_run(db, run_id, checkpoint_dir=str(runs_root / str(run_id)))
         ids.append(run_id)
     return ids
-
-
-def ensure_supervisor(db_target: str, runs_root: Path,
-                      args: Sequence[str] = DEFAULT_SUPERVISOR_ARGS) -> tuple[int, bool]:
-    """(pid, started): the supervisor serving this database on this host, started detached
-    with ``args`` if none does."""
-    holder = serving(db_target, runs_root)
-    if holder is not None:
-        return int(holder.get("pid") or 0), False
-    return start_detached_supervisor(db_target, runs_root, list(args)), True

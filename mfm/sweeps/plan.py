@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfm.specs import ConfigRefError, parse_config_ref
 from mfm.store import Database, RunRecord, repo
 from mfm.store.hashing import config_hash
 from mfm.store.records import LIVE
@@ -123,11 +124,11 @@ def resolve_base(db: Database, spec: SweepSpec) -> dict[str, Any]:
                              f"(have: {visible(names, 400)})")
         base.update(rec.spec)
     if spec.config:
-        name, _, version = spec.config.partition("@")
-        if version and not (version.isascii() and version.isdigit()):
-            raise SweepError(f"config: expected NAME or NAME@VERSION (got "
-                             f"{visible(repr(spec.config), 80)})")
-        crec = repo.get_config(db, name, int(version) if version else None)
+        try:
+            ref = parse_config_ref(spec.config)
+        except ConfigRefError as e:
+            raise SweepError(f"config: {e}") from None
+        crec = repo.get_config(db, ref.name, ref.version)
         if crec is None:
             names = ", ".join(r.name for r in repo.list_configs(db)) or "none saved"
             raise SweepError(f"config: no saved config {visible(repr(spec.config), 80)} "

@@ -87,7 +87,7 @@ def record_sweep(db: Database, plan: SweepPlan, *, code_version: str | None,
 def queue_sweep(db: Database, plan: SweepPlan, *, db_target: str, runs_root: Path,
                 code_version: str | None, slot: str = "") -> QueuedSweep:
     """Check every cell to run, queue the new ones, record the sweep, resume the interrupted
-    ones. Starting a supervisor is the caller's step (``mfm.runner.submit.ensure_supervisor``).
+    ones. Starting a supervisor is the caller's step (``mfm.runner.control``).
     """
     from mfm.runner.submit import SubmitError, submit_runs
 

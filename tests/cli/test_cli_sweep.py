@@ -1,9 +1,10 @@
 """``mfm sweep``: through mfm's real entry point against a real SQLite file.
 
-The queued path never starts a real supervisor here: ``ensure_supervisor`` is replaced in
-process by a stub that records its calls (there is no switch that keeps ``mfm sweep run`` from
-starting a detached ``mfm worker``), so the queued runs stay queued until the test cancels
-them. The headless path trains TINY cells (digits, resnet_tiny, one epoch) in this process.
+The queued path never starts a real supervisor here: ``start_detached_supervisor`` is
+replaced in process by a stub that records its calls (there is no switch that keeps ``mfm
+sweep run`` from starting a detached supervisor), so the queued runs stay queued until the
+test cancels them. The headless path trains TINY cells (digits, resnet_tiny, one epoch) in this
+process.
 """
 
 from __future__ import annotations
@@ -67,13 +68,13 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.chdir(tmp_path)
     e = Env(tmp_path, tmp_path / "experiments.db")
 
-    import mfm.runner.submit as submit
+    import mfm.runner.launch as launch
 
-    def no_supervisor(db_target: str, runs_root: Path, *a, **k) -> tuple[int, bool]:
+    def no_supervisor(db_target: str, runs_root: Path, *a, **k) -> int:
         e.supervisor_calls.append((db_target, runs_root))
-        return 4242, True
+        return 4242
 
-    monkeypatch.setattr(submit, "ensure_supervisor", no_supervisor)
+    monkeypatch.setattr(launch, "start_detached_supervisor", no_supervisor)
     with Database(str(e.db)):  # the records exist before any case (for the fingerprint)
         pass
     return e

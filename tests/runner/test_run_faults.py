@@ -230,7 +230,7 @@ def test_resume_without_its_checkpoint_is_refused_and_changes_nothing(tmp_path, 
 def test_resume_of_a_run_that_recorded_no_epoch_starts_again(tmp_path, cli_env, monkeypatch):
     import mfm.runner.launch as launch
 
-    monkeypatch.setattr(launch, "serving", lambda *a: 4242)  # a supervisor serves it
+    monkeypatch.setattr(launch, "serving", lambda *a: {"pid": 4242})  # a supervisor serves it
     db_path = tmp_path / "experiments.db"
     with Database(str(db_path)) as db:
         run_id = new_run(db)
