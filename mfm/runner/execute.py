@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mfm import runfiles
 from mfm.config import Config, ConfigError, config_from_dict
 from mfm.crashlog import describe_os_error
 from mfm.engine.callbacks import Callbacks, Tee
@@ -93,44 +94,22 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     recorded as waiting for its job to restart, to resume from its last checkpoint
     (``Outcome.status`` "requeued"); None means a cancel.
     """
-    # torch and the engine load here, not at import, so that listing commands stay fast.
-    from mfm.data import build_data
-    from mfm.engine import (
-        CheckpointMissing,
-        Diverged,
-        RunStopped,
-        fit,
-        resolve_device,
-        seed_everything,
-    )
-    from mfm.engine.training import LAST
-    from mfm.runner.sink import StoreSink
+    from mfm.engine import CheckpointMissing, Diverged, RunStopped
 
     rec = repo.get_run(db, run_id)
     if rec is None:
         raise ValueError(f"no run {run_id}")
     stop = stop or threading.Event()
+    # torch and the engine load here, not at import, so that listing commands stay fast.
+    from mfm.runner.sink import StoreSink
+
     sink = StoreSink(db, run_id)
-    if resume and rec.epoch is None and not (checkpoint_dir / LAST).exists():
-        resume = False  # nothing done and nothing recorded: start again
+    # nothing done and nothing recorded: start again
+    resume = resume and (rec.epoch is not None or runfiles.has_checkpoint(checkpoint_dir))
     try:
-        cfg = config_from_dict(rec.config)
-        device = resolve_device(cfg.device)
-        if not start_running(db, run_id, device=str(device)):
-            return Outcome("cancelled", None, None)  # cancelled before it could start
-        if on_started is not None:
-            on_started(cfg, str(device))
-        with Heartbeat(db, run_id):
-            seed_everything(cfg.seed, device)
-            data = build_data(cfg.data, batch_size=cfg.train.batch_size,
-                              eval_batch_size=cfg.train.eval_batch_size, device=device,
-                              seed=cfg.seed)
-            if stop.is_set():
-                raise RunStopped(0)
-            result = fit(cfg, data, device=device,
-                         callbacks=Tee(sink, StopFlag(stop), *extra_callbacks),
-                         checkpoint_dir=checkpoint_dir, resume=resume,
-                         method_options=method_options)
+        result = _train(db, rec.id, rec.config, sink, checkpoint_dir=checkpoint_dir,
+                        resume=resume, callbacks=(StopFlag(stop), *extra_callbacks),
+                        stop=stop, method_options=method_options, on_started=on_started)
     except (KeyboardInterrupt, RunStopped):
         _flush_quietly(sink)
         note = restart_note() if restart_note is not None else None
@@ -138,24 +117,53 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
             return _record_restart(db, run_id, note)
         return _record_end(db, run_id, Outcome("cancelled", None, None))
     except (Diverged, CheckpointMissing) as e:
-        line = one_line(e)
-        _flush_quietly(sink)
-        return _record_end(db, run_id, Outcome("failed", None, line, reason=line))
+        return _record_failure(db, run_id, sink, one_line(e))
     except StoreError as e:
-        line = one_line(f"could not write the records: {e}")
-        _flush_quietly(sink)
-        return _record_end(db, run_id, Outcome("failed", None, line, reason=line))
+        return _record_failure(db, run_id, sink, one_line(f"could not write the records: {e}"))
     except OSError as e:  # a full disk (checkpoint), a missing or unreadable file
-        line = describe_os_error(e)
-        _flush_quietly(sink)
-        return _record_end(db, run_id, Outcome("failed", None, line, reason=line))
+        return _record_failure(db, run_id, sink, describe_os_error(e))
     except (Exception, ConfigError) as e:  # noqa: BLE001 — recorded with the traceback
-        err = traceback.format_exc()
-        _flush_quietly(sink)
-        reason = one_line(f"{type(e).__name__}: {e}")
-        return _record_end(db, run_id, Outcome("failed", None, err, reason=reason))
+        return _record_failure(db, run_id, sink, one_line(f"{type(e).__name__}: {e}"),
+                               error=traceback.format_exc())
+    if result is None:
+        return Outcome("cancelled", None, None)  # cancelled before it could start
     # the summary and confusion matrix were recorded by the sink's on_end, inside fit
     return _record_end(db, run_id, Outcome("completed", result.summary, None))
+
+
+def _train(db: Database, run_id: int, config: dict[str, Any], sink: Callbacks, *,
+           checkpoint_dir: Path, resume: bool, callbacks: tuple[Callbacks, ...],
+           stop: threading.Event, method_options: dict[str, Any] | None,
+           on_started: Callable[[Config, str], None] | None) -> Any:
+    """Mark the run running and train it; the fit result, or None when it was cancelled
+    before it could start. Raises what ``fit`` raises."""
+    from mfm.data import build_data
+    from mfm.engine import RunStopped, fit, resolve_device, seed_everything
+
+    cfg = config_from_dict(config)
+    device = resolve_device(cfg.device)
+    if not start_running(db, run_id, device=str(device)):
+        return None
+    if on_started is not None:
+        on_started(cfg, str(device))
+    with Heartbeat(db, run_id):
+        seed_everything(cfg.seed, device)
+        data = build_data(cfg.data, batch_size=cfg.train.batch_size,
+                          eval_batch_size=cfg.train.eval_batch_size, device=device,
+                          seed=cfg.seed)
+        if stop.is_set():
+            raise RunStopped(0)
+        return fit(cfg, data, device=device, callbacks=Tee(sink, *callbacks),
+                   checkpoint_dir=checkpoint_dir, resume=resume,
+                   method_options=method_options)
+
+
+def _record_failure(db: Database, run_id: int, sink: Callbacks, reason: str, *,
+                    error: str | None = None) -> Outcome:
+    """The run failed: its pending points flushed, then ``failed`` recorded with ``error``
+    (a traceback) or the one-line ``reason``."""
+    _flush_quietly(sink)
+    return _record_end(db, run_id, Outcome("failed", None, error or reason, reason=reason))
 
 
 #: pause before the first retry of a final write that failed (doubled for each further one)
