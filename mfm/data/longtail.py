@@ -143,6 +143,39 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
     heldout plus what the profile's counts at the larger n_max let in. The meta sets are drawn
     from ``train_idx`` later (:func:`resample_meta`); the spec records ``meta_source``.
     """
+    labels = _checked_labels(labels, num_classes, meta_per_class=meta_per_class,
+                             val_per_class=val_per_class, dataset=dataset,
+                             meta_source=meta_source)
+    rng = np.random.default_rng(seed)
+    pools, meta_parts, val_parts = _draw_pools(labels, num_classes, rng, meta_per_class,
+                                               val_per_class, meta_source)
+    n_max = _head(pools, head_count)
+    order = (rng.permutation(num_classes) if permute_classes
+             else np.arange(num_classes))
+    counts = _profile_counts(profile, n_max, num_classes, imbalance_factor, step_mu, dataset)
+    train_idx, train_counts = _take_train(pools, order, counts)
+    meta_idx = np.sort(np.concatenate(meta_parts)).astype(np.int64)
+    val_idx = np.sort(np.concatenate(val_parts)).astype(np.int64)
+    spec = _spec(num_classes, profile=profile, imbalance_factor=imbalance_factor,
+                 meta_per_class=meta_per_class, seed=seed, permute_classes=permute_classes,
+                 step_mu=step_mu, head_count=head_count, n_max=n_max,
+                 val_per_class=val_per_class, meta_source=meta_source)
+    h = _split_hash(spec, train_idx, meta_idx)
+    if val_per_class:
+        h = hashlib.sha256((h + "val").encode() + val_idx.astype("<i8").tobytes()).hexdigest()
+    meta_counts = ([int(meta_per_class)] * num_classes if meta_source == "heldout"
+                   else [min(int(meta_per_class), n) for n in train_counts])
+    return Split(train_idx=train_idx, meta_idx=meta_idx,
+                 train_counts=tuple(train_counts),
+                 meta_counts=tuple(meta_counts),
+                 class_order=tuple(int(c) for c in order), hash=h, val_idx=val_idx,
+                 meta_source=meta_source)
+
+
+def _checked_labels(labels: np.ndarray, num_classes: int, *, meta_per_class: int,
+                    val_per_class: int, dataset: str, meta_source: str) -> np.ndarray:
+    """``labels`` as an array after checking the split can be drawn from them: every class
+    has images, and more than the meta and validation sets take."""
     if meta_source not in META_SOURCES:
         raise ValueError(f"meta_source must be one of {' | '.join(META_SOURCES)} "
                          f"(got {meta_source!r})")
@@ -167,8 +200,16 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
                           f"must be in 0..{max(0, smallest - 1 - max(meta_per_class, 0))} for "
                           f"{dataset} with meta_per_class = {meta_per_class} (smallest class has "
                           f"{smallest} images) (got {val_per_class})")
+    return labels
 
-    rng = np.random.default_rng(seed)
+
+def _draw_pools(labels: np.ndarray, num_classes: int, rng: np.random.Generator,
+                meta_per_class: int, val_per_class: int, meta_source: str
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """(pools, meta parts, validation parts), one of each per class in label order: the
+    class's indices shuffled with ``rng``; the first ``meta_per_class`` are the meta part
+    (heldout) or go back to the end of the pool (resampled), the next ``val_per_class`` are
+    the validation part, the rest the pool the training set is taken from."""
     pools = []
     meta_parts = []
     val_parts = []
@@ -183,49 +224,62 @@ def make_split(labels: np.ndarray, num_classes: int, *, profile: str, imbalance_
         else:
             meta_parts.append(idx[:0])
             pools.append(np.concatenate([idx[held:], idx[:meta_per_class]]))
+    return pools, meta_parts, val_parts
+
+
+def _head(pools: list[np.ndarray], head_count: int) -> int:
+    """n_max: the smallest pool, capped at ``head_count`` when that is > 0."""
     n_max = min(p.size for p in pools)
     if head_count < 0:
         raise ConfigError("data.head_count", f"must be >= 0 (got {head_count})")
     if head_count:
         n_max = min(n_max, head_count)
-    order = (rng.permutation(num_classes) if permute_classes
-             else np.arange(num_classes))
+    return n_max
+
+
+def _profile_counts(profile: str, n_max: int, num_classes: int, imbalance_factor: float,
+                    step_mu: float, dataset: str) -> list[int]:
+    """The profile's counts by rank; every class must keep at least one training image."""
     counts = class_counts(profile, n_max, num_classes, imbalance_factor, step_mu)
     if min(counts) == 0:
         raise ConfigError("data.imbalance_factor",
                           f"must be <= {n_max} for {dataset} with this meta split (n_max = "
                           f"{n_max}): the rarest class would keep no training image "
                           f"(got {imbalance_factor:g})")
-    train_counts = [0] * num_classes
+    return counts
+
+
+def _take_train(pools: list[np.ndarray], order: np.ndarray, counts: list[int]
+                ) -> tuple[np.ndarray, list[int]]:
+    """(sorted training indices, counts by class label): the class at rank r keeps the first
+    counts[r] of its pool."""
+    train_counts = [0] * len(pools)
     train_parts = []
     for rank, c in enumerate(order.tolist()):
         train_counts[c] = counts[rank]
         train_parts.append(pools[c][:counts[rank]])
-    train_idx = np.sort(np.concatenate(train_parts)).astype(np.int64)
-    meta_idx = np.sort(np.concatenate(meta_parts)).astype(np.int64)
-    spec = {"num_classes": int(num_classes), "profile": profile,
-            "imbalance_factor": float(imbalance_factor), "meta_per_class": int(meta_per_class),
-            "seed": int(seed), "permute_classes": bool(permute_classes)}
+    return np.sort(np.concatenate(train_parts)).astype(np.int64), train_counts
+
+
+def _spec(num_classes: int, *, profile: str, imbalance_factor: float, meta_per_class: int,
+          seed: int, permute_classes: bool, step_mu: float, head_count: int, n_max: int,
+          val_per_class: int, meta_source: str) -> dict[str, Any]:
+    """What the split's hash covers besides its indices. Options at their defaults are
+    absent, so splits made before those options existed keep their hash."""
+    spec: dict[str, Any] = {
+        "num_classes": int(num_classes), "profile": profile,
+        "imbalance_factor": float(imbalance_factor), "meta_per_class": int(meta_per_class),
+        "seed": int(seed), "permute_classes": bool(permute_classes)}
     if profile == "step":
         spec["step_mu"] = float(step_mu)
     # absent when 0, so splits made before these options keep their hash
     if head_count:
         spec["head_count"] = int(n_max)
-    val_idx = np.sort(np.concatenate(val_parts)).astype(np.int64)
     if val_per_class:
         spec["val_per_class"] = int(val_per_class)
     if meta_source != "heldout":  # absent for heldout, so those splits keep their hash
         spec["meta_source"] = meta_source
-    h = _split_hash(spec, train_idx, meta_idx)
-    if val_per_class:
-        h = hashlib.sha256((h + "val").encode() + val_idx.astype("<i8").tobytes()).hexdigest()
-    meta_counts = ([int(meta_per_class)] * num_classes if meta_source == "heldout"
-                   else [min(int(meta_per_class), n) for n in train_counts])
-    return Split(train_idx=train_idx, meta_idx=meta_idx,
-                 train_counts=tuple(train_counts),
-                 meta_counts=tuple(meta_counts),
-                 class_order=tuple(int(c) for c in order), hash=h, val_idx=val_idx,
-                 meta_source=meta_source)
+    return spec
 
 
 def resample_meta(train_labels: np.ndarray, num_classes: int, meta_per_class: int, *, seed: int,
