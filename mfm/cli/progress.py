@@ -31,7 +31,7 @@ class RichProgress(Callbacks):
             transient=False)
         self.epoch_task: Any = None
         self.step_task: Any = None
-        self.loss = float("nan")
+        self.loss: float | None = None   # none yet: an epoch shorter than train.log_every
         self.acc: float | None = None
         self.steps = 0
 
@@ -51,7 +51,9 @@ class RichProgress(Callbacks):
 
     def _info(self) -> str:
         acc = "" if self.acc is None else f"  acc {_pct(self.acc)}%"
-        return f"loss {self.loss:.4f}{acc}"
+        loss = "loss —" if self.loss is None or self.loss != self.loss else \
+            f"loss {self.loss:.4f}"
+        return f"{loss}{acc}"
 
     def on_step(self, epoch: int, step: int, values: dict[str, float] | None) -> None:
         if values is not None and "loss" in values:
@@ -60,7 +62,9 @@ class RichProgress(Callbacks):
 
     def on_epoch(self, result: EpochResult) -> None:
         self.acc = result.scalars.get("acc")
-        self.loss = result.scalars.get("train_loss", self.loss)
+        loss = result.scalars.get("train_loss")
+        if loss is not None:
+            self.loss = loss
         self.progress.update(self.epoch_task, advance=1, info=self._info())
 
     def on_end(self, summary: dict[str, Any], confusion: list[list[int]]) -> None:
@@ -72,16 +76,22 @@ class RichProgress(Callbacks):
 
 def summary_table(run_id: int, summary: dict[str, Any]) -> Table:
     """Final vs best epoch: overall and many/medium/few-shot accuracy (%). The final epoch is
-    the main number; the best epoch is picked on the test split, so it is labelled."""
+    the main number; the best epoch is chosen on the validation split when the run has one,
+    else on the test split (optimistic), and its label says which."""
     table = Table(title=f"run {run_id}: test accuracy (%)", title_justify="left",
                   caption_justify="left")
     table.add_column("epoch")
     for col in ("overall", "many", "medium", "few"):
         table.add_column(col, justify="right")
+    best_label = {"val": "best (by validation", "test": "best (by test: no validation split"
+                  }.get(summary.get("best_on") or "", "best (by test")  # older summaries
     for label in ("final", "best"):
         e = summary.get(label) or {}
         ep = e.get("epoch")
-        name = f"{label} (epoch {ep + 1})" if ep is not None else label
+        if label == "best":
+            name = f"{best_label}, epoch {ep + 1})" if ep is not None else f"{best_label})"
+        else:
+            name = f"final (epoch {ep + 1})" if ep is not None else "final"
         table.add_row(name, _pct(e.get("acc")), _pct(e.get("many")), _pct(e.get("medium")),
                       _pct(e.get("few")))
     spe = summary.get("seconds_per_epoch")

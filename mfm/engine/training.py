@@ -2,7 +2,8 @@
 
 The loop takes a resolved Config, prepared data and a Callbacks object; it knows nothing of
 the database or the terminal. Checkpoints are written atomically at the end of every epoch
-(``last.pt``; ``best.pt`` holds the weights of the best epoch so far).
+(``last.pt``; ``best.pt`` holds the weights of the best epoch so far: by validation accuracy
+when the data holds a validation split, else by test accuracy).
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ from mfm.engine.metrics import (
 from mfm.engine.schedule import make_scheduler
 from mfm.methods import Method, create_method
 from mfm.models import create_model
+from mfm.runfiles import BEST, LAST
 
 __all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "build_model",
            "build_optimizer", "evaluate", "evaluate_all", "fit", "train_one_epoch"]
-
-LAST = "last.pt"
-BEST = "best.pt"
 
 
 class RunStopped(Exception):
@@ -141,16 +140,28 @@ class _Progress:
     start_epoch: int = 0
     global_step: int = 0
     best: dict[str, Any] | None = None
+    # the split the best epoch is chosen on: "val" when the data holds a validation split,
+    # else "test"; a resumed run keeps the rule its checkpoint was written under
+    best_on: str = "test"
     seconds: list[float] = field(default_factory=list)
     # the accuracy each epoch is chosen by (validation, else test): time to accuracy
     tracked: list[float] = field(default_factory=list)
     restored: EpochResult | None = None  # the checkpointed epoch's result, announced again
+
+    @property
+    def best_key(self) -> str:
+        """The scalar the best epoch is chosen by."""
+        return "val_acc" if self.best_on == "val" else "acc"
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
                            nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
                            weight_decay=cfg.optim.weight_decay, foreach=True)
+
+
+def _has_val(data: Any) -> bool:
+    return getattr(data, "val", None) is not None
 
 
 def evaluate_all(model: torch.nn.Module, method: Method, data: Any,
@@ -162,7 +173,7 @@ def evaluate_all(model: torch.nn.Module, method: Method, data: Any,
     class_acc = per_class_accuracy(test.confusion)
     scores = {"test_loss": test.loss, "acc": accuracy(test.confusion),
               **group_accuracy(class_acc, groups)}
-    if getattr(data, "val", None) is not None:
+    if _has_val(data):
         scores["val_acc"] = accuracy(evaluate(model, method, data.val, data.num_classes).confusion)
     return test, scores, class_acc
 
@@ -172,24 +183,152 @@ def _summary_entry(scalars: dict[str, float], epoch: int) -> dict[str, Any]:
     return {"epoch": epoch, **{k: scalars[k] for k in keep if k in scalars}}
 
 
-def _restore(path: Path | None, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any, method: Method, data: Any, device: torch.device) -> _Progress:
+@dataclass
+class _Run:
+    """Everything one ``fit`` trains with and where it stands."""
+
+    cfg: Config
+    data: Any
+    device: torch.device
+    cb: Callbacks
+    method: Method
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    groups: dict[str, list[int]]
+    checkpoints: Path | None  # where last.pt and best.pt go (None: train.checkpoint off)
+    progress: _Progress
+
+
+def _build(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks,
+           checkpoint_dir: Path | None, method_options: dict[str, Any] | None) -> _Run:
+    """The method, the model (attached to the method), its optimiser and lr schedule."""
+    method = create_method(cfg, data.train_counts)
+    model = build_model(cfg, method, num_classes=data.num_classes, in_channels=data.in_channels,
+                        device=device)
+    method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device,
+                  **(method_options or {}))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = make_scheduler(optimizer, epochs=cfg.train.epochs,
+                               warmup_epochs=cfg.optim.warmup_epochs,
+                               milestones=cfg.optim.milestones, decay=cfg.optim.lr_decay,
+                               lead=method.lr_lead_epochs)
+    return _Run(cfg=cfg, data=data, device=device, cb=callbacks, method=method, model=model,
+                optimizer=optimizer, scheduler=scheduler,
+                groups=shot_groups(data.train_counts, cfg.train.many_threshold,
+                                   cfg.train.few_threshold),
+                checkpoints=checkpoint_dir if cfg.train.checkpoint else None,
+                progress=_Progress(best_on="val" if _has_val(data) else "test"))
+
+
+def _restore(path: Path | None, run: _Run) -> _Progress:
     """Load ``last.pt`` into everything that trains; :class:`CheckpointMissing` without it."""
     if path is None or not path.exists():
         raise CheckpointMissing(path if path is not None else Path(LAST))
-    state = load_checkpoint(path, map_location=device)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    method.load_state_dict(state["method"])
-    data.load_loader_state(state["loader"])
+    state = load_checkpoint(path, map_location=run.device)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.method.load_state_dict(state["method"])
+    run.data.load_loader_state(state["loader"])
     restore_rng(state["rng"])
     restored = None
     if state.get("result") is not None:  # checkpoints written before this key existed lack it
         restored = EpochResult(epoch=state["epoch"], **state["result"])
+    # checkpoints written before "best_on" existed chose the best epoch on test
     return _Progress(start_epoch=state["epoch"] + 1, global_step=state["global_step"],
-                     best=state["best"], seconds=list(state.get("seconds", [])),
+                     best=state["best"], best_on=state.get("best_on", "test"),
+                     seconds=list(state.get("seconds", [])),
                      tracked=list(state.get("tracked", [])), restored=restored)
+
+
+def _announce_start(run: _Run) -> None:
+    data, p = run.data, run.progress
+    run.cb.on_start(StartInfo(
+        device=str(run.device), split_hash=data.split_hash, classes=list(data.classes),
+        train_counts=list(data.train_counts), meta_counts=list(data.meta_counts),
+        test_counts=list(data.test_counts), epochs=run.cfg.train.epochs,
+        start_epoch=p.start_epoch, steps_per_epoch=len(data.train),
+        num_parameters=sum(q.numel() for q in run.model.parameters())))
+    if p.restored is not None:
+        run.cb.on_epoch_restored(p.restored)
+
+
+def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
+    """One epoch's optimiser steps and the lr schedule's step: {train_loss, lr,
+    epoch_seconds} (training seconds, evaluation excluded)."""
+    p = run.progress
+    run.cb.on_epoch_start(epoch)
+    t0 = time.perf_counter()
+    meta_for_epoch = getattr(run.data, "meta_for_epoch", None)  # data.meta_source=resampled
+    meta = (meta_for_epoch(epoch, first=epoch == p.start_epoch)
+            if meta_for_epoch is not None else None)
+    if meta is not None:
+        run.method.set_meta_set(*meta)
+    lr = run.optimizer.param_groups[0]["lr"]
+    train_loss, p.global_step = train_one_epoch(
+        run.model, run.method, run.optimizer, run.data.train, epoch=epoch,
+        global_step=p.global_step, log_every=run.cfg.train.log_every, callbacks=run.cb)
+    # never evaluate, checkpoint or record non-finite weights (a last step that overflowed)
+    check_weights(run.model, epoch=epoch, step=p.global_step)
+    run.cb.on_train_end(epoch)
+    run.scheduler.step()
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    seconds = time.perf_counter() - t0
+    p.seconds.append(seconds)
+    return {"train_loss": train_loss, "lr": lr, "epoch_seconds": seconds}
+
+
+def _evaluate_and_record(run: _Run, epoch: int, train_scalars: dict[str, float]
+                         ) -> tuple[Evaluation, EpochResult]:
+    """Evaluate the epoch and update the best epoch so far: the highest validation accuracy
+    when the data has a validation split, else the highest test accuracy (first on ties)."""
+    p = run.progress
+    test, scores, class_acc = evaluate_all(run.model, run.method, run.data, run.groups)
+    scalars = {**train_scalars, **scores}
+    p.tracked.append(scalars.get("val_acc", scalars["acc"]))
+    is_best = p.best is None or scalars[p.best_key] > p.best[p.best_key]
+    if is_best:
+        p.best = _summary_entry(scalars, epoch)
+    return test, EpochResult(epoch=epoch, scalars=scalars, class_acc=class_acc, is_best=is_best)
+
+
+def _save_checkpoints(run: _Run, result: EpochResult) -> None:
+    """``last.pt`` (everything a resume needs, and the epoch's result: a kill between this
+    write and the store's record is mended on resume by on_epoch_restored), and ``best.pt``
+    when the epoch is the best so far."""
+    if run.checkpoints is None:
+        return
+    p = run.progress
+    save_atomic({
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "method": run.method.state_dict(),
+        "loader": run.data.loader_state(), "rng": capture_rng(), "epoch": result.epoch,
+        "global_step": p.global_step, "best": p.best, "best_on": p.best_on,
+        "seconds": p.seconds, "tracked": p.tracked,
+        "result": {"scalars": result.scalars, "class_acc": result.class_acc,
+                   "is_best": result.is_best},
+    }, run.checkpoints / LAST)
+    if result.is_best:
+        save_atomic({"model": run.model.state_dict(), "epoch": result.epoch},
+                    run.checkpoints / BEST)
+
+
+def _summarise(run: _Run, final: dict[str, float]) -> dict[str, Any]:
+    p, epochs = run.progress, run.cfg.train.epochs
+    return {
+        "final": _summary_entry(final, epochs - 1),
+        "best": p.best,
+        "best_on": p.best_on,  # the split the best epoch (and best.pt) was chosen on
+        "epochs": epochs,
+        "seconds_per_epoch": (sum(p.seconds) / len(p.seconds)) if p.seconds else None,
+        # training seconds until the run first reached 95 % of its final validation accuracy
+        # (test accuracy without a validation split)
+        "seconds_to_95": seconds_to_fraction(p.tracked, p.seconds),
+        "device": str(run.device),
+        "groups": {k: v for k, v in run.groups.items()},
+    }
 
 
 def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | None = None,
@@ -207,99 +346,31 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     records of the old ones). A caller whose run has no recorded epoch and no checkpoint
     passes ``resume=False`` to start again (``mfm.runner.execute.execute_run`` does).
 
+    The best epoch (``summary["best"]``, ``best.pt``) is the one with the highest validation
+    accuracy when the data holds a validation split, else the highest test accuracy;
+    ``summary["best_on"]`` says which ("val" | "test").
+
     A non-finite training loss or weight raises :class:`Diverged` (``diverged at epoch E,
     step S: loss nan``, E 1-based) before that epoch's checkpoint is written, so ``last.pt``
     and ``best.pt`` keep the last good epoch.
     """
-    cb = callbacks or Callbacks()
-    epochs = cfg.train.epochs
-    method = create_method(cfg, data.train_counts)
-    model = build_model(cfg, method, num_classes=data.num_classes, in_channels=data.in_channels,
-                        device=device)
-    method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device,
-                  **(method_options or {}))
-    optimizer = build_optimizer(cfg, model)
-    scheduler = make_scheduler(optimizer, epochs=epochs, warmup_epochs=cfg.optim.warmup_epochs,
-                               milestones=cfg.optim.milestones, decay=cfg.optim.lr_decay,
-                               lead=method.lr_lead_epochs)
-    groups = shot_groups(data.train_counts, cfg.train.many_threshold, cfg.train.few_threshold)
-    checkpoints = checkpoint_dir if checkpoint_dir is not None and cfg.train.checkpoint else None
-
-    progress = _Progress()
+    run = _build(cfg, data, device=device, callbacks=callbacks or Callbacks(),
+                 checkpoint_dir=checkpoint_dir, method_options=method_options)
     if resume:
-        progress = _restore(checkpoint_dir / LAST if checkpoint_dir is not None else None,
-                            model=model, optimizer=optimizer, scheduler=scheduler,
-                            method=method, data=data, device=device)
-    cb.on_start(StartInfo(
-        device=str(device), split_hash=data.split_hash, classes=list(data.classes),
-        train_counts=list(data.train_counts), meta_counts=list(data.meta_counts),
-        test_counts=list(data.test_counts), epochs=epochs, start_epoch=progress.start_epoch,
-        steps_per_epoch=len(data.train), num_parameters=sum(p.numel() for p in model.parameters())))
-    if progress.restored is not None:
-        cb.on_epoch_restored(progress.restored)
-
+        run.progress = _restore(checkpoint_dir / LAST if checkpoint_dir is not None else None,
+                                run)
+    _announce_start(run)
     final: tuple[Evaluation, dict[str, float]] | None = None
-    meta_for_epoch = getattr(data, "meta_for_epoch", None)  # data.meta_source=resampled draws
-    for epoch in range(progress.start_epoch, epochs):
-        cb.on_epoch_start(epoch)
-        t0 = time.perf_counter()
-        meta = (meta_for_epoch(epoch, first=epoch == progress.start_epoch)
-                if meta_for_epoch is not None else None)
-        if meta is not None:
-            method.set_meta_set(*meta)
-        lr = optimizer.param_groups[0]["lr"]
-        train_loss, progress.global_step = train_one_epoch(
-            model, method, optimizer, data.train, epoch=epoch, global_step=progress.global_step,
-            log_every=cfg.train.log_every, callbacks=cb)
-        # never evaluate, checkpoint or record non-finite weights (a last step that overflowed)
-        check_weights(model, epoch=epoch, step=progress.global_step)
-        cb.on_train_end(epoch)
-        scheduler.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - t0
-        progress.seconds.append(train_seconds)
-
-        test, scores, class_acc = evaluate_all(model, method, data, groups)
-        scalars = {"train_loss": train_loss, "lr": lr, "epoch_seconds": train_seconds, **scores}
-        progress.tracked.append(scalars.get("val_acc", scalars["acc"]))
-        is_best = progress.best is None or scalars["acc"] > progress.best["acc"]
-        if is_best:
-            progress.best = _summary_entry(scalars, epoch)
-        final = test, scalars
-        result = EpochResult(epoch=epoch, scalars=scalars, class_acc=class_acc, is_best=is_best)
-        if checkpoints is not None:
-            # the checkpoint carries the epoch's result: a kill between this write and the
-            # store's record below is mended on resume (on_epoch_restored)
-            save_atomic({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "method": method.state_dict(),
-                "loader": data.loader_state(), "rng": capture_rng(), "epoch": epoch,
-                "global_step": progress.global_step, "best": progress.best,
-                "seconds": progress.seconds, "tracked": progress.tracked,
-                "result": {"scalars": scalars, "class_acc": class_acc, "is_best": is_best},
-            }, checkpoints / LAST)
-            if is_best:
-                save_atomic({"model": model.state_dict(), "epoch": epoch}, checkpoints / BEST)
-        cb.on_epoch(result)
-
+    for epoch in range(run.progress.start_epoch, cfg.train.epochs):
+        test, result = _evaluate_and_record(run, epoch, _train_epoch(run, epoch))
+        final = test, result.scalars
+        _save_checkpoints(run, result)
+        run.cb.on_epoch(result)
     if final is None:  # resumed a run whose every epoch was already done
-        test, scores, _ = evaluate_all(model, method, data, groups)
+        test, scores, _ = evaluate_all(run.model, run.method, data, run.groups)
         final = test, scores
-    test, scalars = final
-    seconds = progress.seconds
-    summary = {
-        "final": _summary_entry(scalars, epochs - 1),
-        "best": progress.best,
-        "epochs": epochs,
-        "seconds_per_epoch": (sum(seconds) / len(seconds)) if seconds else None,
-        # training seconds until the run first reached 95 % of its final validation accuracy
-        # (test accuracy without a validation split)
-        "seconds_to_95": seconds_to_fraction(progress.tracked, seconds),
-        "device": str(device),
-        "groups": {k: v for k, v in groups.items()},
-    }
-    confusion = test.confusion.tolist()
-    method.on_fit_end(checkpoint_dir)
-    cb.on_end(summary, confusion)
+    summary = _summarise(run, final[1])
+    confusion = final[0].confusion.tolist()
+    run.method.on_fit_end(checkpoint_dir)
+    run.cb.on_end(summary, confusion)
     return FitResult(summary=summary, confusion=confusion)

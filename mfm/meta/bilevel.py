@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from mfm.models.registry import UndeclaredParams, declared_params
+
 __all__ = ["VIRTUAL_PARAMS", "select_virtual", "BilevelResult", "virtual_step", "bilevel_update",
            "buffer_copies"]
 
@@ -32,17 +34,24 @@ Params = dict[str, torch.Tensor]
 LossFn = Callable[[Params, Params], torch.Tensor]
 
 
-def select_virtual(model: nn.Module, which: str) -> list[str]:
-    """Names of the parameters the virtual step updates: every parameter, only the last
-    residual stage and the classifier, or only the classifier."""
+def select_virtual(model: nn.Module, which: str, *, key: str = "mfm.virtual_params") -> list[str]:
+    """Names of the parameters the virtual step updates, in ``named_parameters()`` order: every
+    parameter (``all``), the model's declared last stage and classifier (``last_stage``), or
+    only its classifier (``fc``). The groups are what the model declares
+    (:func:`mfm.models.declared_params`); ``key`` names the setting in errors."""
+    if which not in VIRTUAL_PARAMS:
+        raise ValueError(f"{key} must be one of {' | '.join(VIRTUAL_PARAMS)} (got {which!r})")
     names = [n for n, _ in model.named_parameters()]
     if which == "all":
         return names
-    if which == "last_stage":
-        return [n for n in names if n.startswith(("layer3.", "classifier."))]
-    if which == "fc":
-        return [n for n in names if n.startswith("classifier.")]
-    raise ValueError(f"virtual_params must be one of {' | '.join(VIRTUAL_PARAMS)} (got {which!r})")
+    groups = ("last_stage", "classifier") if which == "last_stage" else ("classifier",)
+    try:
+        chosen = {n for g in groups for n in declared_params(model, g)}
+    except UndeclaredParams as e:
+        raise ValueError(f"{key}={which} needs the model's {e.group} parameters, but {e}; "
+                         f"set {key} to one of {' | '.join(VIRTUAL_PARAMS)} that it supports "
+                         f"(all always works)") from None
+    return [n for n in names if n in chosen]
 
 
 def buffer_copies(model: nn.Module) -> Params:

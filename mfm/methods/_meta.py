@@ -56,7 +56,8 @@ class MetaMethod(Method, Generic[MetaModule]):
             self.meta_batch = self.opts.meta_batch_size
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(self.config.seed + 7919)
-        self.virtual_names = select_virtual(model, self.opts.virtual_params)
+        self.virtual_names = select_virtual(model, self.opts.virtual_params,
+                                            key=f"{self.name}.virtual_params")
         self.meta_module = self.build(model).to(device)
         params = [p for p in self.meta_module.parameters() if p.requires_grad]
         self.meta_params = params

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from mfm.atomic import save_atomic, write_json_atomic
 from mfm.config import Config, MfmConfig
 from mfm.meta.bilevel import LossFn, Params, bilevel_update, functional_forward
 from mfm.meta.modulation import ModContext, Modulator, site_selection
+from mfm.models.registry import classifier_module
 from mfm.models.sites import ModulationSite, list_sites, set_modulation
 
 from ._meta import MetaMethod
@@ -72,6 +73,7 @@ class MetaFeatureModulator(MetaMethod[Modulator]):
         self.log_prior = [math.log(n / total) for n in self.class_counts]
         self.ctx = ModContext()
         self.frozen = False
+        self.head: nn.Module | None = None
 
     # -- the loss the modulation acts through ----------------------------------------------------
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
@@ -90,6 +92,7 @@ class MetaFeatureModulator(MetaMethod[Modulator]):
         if o.modulator_from:
             self._load_transfer(modulator, self.resolved_modulator_path())
         self.site_names = frozenset(sites)
+        self.head = None  # this model's classifier, found when a modulation first needs it
         set_modulation(model, self._modulate)
         return modulator
 
@@ -127,9 +130,9 @@ class MetaFeatureModulator(MetaMethod[Modulator]):
         else:
             ctx = ModContext(active=True, detach=True)
         assert self.meta_module is not None and self.model is not None
-        # nn.Module's __getattr__ is typed Tensor | Module; the classifier is a module.
-        head = cast(nn.Module, self.model.classifier)
-        return self.meta_module.modulate(site.name, x, ctx, head)
+        if self.head is None:  # the model's declared classifier, looked up once
+            self.head = classifier_module(self.model)
+        return self.meta_module.modulate(site.name, x, ctx, self.head)
 
     # -- one iteration ---------------------------------------------------------------------------
     def closures(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, xm: torch.Tensor,

@@ -15,6 +15,7 @@ stage ("stage1".."stage3") and on the pooled feature ("penultimate").
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,11 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     """CIFAR ResNet with ``blocks`` BasicBlocks per stage and stage widths ``widths``."""
+
+    # The parameter groups other code selects by (mfm.models.registry.declared_params): the
+    # classifier, and the last residual stage (mfm.virtual_params=fc | last_stage).
+    classifier_params: ClassVar[tuple[str, ...]] = ("classifier",)
+    last_stage_params: ClassVar[tuple[str, ...]] = ("layer3",)
 
     # Registered with setattr in __init__; declared here for the type checker.
     layer1: nn.Sequential

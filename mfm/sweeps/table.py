@@ -2,9 +2,9 @@
 
 Plain values in, plain values out (no database, no terminal): the CLI renders rows as a Rich
 table, Markdown or CSV, and the TUI as a DataTable. Accuracy is the final epoch's on the test
-split; "best" is the best epoch's test accuracy, which is chosen on test and so is optimistic
-(it is labelled as such wherever it is shown); validation accuracy appears where the runs
-held out a validation split.
+split; "best" is the best epoch's test accuracy, the epoch chosen on the validation split
+where the runs held one out, else on test (then optimistic; labelled wherever it is shown);
+validation accuracy appears where the runs held out a validation split.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ COLUMNS: dict[str, str] = {
     "medium": "medium-shot %",
     "few": "few-shot %",
     "val_acc": "validation accuracy %",
-    "best_acc": "best-epoch test accuracy % (chosen on test: optimistic)",
+    "best_acc": "best-epoch test accuracy % (chosen on validation where runs have a split, "
+                "else on test: optimistic)",
     "seconds_per_epoch": "seconds per epoch",
     "seconds_to_95": "seconds to 95 % of final validation accuracy",
 }

@@ -5,36 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny import COUNTS, tiny_problem
 
 from mfm.config import load_config
 from mfm.meta.bilevel import bilevel_update, buffer_copies, virtual_step
 from mfm.methods import create_method
 from mfm.models import create_model
 
-COUNTS = [6, 3, 2]
 LR = 0.1
-
-
-def make(name: str, overrides: list[str], dtype=torch.float64, seed: int = 0):
-    cfg = load_config(None, [f"method.name={name}", "model.name=resnet_tiny",
-                             "train.batch_size=11", "train.epochs=4", *overrides])
-    torch.manual_seed(seed)
-    method = create_method(cfg, COUNTS)
-    model = create_model("resnet_tiny", num_classes=3, in_channels=1).to(dtype)
-    y = torch.tensor(sum(([c] * n for c, n in enumerate(COUNTS)), []))
-    x = torch.randn(len(y), 1, 8, 8, dtype=dtype)
-    ym = torch.tensor([0, 0, 1, 1, 2, 2])
-    xm = torch.randn(len(ym), 1, 8, 8, dtype=dtype)
-    method.attach(model=model, meta_x=xm, meta_y=ym, device=torch.device("cpu"))
-    method.meta_module.to(dtype)
-    return cfg, method, model, x, y, xm, ym
-
-
-def perturb(method, scale=0.3):
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in method.meta_params:
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
 
 
 def hyper_objective(method, model, x, y, xm, ym, wd=0.0):
@@ -65,8 +43,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, overrides", CASES, ids=[" ".join(c[1]) or c[0] for c in CASES])
 def test_hypergradient_matches_finite_differences(name, overrides):
-    cfg, method, model, x, y, xm, ym = make(name, overrides)
-    perturb(method)
+    cfg, method, model, x, y, xm, ym = tiny_problem(name, overrides, perturbed=True)
     wd = cfg.optim.weight_decay if "mfm.virtual_weight_decay=true" in overrides else 0.0
     params = method.meta_params
     grads = torch.autograd.grad(hyper_objective(method, model, x, y, xm, ym, wd), params,
@@ -135,8 +112,8 @@ def test_mfm_before_meta_start_equals_its_base_loss_exactly(base, overrides):
 @pytest.mark.parametrize("name, overrides", [("mfm", ["mfm.modulator=free", "mfm.sites=bn"]),
                                              ("mfm", []), ("mwnet", [])])
 def test_virtual_and_meta_pass_leave_network_untouched(name, overrides):
-    cfg, method, model, x, y, xm, ym = make(name, overrides, dtype=torch.float32)
-    perturb(method)
+    cfg, method, model, x, y, xm, ym = tiny_problem(name, overrides, dtype=torch.float32,
+                                                   perturbed=True)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     phi_before = [p.detach().clone() for p in method.meta_params]
@@ -155,10 +132,9 @@ def test_virtual_and_meta_pass_leave_network_untouched(name, overrides):
 
 
 def test_real_step_gradients_come_from_training_loss_only():
-    cfg, method, model, x, y, xm, ym = make(
+    cfg, method, model, x, y, xm, ym = tiny_problem(
         "mfm", ["mfm.modulator=free", "mfm.sites=bn", "mfm.form=scale_shift",
-                "mfm.meta_start_epoch=3", "optim.weight_decay=0"])
-    perturb(method)
+                "mfm.meta_start_epoch=3", "optim.weight_decay=0"], perturbed=True)
     # expected: ∇_w L_tr(w; φ) with φ constant, computed independently of training_step
     train_loss = method.closures(model, x, y, xm, ym, epoch=0)[0]
     params = dict(model.named_parameters())

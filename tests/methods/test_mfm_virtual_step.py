@@ -7,35 +7,19 @@ import dataclasses
 
 import pytest
 import torch
+from tiny import tiny_problem
 
 from mfm.config import ConfigError, config_to_dict, load_config
 from mfm.engine.training import build_optimizer
 from mfm.meta.bilevel import buffer_copies, virtual_step
-from mfm.methods import create_method
-from mfm.models import create_model
 
-COUNTS = [6, 3, 2]
 LR = 0.1
 
 
 def make(overrides: list[str], dtype=torch.float64):
-    cfg = load_config(None, ["method.name=mfm", "model.name=resnet_tiny", "train.batch_size=11",
-                             "train.epochs=4", f"optim.lr={LR}", *overrides])
-    torch.manual_seed(0)
-    method = create_method(cfg, COUNTS)
-    model = create_model("resnet_tiny", num_classes=3, in_channels=1).to(dtype)
-    y = torch.tensor(sum(([c] * n for c, n in enumerate(COUNTS)), []))
-    x = torch.randn(len(y), 1, 8, 8, dtype=dtype)
-    ym = torch.tensor([0, 0, 1, 1, 2, 2])
-    xm = torch.randn(len(ym), 1, 8, 8, dtype=dtype)
-    method.attach(model=model, meta_x=xm, meta_y=ym, device=torch.device("cpu"))
-    method.meta_module.to(dtype)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # away from φ = 0, where some hypergradients vanish
-        for p in method.meta_params:
-            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    optimizer = build_optimizer(cfg, model)
-    return cfg, method, model, optimizer, x, y, xm, ym
+    cfg, method, model, x, y, xm, ym = tiny_problem("mfm", [f"optim.lr={LR}", *overrides],
+                                                    dtype=dtype, perturbed=True)
+    return cfg, method, model, build_optimizer(cfg, model), x, y, xm, ym
 
 
 def warm_up(model, optimizer, x, y, steps=2):

@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import COUNTS, fit_tiny, tiny_problem
 
 from mfm.config import (
     MWNET_OFFICIAL,
@@ -18,18 +19,13 @@ from mfm.config import (
     config_to_dict,
     load_config,
 )
-from mfm.data import build_data
-from mfm.engine import Callbacks, Recorder, RunStopped, Tee, fit, seed_everything
 from mfm.engine.schedule import make_scheduler
 from mfm.meta.bilevel import buffer_copies, functional_forward, virtual_step
 from mfm.methods import create_method
 from mfm.methods.mwnet import MetaWeightNet, normalise
-from mfm.models import create_model
-from mfm.schedule import lr_factor, milestone_epochs
+from mfm.schedule import milestone_epochs
 from mfm.store.hashing import config_hash
 
-CPU = torch.device("cpu")
-COUNTS = [6, 3, 2]
 LR = 0.1
 OFFICIAL = {f"mwnet.{k}": v for k, v in MWNET_OFFICIAL.items()}
 
@@ -39,22 +35,7 @@ def mwnet(*overrides: str):
 
 
 def make(overrides, name="mwnet", dtype=torch.float64, seed=0):
-    cfg = load_config(None, [f"method.name={name}", "model.name=resnet_tiny",
-                             "train.batch_size=11", "train.epochs=4", *overrides])
-    torch.manual_seed(seed)
-    method = create_method(cfg, COUNTS)
-    model = create_model("resnet_tiny", num_classes=3, in_channels=1).to(dtype)
-    y = torch.tensor(sum(([c] * n for c, n in enumerate(COUNTS)), []))
-    x = torch.randn(len(y), 1, 8, 8, dtype=dtype)
-    ym = torch.tensor([0, 0, 1, 1, 2, 2])
-    xm = torch.randn(len(ym), 1, 8, 8, dtype=dtype)
-    method.attach(model=model, meta_x=xm, meta_y=ym, device=CPU)
-    method.meta_module.to(dtype)
-    g = torch.Generator().manual_seed(1)  # move V off its init, the same way every time
-    with torch.no_grad():
-        for p in method.meta_params:
-            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return cfg, method, model, x, y, xm, ym
+    return tiny_problem(name, overrides, dtype=dtype, seed=seed, perturbed=True)
 
 
 def hyper_objective(method, model, x, y, xm, ym, train_loss=None):
@@ -287,11 +268,16 @@ SCHEDULE = ["train.epochs=10", "optim.warmup_epochs=2", "optim.milestones=0.5,0.
             "optim.lr_decay=0.1"]
 
 
-def schedule_lr(cfg, epoch):
-    o = cfg.optim
-    return o.lr * lr_factor(epoch, warmup_epochs=o.warmup_epochs,
-                            milestones=milestone_epochs(o.milestones, cfg.train.epochs),
-                            decay=o.lr_decay)
+# The lr of each schedule epoch, worked out by hand (optim.lr 0.1). SCHEDULE: warm-up over
+# epochs 0-1 (x 1/2, x 2/2), x 0.1 from epoch 5 (0.5 of 10), x 0.01 from epoch 8 (0.8 of 10);
+# past the last epoch the last lr holds. OFFICIAL_3: 3 epochs, milestones 0.34, 0.67 -> epochs
+# 1 and 2, no warm-up.
+HAND_LRS = [0.05, 0.1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.001]
+HAND_LRS_OFFICIAL_3 = [0.1, 0.01, 0.001, 0.001]
+
+
+def hand_lr(epoch, table=HAND_LRS):
+    return pytest.approx(table[epoch], rel=1e-12, abs=0)
 
 
 def scheduler_for(cfg, method, params):
@@ -311,15 +297,15 @@ def test_real_lr_leads_the_virtual_lr(lead):
     seen = []
     for epoch in range(cfg.train.epochs):
         real = opt.param_groups[0]["lr"]
-        assert real == schedule_lr(cfg, epoch + lead)
-        assert method.virtual_lr(opt, epoch) == schedule_lr(cfg, epoch)
+        assert real == hand_lr(epoch + lead)
+        assert method.virtual_lr(opt, epoch) == hand_lr(epoch)
         if lead == 0:
             assert method.virtual_lr(opt, epoch) is real  # the optimiser's lr itself
         seen.append(real)
         opt.step()  # no gradients: moves nothing, keeps torch's step-order check quiet
         sched.step()
     if lead:  # the lead shows: warm-up and decay come earlier
-        assert seen[0] == schedule_lr(cfg, lead) and seen[-1] == schedule_lr(cfg, 9)
+        assert seen[0] == hand_lr(lead) and seen[-1] == hand_lr(9)
 
 
 def test_make_scheduler_without_lead_is_unchanged_and_resumes_with_its_lead():
@@ -332,7 +318,7 @@ def test_make_scheduler_without_lead_is_unchanged_and_resumes_with_its_lead():
     full = []
     for _ in range(10):
         full.append(opt.param_groups[0]["lr"])
-        assert opt0.param_groups[0]["lr"] == schedule_lr(cfg, len(full) - 1)
+        assert opt0.param_groups[0]["lr"] == hand_lr(len(full) - 1)
         opt.step()
         opt0.step()
         sched.step()
@@ -355,32 +341,11 @@ def test_make_scheduler_without_lead_is_unchanged_and_resumes_with_its_lead():
 
 
 # -- real training --------------------------------------------------------------------------------
-TINY = ["method.name=mwnet", "model.name=resnet_tiny", "device=cpu", "train.batch_size=64"]
-
-
-class StopAt(Callbacks):
-    def __init__(self, epoch: int):
-        self.epoch, self.now = epoch, -1
-
-    def on_epoch_start(self, epoch: int) -> None:
-        self.now = epoch
-
-    def should_stop(self) -> bool:
-        return self.now == self.epoch
+TINY = ["method.name=mwnet"]
 
 
 def train(overrides, *, ckpt=None, stop_at=None, resume=False):
-    cfg = load_config(None, [*TINY, *overrides])
-    seed_everything(cfg.seed, CPU)
-    data = build_data(cfg.data, batch_size=cfg.train.batch_size,
-                      eval_batch_size=cfg.train.eval_batch_size, device=CPU, seed=cfg.seed)
-    rec = Recorder()
-    try:
-        fit(cfg, data, device=CPU, callbacks=Tee(rec, StopAt(stop_at)) if stop_at is not None
-            else rec, checkpoint_dir=ckpt, resume=resume)
-    except RunStopped:
-        pass
-    return cfg, rec
+    return fit_tiny([*TINY, *overrides], ckpt, stop_at=stop_at, resume=resume)
 
 
 def test_official_preset_trains_with_finite_loss_and_leading_lr(monkeypatch):
@@ -393,14 +358,16 @@ def test_official_preset_trains_with_finite_loss_and_leading_lr(monkeypatch):
         return lr
 
     monkeypatch.setattr(MetaWeightNet, "virtual_lr", spy)
-    cfg, rec = train(["mwnet.preset=official", "train.epochs=3", "optim.milestones=0.34,0.67"])
+    overrides = ["mwnet.preset=official", "train.epochs=3", "optim.milestones=0.34,0.67"]
+    cfg, rec = mwnet(*overrides), train(overrides)
     assert milestone_epochs(cfg.optim.milestones, 3) == [1, 2]
     assert [e.epoch for e in rec.epochs] == [0, 1, 2]
     for e in rec.epochs:
         assert math.isfinite(e.scalars["train_loss"]), e.scalars
         # the real step runs one epoch ahead of the virtual step's lr
-        assert e.scalars["lr"] == schedule_lr(cfg, e.epoch + 1)
-        assert virtual[e.epoch] == {schedule_lr(cfg, e.epoch)}
+        assert e.scalars["lr"] == hand_lr(e.epoch + 1, HAND_LRS_OFFICIAL_3)
+        assert len(virtual[e.epoch]) == 1  # one virtual lr through the epoch
+        assert virtual[e.epoch].pop() == hand_lr(e.epoch, HAND_LRS_OFFICIAL_3)
     assert all(math.isfinite(v) for _, _, values in rec.steps if values
                for v in values.values())
 
@@ -412,9 +379,9 @@ def test_resumed_run_with_a_lead_keeps_its_lrs(tmp_path):
         return {e.epoch: {k: v for k, v in e.scalars.items() if k != "epoch_seconds"}
                 for e in rec.epochs}
 
-    _, full = train(overrides, ckpt=tmp_path / "full")
-    _, first = train(overrides, ckpt=tmp_path / "cut", stop_at=2)
-    _, second = train(overrides, ckpt=tmp_path / "cut", resume=True)
+    full = train(overrides, ckpt=tmp_path / "full")
+    first = train(overrides, ckpt=tmp_path / "cut", stop_at=2)
+    second = train(overrides, ckpt=tmp_path / "cut", resume=True)
     assert second.info.start_epoch == 2
     resumed = {**scalars(first), **scalars(second)}
     assert resumed == scalars(full)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import time
-from pathlib import Path
 
 import click
 from rich.table import Table
@@ -14,6 +11,7 @@ from rich.text import Text
 from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
 from mfm.cli.errors import UserError
+from mfm.cli.output import csv_text
 from mfm.cli.sweep.common import (
     _cell_runs,
     _console,
@@ -74,20 +72,18 @@ def print_arm_table(app: App, db: Database, sweep_id: int, sort: str | None, fmt
                      for r in rows]}, indent=2))
         return
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["arm", "cells", "finished", *[f"{k}_{s}" for k in
-                   ("acc", "many", "medium", "few", "val_acc", "best_acc", "seconds_per_epoch",
-                    "seconds_to_95")
-                   for s in ("mean", "std")]])
+        keys = ("acc", "many", "medium", "few", "val_acc", "best_acc", "seconds_per_epoch",
+                "seconds_to_95")
+        rows_out = []
         for r in rows:
-            vals = []
-            for k in ("acc", "many", "medium", "few", "val_acc", "best_acc",
-                      "seconds_per_epoch", "seconds_to_95"):
+            vals: list[object] = []
+            for k in keys:
                 ms = r.stat(k)
                 vals += ["", ""] if ms is None else [f"{ms[0]:.6g}", f"{ms[1]:.6g}"]
-            w.writerow([r.arm, r.cells, r.finished, *vals])
-        click.echo(buf.getvalue(), nl=False)
+            rows_out.append([r.arm, r.cells, r.finished, *vals])
+        click.echo(csv_text(["arm", "cells", "finished",
+                             *[f"{k}_{s}" for k in keys for s in ("mean", "std")]], rows_out),
+                   nl=False)
         return
     if fmt == "markdown":
         heads = [COLUMNS[c] for c in cols]
@@ -110,7 +106,8 @@ def print_arm_table(app: App, db: Database, sweep_id: int, sort: str | None, fmt
         table.add_row(*(Text(visible(t[c])) for c in cols))
     con = _console()
     con.print(table)
-    con.print("* best epoch by test accuracy: chosen on the test split, so optimistic",
+    con.print("* best epoch chosen on the validation split where the runs have one, else on "
+              "test (optimistic)",
               markup=False)
 
 
@@ -159,8 +156,8 @@ def _print_per_class(db: Database, sweep_id: int, arms: tuple[str, ...], as_json
 def show_cmd(app: App, ref: str, fmt: str | None, sort: str | None,
              per_class: tuple[str, ...]) -> None:
     """One row per arm: mean ± std over seeds of final accuracy, many / medium / few,
-    validation accuracy where recorded, best-epoch accuracy (chosen on test), seconds per
-    epoch, finished / cells.
+    validation accuracy where recorded, best-epoch accuracy (chosen on validation, else on
+    test), seconds per epoch, finished / cells.
 
     \b
     Examples:
@@ -221,7 +218,7 @@ def export_cmd(app: App, ref: str, fmt: str, output: str | None) -> None:
     Example:
       mfm sweep export 1 --format csv -o study.csv
     """
-    from mfm.cli.records import _write_output
+    from mfm.cli.records import emit
 
     db = app.open_db()
     rec = _get(db, ref, app)
@@ -236,21 +233,15 @@ def export_cmd(app: App, ref: str, fmt: str, output: str | None) -> None:
                            "summary": c.run.summary, "code_version": c.run.code_version}}
                       for c in cells]}, indent=2) + "\n"
     else:
-        buf = io.StringIO()
-        w = csv.writer(buf)
         metrics = ("acc", "many", "medium", "few", "val_acc")
-        w.writerow(["cell", "arm", "seed", "run_id", "status", *[f"final_{m}" for m in metrics],
-                    "best_acc", "seconds_per_epoch", "config"])
-        for c in cells:
-            s = (c.run.summary or {}) if c.run is not None else {}
-            final = s.get("final") or {}
-            w.writerow([c.idx + 1, c.arm, c.seed, "" if c.run is None else c.run.id,
-                        "" if c.run is None else c.run.status,
-                        *[final.get(m, "") for m in metrics],
-                        (s.get("best") or {}).get("acc", ""), s.get("seconds_per_epoch", ""),
-                        "" if c.run is None else jsonout.dumps(c.run.config)])
-        text = buf.getvalue()
-    if output:
-        _write_output(Path(output), text)
-    else:
-        click.echo(text, nl=False)
+        summaries = [((c.run.summary or {}) if c.run is not None else {}) for c in cells]
+        text = csv_text(
+            ["cell", "arm", "seed", "run_id", "status", *[f"final_{m}" for m in metrics],
+             "best_acc", "seconds_per_epoch", "config"],
+            ([c.idx + 1, c.arm, c.seed, "" if c.run is None else c.run.id,
+              "" if c.run is None else c.run.status,
+              *[(s.get("final") or {}).get(m, "") for m in metrics],
+              (s.get("best") or {}).get("acc", ""), s.get("seconds_per_epoch", ""),
+              "" if c.run is None else jsonout.dumps(c.run.config)]
+             for c, s in zip(cells, summaries)))
+    emit(text, output)
