@@ -9,7 +9,7 @@ every value is checked against the range its field declares, and the error names
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import math
 import re
 import tomllib
@@ -292,7 +292,10 @@ class FieldInfo:
     methods: tuple[str, ...] | None
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a config class (computed once per class: a sweep builds
+    thousands of configs)."""
     return typing.get_type_hints(cls)
 
 
@@ -624,10 +627,22 @@ def _apply_presets(values: dict[str, Any]) -> dict[str, Any]:
     return {**preset_values(values), **values}
 
 
+def _plain(value: Any) -> Any:
+    """A config as JSON would give it back: dataclasses as dicts, tuples as lists (what
+    ``json.loads(json.dumps(dataclasses.asdict(cfg)))`` gives, without copying twice)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """The resolved config as a nested JSON-ready dict (tuples become lists), holding only
     the keys that apply to its method (no mfm.* section for a ce run)."""
-    d = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    d = _plain(cfg)
     for key in _FIELDS:
         methods = applies_to(key)
         conditional = _CONDITIONAL.get(key)

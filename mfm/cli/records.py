@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -19,6 +15,7 @@ from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
 from mfm.cli.control_words import refused
 from mfm.cli.errors import UserError
+from mfm.cli.output import csv_text, write_output
 from mfm.cli.progress import summary_table
 from mfm.runner.control import ControlError, RunControl
 from mfm.store import Database, RunRecord, repo
@@ -277,35 +274,20 @@ def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
             for ep, v in series[k]:
                 by_epoch.setdefault(ep, {})[k] = v
         n_classes = len((rec.class_counts or {}).get("train", []))
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["epoch", *keys, *[f"class_{c}_acc" for c in range(n_classes)]])
-        for ep in sorted(set(by_epoch) | set(per_class)):
-            vec = per_class.get(ep, [None] * n_classes)
-            w.writerow([ep, *[by_epoch.get(ep, {}).get(k, "") for k in keys],
-                        *["" if v is None else v for v in vec]])
-        text = buf.getvalue()
-    if output:
-        _write_output(Path(output), text if text.endswith("\n") else text + "\n")
-    else:
-        click.echo(text, nl=not text.endswith("\n"))
+        text = csv_text(
+            ["epoch", *keys, *[f"class_{c}_acc" for c in range(n_classes)]],
+            ([ep, *[by_epoch.get(ep, {}).get(k, "") for k in keys],
+              *["" if v is None else v for v in per_class.get(ep, [None] * n_classes)]]
+             for ep in sorted(set(by_epoch) | set(per_class))))
+    emit(text if text.endswith("\n") else text + "\n", output)
 
 
-def _write_output(path: Path, text: str) -> None:
-    """``-o FILE``: refuse a folder or a missing parent folder with one line; the file is
-    replaced whole (temp file + rename), so a write that fails half-way (a full disk) leaves
-    the old file, or none, never a partial one."""
-    shown = visible(str(path))
-    if path.is_dir():
-        raise UserError(f"--output: {shown} is a directory; give a file path")
-    if not path.parent.is_dir():
-        raise UserError(f"--output: folder {visible(str(path.parent))} does not exist")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        from mfm.crashlog import describe_os_error
-
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"--output: {describe_os_error(e)}") from None
+def emit(text: str, output: str | None) -> None:
+    """``text`` to stdout, or to ``-o``'s target (mfm.cli.output's rules; one line on stderr
+    says where it went)."""
+    if not output:
+        click.echo(text, nl=False)
+        return
+    said = write_output(output, text)
+    if said:
+        click.echo(said, err=True)

@@ -40,6 +40,10 @@ __all__ = ["RunControl", "ControlError", "NoSuchRun", "NotCancellable", "NotResu
            "SweepCancelled", "SweepResumed"]
 
 
+#: the largest id a record can have (a signed 64-bit integer in SQLite and PostgreSQL)
+MAX_ID = 2**63 - 1
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 class ControlError(Exception):
@@ -193,6 +197,8 @@ class RunControl:
     # -- reading --------------------------------------------------------------------------
 
     def run(self, run_id: int) -> RunRecord:
+        if not 0 < run_id <= MAX_ID:  # past a SQL bigint: no such run (not an overflow)
+            raise NoSuchRun(run_id, self.db.display)
         rec = repo.get_run(self.db, run_id)
         if rec is None:
             raise NoSuchRun(run_id, self.db.display)
@@ -340,6 +346,7 @@ class RunControl:
         nothing). A waiting run is cancelled at once; a running one here gets SIGTERM (its
         process group; its supervisor escalates after the grace period); a Slurm job is
         scancelled; a run of another host is left to its supervisor."""
+        run_ids = list(dict.fromkeys(run_ids))  # `mfm cancel 5 5` cancels run 5 once
         for run_id in run_ids:
             rec = self.run(run_id)
             if rec.status not in LIVE:

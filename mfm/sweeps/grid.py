@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mfm.config import Config, ConfigError, applies_to, config_from_dict, config_to_dict
+from mfm.config import Config, ConfigError, applies_to, config_from_dict
 from mfm.sweeps.model import (
     MAX_CELLS,
     SEED_KEY,
@@ -187,13 +187,14 @@ class _CellBuilder:
             raise SweepError(f"{where}: {e}") from None
         if _excluded(_flat(cfg), self.spec.exclude):
             return
-        canon = json.dumps(config_to_dict(cfg), sort_keys=True)
+        cell = Cell(index=len(self.cells), arm=label, seed=cfg.seed, overrides=overrides,
+                    config=cfg)
+        canon = json.dumps(cell.resolved, sort_keys=True)
         if canon in self.seen:
             raise SweepError(f"{where}: the same settings as {self.seen[canon]}; leave one out "
                              "(an [[exclude]] rule or a different value)")
         self.seen[canon] = where
-        self.cells.append(Cell(index=len(self.cells), arm=label, seed=cfg.seed,
-                               overrides=overrides, config=cfg))
+        self.cells.append(cell)
 
 
 def _same(a: Any, b: Any) -> bool:

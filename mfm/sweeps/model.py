@@ -5,6 +5,7 @@ share. Torch-free."""
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +58,10 @@ class Cell:
     overrides: dict[str, Any]                 # the dotted keys this cell sets over the base
     config: Config = field(repr=False)
 
-    @property
+    @functools.cached_property
     def resolved(self) -> dict[str, Any]:
+        """The resolved config as a dict (computed once per cell; a replaced cell, e.g. with
+        its transfer source resolved, computes its own)."""
         return config_to_dict(self.config)
 
 

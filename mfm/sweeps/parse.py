@@ -40,6 +40,9 @@ def parse_sweep(data: Mapping[str, Any], *, text: str = "", default_name: str = 
         raise SweepError("grid: expected a table of key = [values]")
     grid, linked = _grid(grid_raw)
     arms = _arms(data.get("arm", []))
+    if "grid" in data and not grid_raw and not arms:
+        raise SweepError("grid: the table is empty: give at least one axis (key = [values]) "
+                         "or an [[arm]]; a file without [grid] runs its base settings once")
     exclude = _exclude(data.get("exclude", []))
     _check_one_seed_axis(grid, linked)
     return SweepSpec(name=name, base=base, dataset=tops["dataset"], config=tops["config"],

@@ -114,6 +114,22 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
     con.print(Text(_plan_summary(plan)))
 
 
+#: more runs than this to queue (or train) at once are asked about first (--yes skips)
+CONFIRM_ABOVE = 200
+
+
+def _confirm_size(n: int, yes: bool) -> None:
+    """Ask before queueing more than CONFIRM_ABOVE runs; without a terminal to ask on, refuse
+    in one line unless --yes."""
+    if n <= CONFIRM_ABOVE or yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"--yes: this would queue {n} runs (more than {CONFIRM_ABOVE}); "
+                        "check with mfm sweep plan, then pass --yes")
+    if not click.confirm(f"queue {n} runs?", default=False, err=True):
+        raise UserError(f"--yes: not confirmed; nothing was queued ({n} runs)")
+
+
 @click.command("run")
 @_file_arg
 @click.option("--name", default=None, help="The sweep's name (default: the file's name key, "
@@ -128,12 +144,14 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
               help="Override a setting of the file's base for every cell (the grid still "
                    "wins), e.g. --set data.root=~/data --set device=cuda.")
 @click.option("--slot", default="", metavar="SLOT", help="Queue every cell for this slot or GPU.")
+@click.option("--yes", "-y", "yes", is_flag=True,
+              help=f"Queue without asking when more than {CONFIRM_ABOVE} runs are to be queued.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default="local",
               help="slurm: every cell becomes a Slurm job of the `mfm worker --executor slurm` "
                    "serving this database (the same as --slot slurm).")
 @pass_app
 def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: bool,
-            max_cells: int | None, overrides: tuple[str, ...], slot: str,
+            max_cells: int | None, overrides: tuple[str, ...], slot: str, yes: bool,
             executor: str) -> None:
     """Record a sweep and queue (or, with --headless, train) every cell no finished run
     answers; print the arm table when --headless ends.
@@ -165,6 +183,7 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
     from mfm.sweeps.queueing import SweepQueueError, check_cells, queue_sweep, record_sweep
 
     todo = plan.to_run
+    _confirm_size(len(todo), yes)
     version = code_version()
     if headless:
         try:  # every cell before anything is recorded: all or nothing
