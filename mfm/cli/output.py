@@ -83,8 +83,9 @@ def write_output(target: str, text: str, *, option: str = "--output") -> str:
         try:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(text)
-        except OSError as e:
-            raise _os_error(option, e) from None
+        except OSError as e:  # a write error of a device names no file: name it
+            raise _os_error(option, e if e.filename else OSError(e.errno, e.strerror, str(path))
+                            ) from None
         return f"wrote {len(text.encode())} bytes to {shown}{via}"
     if not path.parent.is_dir():
         raise UserError(f"{option}: folder {visible(str(path.parent))} does not exist")

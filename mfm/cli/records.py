@@ -273,7 +273,9 @@ def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
         for k in keys:
             for ep, v in series[k]:
                 by_epoch.setdefault(ep, {})[k] = v
-        n_classes = len((rec.class_counts or {}).get("train", []))
+        # the header covers every vector (a run recorded before its counts were stored too)
+        n_classes = max([len((rec.class_counts or {}).get("train", []))]
+                        + [len(v) for v in per_class.values()])
         text = csv_text(
             ["epoch", *keys, *[f"class_{c}_acc" for c in range(n_classes)]],
             ([ep, *[by_epoch.get(ep, {}).get(k, "") for k in keys],
