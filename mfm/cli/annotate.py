@@ -7,7 +7,7 @@ import sys
 import click
 
 from mfm.cli.context import App, pass_app
-from mfm.cli.errors import UserError
+from mfm.cli.errors import UserError, cli_message
 from mfm.store import StoreError, repo
 from mfm.text import visible
 
@@ -43,7 +43,7 @@ def tag(app: App, run_ids: tuple[int, ...], adds: tuple[str, ...],
         try:
             tags = repo.set_tags(db, run_id, add=adds, remove=removes)
         except (ValueError, StoreError) as e:
-            raise UserError(str(e)) from None
+            raise UserError(cli_message(e)) from None
         click.echo(f"run {run_id}: {' '.join(visible(t) for t in tags) or '(no tags)'}")
 
 
@@ -75,5 +75,5 @@ def note(app: App, run_id: int, text: str | None, clear: bool) -> None:
     try:
         repo.set_note(db, run_id, text)
     except (ValueError, StoreError) as e:
-        raise UserError(str(e)) from None
+        raise UserError(cli_message(e)) from None
     click.echo(f"run {run_id}: note {'cleared' if not text else 'saved'}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from mfm.cli.errors import UserError
+from mfm.cli.errors import UserError, store_error
 from mfm.store import Database, StoreError, resolve_db_target
 from mfm.store.db import BUSY_TIMEOUT_MAX_MS, BUSY_TIMEOUT_MS
 from mfm.store.fsinfo import warn_if_network_fs
@@ -47,12 +47,13 @@ class App:
     def open_db(self, *, upgrade: bool = True) -> Database:
         """Open the records (once per command); warns once if they sit on NFS & co.
         ``MFM_BUSY_TIMEOUT_MS`` sets how long a write waits for another process's lock.
-        ``upgrade=False`` looks at the schema without creating or migrating it."""
+        ``upgrade=False`` looks at the schema without creating or migrating it (``mfm db``).
+        Opening refuses an older shared (PostgreSQL) schema until ``mfm db upgrade``."""
         timeout = busy_timeout_ms(os.environ)
         try:
             db = Database(self.db_target, busy_timeout_ms=timeout, upgrade=upgrade)
         except StoreError as e:
-            raise UserError(str(e)) from None
+            raise store_error(e) from None
         warn_if_network_fs(self.db_target)
         return db
 

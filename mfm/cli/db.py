@@ -8,8 +8,8 @@ import click
 
 from mfm.cli import jsonout
 from mfm.cli.context import App, pass_app
-from mfm.cli.errors import UserError
-from mfm.store import StoreError, migrate
+from mfm.cli.errors import UserError, store_error
+from mfm.store import StoreError, admin
 from mfm.text import visible
 
 __all__ = ["db"]
@@ -18,8 +18,9 @@ __all__ = ["db"]
 @click.group()
 def db() -> None:
     """The records' schema (Alembic migrations, one history for SQLite and PostgreSQL).
-    Every command brings the schema up to date when it opens the records; these commands look
-    and upgrade explicitly (a shared PostgreSQL database: upgrade once, then every host).
+    A SQLite file is brought up to date when a command opens it. A PostgreSQL database is
+    shared by hosts that may run different mfm versions: a newer mfm refuses its older
+    schema until `mfm db upgrade` is run, once every host runs the newer mfm.
 
     \b
     Examples:
@@ -41,15 +42,15 @@ def current(app: App, as_json: bool) -> None:
     """
     database = app.open_db(upgrade=False)
     try:
-        st = migrate.status(database)
+        st = admin.status(database)
     except StoreError as e:
-        raise UserError(str(e)) from None
+        raise store_error(e) from None
     if as_json:
         click.echo(jsonout.dumps({"revision": st.revision, "head": st.head,
                                   "legacy_version": st.legacy_version, "state": st.state,
                                   "message": st.message}))
     else:
-        click.echo(f"{visible(app.db_target)}: {st.message}")
+        click.echo(f"{visible(database.target)}: {st.message}")
     if st.state in ("newer", "foreign"):
         sys.exit(1)
 
@@ -57,8 +58,10 @@ def current(app: App, as_json: bool) -> None:
 @db.command()
 @pass_app
 def upgrade(app: App) -> None:
-    """Bring the database's schema to this mfm's head revision (every record kept). A
-    database written by a newer mfm is refused.
+    """Bring the database's schema to this mfm's head revision (every record kept), on
+    SQLite and PostgreSQL, and say from which revision to which. On a shared database, run
+    it once every host runs this mfm (or a newer one). A database written by a newer mfm is
+    refused.
 
     \b
     Example:
@@ -66,13 +69,10 @@ def upgrade(app: App) -> None:
     """
     database = app.open_db(upgrade=False)
     try:
-        before = migrate.status(database)
+        before = admin.status(database)
         if before.state in ("newer", "foreign"):
-            raise UserError(f"--db: {visible(app.db_target)}: {before.message}")
-        _, after = migrate.upgrade(database)
+            raise UserError(f"--db: {visible(database.target)}: {before.message}")
+        done = admin.upgrade(database)
     except StoreError as e:
-        raise UserError(str(e)) from None
-    if before.state == "current":
-        click.echo(f"{visible(app.db_target)}: already at revision {after} (head)")
-    else:
-        click.echo(f"{visible(app.db_target)}: {before.message} -> revision {after} (head)")
+        raise store_error(e) from None
+    click.echo(f"{visible(database.target)}: {done.message}")

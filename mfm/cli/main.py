@@ -10,12 +10,14 @@ from mfm import __version__
 from mfm.cli.annotate import note, tag
 from mfm.cli.datasets import datasets
 from mfm.cli.db import db
+from mfm.cli.errors import MESSAGE_LIMIT, UserError, cli_message, store_error
 from mfm.cli.queue import cancel, logs, resume
 from mfm.cli.records import export, runs, show
 from mfm.cli.run import run
 from mfm.cli.sweep import sweep
 from mfm.cli.worker import worker
 from mfm.crashlog import guard
+from mfm.store.errors import QueueError, StoreError
 from mfm.text import one_line
 
 __all__ = ["cli", "main"]
@@ -55,9 +57,17 @@ cli.add_command(note)
 
 def _invoke(argv: list[str] | None) -> None:
     """click without its standalone error printing: every usage error is one line (click's
-    own is three: usage, hint, error)."""
+    own is three: usage, hint, error). A store error no command caught is worded for the
+    command line too ("--db: ...", "ID: ..."): exit 1 for the records' faults (StoreError),
+    2 for a request the queue refused (QueueError)."""
     try:
         code = cli.main(args=argv, prog_name="mfm", standalone_mode=False)
+    except StoreError as e:
+        click.echo(f"error: {one_line(cli_message(e), limit=MESSAGE_LIMIT)}", err=True)
+        sys.exit(1)
+    except QueueError as e:
+        store_error(e).show()
+        sys.exit(UserError.exit_code)
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(1)

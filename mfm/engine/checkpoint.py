@@ -10,11 +10,38 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["load_checkpoint", "capture_rng", "restore_rng"]
+__all__ = ["load_checkpoint", "capture_rng", "restore_rng", "CheckpointDamaged"]
+
+
+class CheckpointDamaged(ValueError):
+    """A checkpoint that cannot be loaded safely: ``path`` and ``why`` (truncated, empty, not
+    a checkpoint, it would run code...). One line; never torch's own advice to load it with
+    fewer checks."""
+
+    def __init__(self, path: Path, why: str):
+        self.path, self.why = path, why
+        super().__init__(f"{path} is damaged ({why}); restore it or start a new run")
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    state: dict[str, Any] = torch.load(path, map_location=map_location, weights_only=True)
+    """The checkpoint's state, read with ``weights_only=True`` after mfm.runfiles'
+    torch-free check; :class:`CheckpointDamaged` for anything that does not load."""
+    from mfm.runfiles import checkpoint_problem
+
+    why = checkpoint_problem(path)
+    if why is not None and why != "missing":
+        raise CheckpointDamaged(path, why)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 — torch's unpickling errors have many types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "weights_only" in first or "WeightsUnpickler" in first:
+            first = "it would run code when loaded"
+        raise CheckpointDamaged(path, first[:200]) from None
+    if not isinstance(state, dict):
+        raise CheckpointDamaged(path, f"it holds a {type(state).__name__}, not a checkpoint")
     return state
 
 

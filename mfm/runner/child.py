@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         db = Database(target)
         rec = repo.get_run(db, args.run_id)
     except StoreError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {'--db: ' if e.field == 'db' else ''}{e}", file=sys.stderr)
         return 2
     if rec is None:
         print(f"no run {args.run_id} in {db.display}", file=sys.stderr)

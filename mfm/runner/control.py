@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from mfm.store.sweeps import SweepRecord
 
 __all__ = ["RunControl", "ControlError", "NoSuchRun", "NotCancellable", "NotResumable",
-           "CheckpointGone", "NoSuchSweep", "UnknownReference", "BadReference",
+           "CheckpointGone", "CheckpointDamaged", "NoSuchSweep", "UnknownReference", "BadReference",
            "QueueRefused", "SupervisorNote", "Queued", "Cancelled", "Resumed",
            "SweepCancelled", "SweepResumed"]
 
@@ -85,6 +85,15 @@ class CheckpointGone(ControlError):
         super().__init__(f"run {run_id} cannot resume: its checkpoint ({path}) is missing, "
                          f"and training from scratch would overwrite its {epochs} recorded "
                          f"epoch(s); start a new run instead", field="run")
+
+
+class CheckpointDamaged(ControlError):
+    """A resume from a checkpoint that would not load (or would run code): refused."""
+
+    def __init__(self, run_id: int, path: str, why: str):
+        self.run_id, self.path, self.why = run_id, path, why
+        super().__init__(f"run {run_id} cannot resume: {path} is damaged ({why}); restore it "
+                         f"from a backup or start a new run", field="run")
 
 
 class NoSuchSweep(ControlError):
@@ -412,8 +421,15 @@ class RunControl:
         return any(w.host != here and w.stopped_at is None for w in self.workers())
 
     def _check_checkpoint(self, rec: RunRecord, *, elsewhere: bool | None = None) -> None:
-        """Refuse a resume that would train from scratch over recorded epochs."""
-        if rec.epoch is None or runfiles.has_checkpoint(rec.checkpoint_dir):
+        """Refuse a resume that would train from scratch over recorded epochs, or from a
+        checkpoint that is damaged."""
+        if rec.checkpoint_dir and runfiles.has_checkpoint(rec.checkpoint_dir):
+            path = runfiles.last_checkpoint(rec.checkpoint_dir)
+            why = runfiles.checkpoint_problem(path)
+            if why is not None:
+                raise CheckpointDamaged(rec.id, str(path), why)
+            return
+        if rec.epoch is None:
             return
         if elsewhere is None:
             elsewhere = self._served_elsewhere()

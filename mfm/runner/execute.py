@@ -95,6 +95,7 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     (``Outcome.status`` "requeued"); None means a cancel.
     """
     from mfm.engine import CheckpointMissing, Diverged, RunStopped
+    from mfm.engine.checkpoint import CheckpointDamaged
 
     rec = repo.get_run(db, run_id)
     if rec is None:
@@ -116,7 +117,7 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
         if note is not None:
             return _record_restart(db, run_id, note)
         return _record_end(db, run_id, Outcome("cancelled", None, None))
-    except (Diverged, CheckpointMissing) as e:
+    except (Diverged, CheckpointMissing, CheckpointDamaged) as e:
         return _record_failure(db, run_id, sink, one_line(e))
     except StoreError as e:
         return _record_failure(db, run_id, sink, one_line(f"could not write the records: {e}"))

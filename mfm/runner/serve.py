@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         db = Database(target)
     except StoreError as e:
-        say(f"error: {e}")
+        say(f"error: {'--db: ' if e.field == 'db' else ''}{e}")
         return 2
     try:
         serve(db, db_target=target, runs_root=root, spec=spec, log=say)

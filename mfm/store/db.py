@@ -8,7 +8,6 @@ writers) and PostgreSQL through psycopg 3 (``postgresql+psycopg://user@host/dbna
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -20,12 +19,14 @@ from urllib.parse import quote, unquote
 from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from mfm.store import migrate, schema
-from mfm.store.paths import SQLITE_HEADER, sqlite_file_problem
+from mfm.store import faults, migrate, schema
+from mfm.store.errors import StoreError
+from mfm.store.faults import hide_password
+from mfm.store.paths import SQLITE_HEADER, sqlite_file_fault
 from mfm.text import visible
 
 __all__ = ["Database", "StoreError", "resolve_db_target", "DEFAULT_DB", "SQLITE_HEADER",
-           "BUSY_TIMEOUT_MS", "BUSY_TIMEOUT_MAX_MS"]
+           "BUSY_TIMEOUT_MS", "BUSY_TIMEOUT_MAX_MS", "hide_password"]
 
 DEFAULT_DB = "experiments.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -36,20 +37,6 @@ BACKENDS = ("sqlite", "postgresql")
 # Seconds a PostgreSQL connection attempt may take (a host that drops packets would
 # otherwise hang every command); a connect_timeout in the URL wins.
 PG_CONNECT_TIMEOUT_S = 10
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
-
-
-def hide_password(text: str) -> str:
-    """``text`` with the password of any URL in it replaced by ***."""
-    return _PASSWORD_IN_URL.sub(r"\1***@", text)
-
-
-class StoreError(Exception):
-    """A problem with the records a user can act on; its message is always one line."""
-
-    def __init__(self, message: object):
-        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-        super().__init__(" ".join(lines))
 
 
 def resolve_db_target(cli_value: str | None, env: Mapping[str, str]) -> str:
@@ -73,8 +60,8 @@ def _parse_target(target: str) -> tuple[URL, Path | None, str]:
         try:
             url = make_url(target)
         except (exc.ArgumentError, ValueError) as e:
-            raise StoreError(hide_password(f"--db: {target!r} is not a valid database URL "
-                                           f"({e})")) from None
+            raise StoreError(hide_password(f"{target!r} is not a valid database URL ({e})"),
+                             field="db") from None
         path = _sqlite_file(url)
         if path is not None:
             return url, path, str(path)
@@ -89,22 +76,8 @@ def _parse_target(target: str) -> tuple[URL, Path | None, str]:
 def _check_file(path: Path, shown: str) -> None:
     """Refuse, before anything is created or written, what SQLite would choke on or damage
     (the rule is mfm.store.paths', which the TUI also applies before its first frame)."""
-    if (problem := sqlite_file_problem(path, shown)) is not None:
-        raise StoreError(problem)
-
-
-def _on_read_only_fs(folder: Path) -> bool:
-    """Is ``folder`` on a file system mounted read-only (a snapshot, a ``ro`` mount)?"""
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
-        return False
-
-
-def _writable(path: Path) -> bool:
-    # access() also says no for a read-only file system and an immutable (chattr +i) inode,
-    # even to root, who passes every permission bit.
-    return os.access(path, os.W_OK)
+    if (fault := sqlite_file_fault(path, shown)) is not None:
+        raise StoreError(fault, field="db")
 
 
 def _immutable_creator(path: Path, timeout: float) -> Callable[[], sqlite3.Connection]:
@@ -149,8 +122,11 @@ def _on_begin(conn: Any) -> None:
 class Database:
     """The records: a SQLite file path (relative or absolute) or any SQLAlchemy URL.
 
-    Opening it checks the file, sets up connections and brings the schema to the current
-    version. Use it as a context manager, or call ``close()``.
+    Opening it checks the file, sets up connections and sees to the schema: an empty
+    database gets it; an older SQLite file is upgraded in place; an older database on a
+    server (shared by hosts that may still run the older mfm) is refused with a one-line
+    ``OlderSchema`` until ``mfm db upgrade``; a newer one is refused with ``NewerSchema``
+    (see :meth:`ensure_schema`). Use it as a context manager, or call ``close()``.
 
     >>> with Database(str(tmp_path / "experiments.db")) as db:   # doctest: +SKIP
     ...     with db.session_scope() as session:
@@ -159,15 +135,15 @@ class Database:
     ``busy_timeout_ms``: how long a writer waits for another process's write lock before it
     gives up with a ``StoreError`` saying the database is busy (SQLite).
 
-    ``upgrade=False`` opens without creating or migrating the schema (``mfm db current``
-    looks at a database through it; :func:`mfm.store.migrate.upgrade` then changes it).
+    ``upgrade=False`` opens without looking at the schema or changing it (``mfm db current``
+    looks at a database through it; :func:`mfm.store.admin.upgrade` then changes it).
 
     PostgreSQL: ``postgresql+psycopg://user[:password]@host[:port]/dbname`` (a plain
     ``postgresql://`` means psycopg 3 too); ``?host=/socket/dir`` for a Unix socket. Opening
-    creates or migrates the schema under an advisory lock, so supervisors on several hosts
-    may open it at once. An unreachable server, a wrong password, a missing database or role,
-    or an unknown driver come out as one-line ``StoreError``s naming the URL without its
-    password.
+    creates the schema (an upgrade migrates it) under an advisory lock, so supervisors on
+    several hosts may open it at once. An unreachable server, a wrong password, a missing
+    database or role, or an unknown driver come out as one-line ``StoreError``s naming the
+    URL without its password.
 
     Faults of the file itself (damaged, not a database, read-only, locked for too long) come
     out as one-line ``StoreError``s naming the file, and nothing is written to it. A database
@@ -187,8 +163,9 @@ class Database:
             _check_file(self.path, self.display)
         backend = url.get_backend_name()
         if backend not in BACKENDS:
-            raise StoreError(f"--db: {self.display}: the {backend!r} backend is not supported; "
-                             "use a SQLite file or postgresql+psycopg://user@host/dbname")
+            raise StoreError(f"{self.display}: the {backend!r} backend is not supported; "
+                             "use a SQLite file or postgresql+psycopg://user@host/dbname",
+                             field="db")
         if url.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
             url = url.set(drivername="postgresql+psycopg")
         self._password = url.password
@@ -196,7 +173,7 @@ class Database:
         # Read-only media: open immutable, unless a -wal file is there (its commits would be
         # skipped; with the -shm beside it SQLite reads such a database as it is).
         self.read_only_media = (self.path is not None and self.path.is_file()
-                                and _on_read_only_fs(self.path.parent)
+                                and faults.on_read_only_fs(self.path.parent)
                                 and not Path(f"{self.path}-wal").exists())
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
@@ -212,16 +189,17 @@ class Database:
         try:
             self.engine: Engine = create_engine(url, **kwargs)
         except exc.NoSuchModuleError:
-            raise StoreError(f"--db: {self.display}: unknown database driver "
-                             f"{url.drivername!r}; use postgresql+psycopg://user@host/dbname "
-                             "or a SQLite file") from None
+            raise StoreError(f"{self.display}: unknown database driver {url.drivername!r}; "
+                             "use postgresql+psycopg://user@host/dbname or a SQLite file",
+                             field="db") from None
         except ImportError as e:
             hint = (" (pip install 'mfm-workbench[postgres]')"
                     if url.get_driver_name() == "psycopg" else "")
-            raise StoreError(f"--db: {self.display}: the {url.get_driver_name()} driver is not "
-                             f"installed{hint}: {e}") from None
+            raise StoreError(f"{self.display}: the {url.get_driver_name()} driver is not "
+                             f"installed{hint}: {e}", field="db") from None
         except exc.ArgumentError as e:
-            raise StoreError(self._hide(f"--db: cannot open {self.display}: {e}")) from None
+            raise StoreError(self._hide(f"cannot open {self.display}: {e}"),
+                             field="db") from None
         # Errors of the driver itself, as raw connections (PRAGMA journal_mode) raise them.
         dbapi = getattr(self.engine.dialect, "loaded_dbapi", None)
         driver_error = getattr(dbapi, "Error", None)
@@ -271,110 +249,17 @@ class Database:
             self.engine.dispose(close=False)
             self._pid = os.getpid()
 
+    def _target(self) -> faults.Target:
+        return faults.Target(self.display, self.path, self.is_sqlite, self.read_only_media,
+                             self.busy_timeout_ms, self.engine.url.username, self._password)
+
     def _hide(self, text: str) -> str:
         """``text`` without this database's password (nor any URL's)."""
-        if self._password:
-            text = text.replace(self._password, "***")
-        return hide_password(text)
+        return self._target().hide(text)
 
     def _error(self, e: BaseException) -> StoreError:
-        """One line for a database error: what is wrong with which file, and what to do."""
-        orig = getattr(e, "orig", None) or e
-        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        said = first.lower()
-        shown = self.display
-        if not self.is_sqlite:
-            return StoreError(self._hide(self._pg_message(str(orig), first)))
-        if "not a database" in said or "malformed" in said:
-            return StoreError(f"--db: '{shown}' is damaged ({first}); restore it from a backup "
-                              "or point --db at another file")
-        if "database is locked" in said:
-            seconds = f"{self.busy_timeout_ms / 1000:g}"
-            where = str(self.path) if self.path is not None else shown
-            return StoreError(f"--db: '{shown}' is busy: another process has held its write "
-                              f"lock for longer than {seconds} s; retry later, or find that "
-                              f"process with `fuser {where}`")
-        if self.path is not None:
-            if "readonly" in said or "read-only" in said:
-                return StoreError(self._read_only_message(first))
-            if "unable to open" in said:
-                return StoreError(self._cannot_open_message(first))
-            if "disk i/o error" in said:
-                return StoreError(f"--db: cannot read or write '{shown}' ({first}); check the "
-                                  "disk, and that the file and its folder are writable")
-        if "disk is full" in said:
-            return StoreError(f"--db: no space left for '{shown}' ({first}); free some space "
-                              "and retry")
-        return StoreError(f"database error in {shown}: {first}")
-
-    def _pg_message(self, said_all: str, first: str) -> str:
-        """PostgreSQL's (and psycopg's) messages, mapped to what to do; ``shown`` is the URL
-        without its password."""
-        shown, said = self.display, said_all.lower()
-        url = self.engine.url
-        fatal = re.search(r"fatal:\s*(.*)", said_all, re.IGNORECASE)
-        reason = visible((fatal.group(1) if fatal else first).strip(), 160)
-        if "password authentication failed" in said:
-            return (f"--db: {shown}: password authentication failed for user "
-                    f"{url.username!r}; check the password (in the URL, PGPASSWORD or "
-                    "~/.pgpass)")
-        if "no password supplied" in said or "fe_sendauth" in said:
-            return (f"--db: {shown}: the server asks user {url.username!r} for a password and "
-                    "none was given (put it in the URL, PGPASSWORD or ~/.pgpass)")
-        missing = re.search(r'database "([^"]*)" does not exist', said_all)
-        if missing:
-            return (f"--db: {shown}: database {missing.group(1)!r} does not exist on that "
-                    f"server; create it (createdb {missing.group(1)}) or fix the URL")
-        role = re.search(r'role "([^"]*)" does not exist', said_all)
-        if role:
-            return (f"--db: {shown}: role {role.group(1)!r} does not exist on that server; "
-                    f"create it (createuser {role.group(1)}) or fix the user in the URL")
-        if "connection failed" in said or "could not connect" in said \
-                or "connection refused" in said or "could not translate host" in said \
-                or "timeout expired" in said or "is the server running" in said \
-                or "failed to resolve host" in said:
-            where = re.search(r"(?:connection failed|port \d+ failed|socket .* failed): (.*)",
-                              first)
-            detail = visible((where.group(1) if where else first).strip(), 160)
-            return (f"--db: cannot reach the PostgreSQL server of {shown} ({detail}); check "
-                    "the host and port, and that the server is running")
-        return f"database error in {shown}: {reason}"
-
-    def _read_only_message(self, first: str) -> str:
-        assert self.path is not None
-        shown, folder = self.display, self.path.parent
-        if self.read_only_media or _on_read_only_fs(folder):
-            return (f"--db: '{shown}' is on a read-only file system, so it can only be read "
-                    f"({first}); copy it to a writable folder and point --db at the copy")
-        if self.path.exists() and not _writable(self.path):
-            return (f"--db: '{shown}' is read-only ({first}); make it writable "
-                    "(chmod u+w), or copy it and point --db at the copy")
-        if not _writable(folder):
-            return self._read_only_folder_message(first)
-        return (f"--db: '{shown}' cannot be written ({first}); check that it and its folder "
-                "are writable")
-
-    def _read_only_folder_message(self, first: str) -> str:
-        assert self.path is not None
-        name = self.path.name
-        return (f"--db: the folder of '{self.display}' is read-only, and SQLite needs to create "
-                f"{name}-wal and {name}-shm beside it ({first}); make the folder writable, "
-                "or copy the database to a writable folder and point --db at the copy")
-
-    def _cannot_open_message(self, first: str) -> str:
-        assert self.path is not None
-        shown, folder = self.display, self.path.parent
-        if not self.path.exists():
-            if not _writable(folder):
-                return (f"--db: cannot create '{shown}': its folder is read-only ({first}); "
-                        "make the folder writable or point --db at another folder")
-        elif not os.access(self.path, os.R_OK):
-            return (f"--db: cannot read '{shown}' ({first}); make it readable (chmod u+r) "
-                    "or point --db at another file")
-        elif not _writable(folder):
-            return self._read_only_folder_message(first)
-        return (f"--db: cannot open '{shown}' ({first}); check that it and its folder are "
-                "readable and writable")
+        """One line for a database error (see :mod:`mfm.store.faults`)."""
+        return faults.database_error(self._target(), e)
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -412,7 +297,7 @@ class Database:
     def schema_version(self) -> int | None:
         """The stored ``schema_info`` version (None: no mfm schema yet; 1..4 before Alembic,
         ``schema.SCHEMA_VERSION`` since); a ``StoreError`` for a damaged file or a version
-        that is not a whole number. The Alembic revision: ``mfm.store.migrate``."""
+        that is not a whole number. The Alembic revision: ``mfm.store.admin``."""
         return self.schema_state().legacy_version
 
     def schema_state(self) -> migrate.SchemaState:
@@ -425,25 +310,31 @@ class Database:
         except self._driver_errors as e:
             raise self._error(e) from e
 
+    def _damaged(self, e: schema.SchemaVersionError) -> StoreError:
+        return StoreError(f"'{self.display}' is damaged or not mfm records ({e}); restore it "
+                          "from a backup or point --db at another file", field="db")
+
     def _read_state(self, conn: Any) -> migrate.SchemaState:
         try:
             return migrate.read_state(conn)
         except schema.SchemaVersionError as e:
-            raise StoreError(f"--db: '{self.display}' is damaged or not mfm records ({e}); "
-                             "restore it from a backup or point --db at another file") from None
+            raise self._damaged(e) from None
 
     def _check_state(self, state: migrate.SchemaState) -> None:
         try:
             migrate.check_state(state, self.display)
         except schema.SchemaVersionError as e:
-            raise StoreError(f"--db: '{self.display}' is damaged or not mfm records ({e}); "
-                             "restore it from a backup or point --db at another file") from None
-        except ValueError as e:
-            raise StoreError(str(e)) from None
+            raise self._damaged(e) from None
 
-    def ensure_schema(self) -> None:
-        """Create the schema in a new database, or migrate an older one to the head revision
-        (see :mod:`mfm.store.migrate`); refuse a newer one.
+    def ensure_schema(self, *, upgrade_older: bool = False) -> None:
+        """Create the schema in an empty database; bring an older one to the head revision
+        when this is a SQLite file (one user's records) or ``upgrade_older`` asks for it
+        (``mfm db upgrade``, :func:`mfm.store.admin.upgrade`); refuse a newer one
+        (``NewerSchema``).
+
+        An older database on a server is shared by hosts that may still run the older mfm:
+        without ``upgrade_older`` it is refused (``OlderSchema``, one line saying to run
+        ``mfm db upgrade`` once every host is ready) and nothing is changed.
 
         Nothing is written to a file before its contents are known to be mfm records (or
         nothing at all): a damaged or foreign file is refused as it is. One process creates
@@ -456,14 +347,20 @@ class Database:
                 self._ensure_wal(has_records=state.is_mfm)
             if not migrate.needs_upgrade(state):
                 return
+            self._refuse_unless_allowed(state, upgrade_older)
             with self.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
                 migrate.lock(conn)
                 state = self._read_state(conn)
                 self._check_state(state)
                 if migrate.needs_upgrade(state):
+                    self._refuse_unless_allowed(state, upgrade_older)
                     migrate.bring_to_head(conn, state)
         except self._driver_errors as e:
             raise self._error(e) from e
+
+    def _refuse_unless_allowed(self, state: migrate.SchemaState, upgrade_older: bool) -> None:
+        if not upgrade_older and not migrate.upgrades_on_open(state, is_sqlite=self.is_sqlite):
+            raise migrate.older_schema(state, self.display)
 
     def _ensure_wal(self, *, has_records: bool) -> None:
         """WAL lets readers (the TUI) read while a run writes; it persists in the file.
@@ -489,9 +386,10 @@ class Database:
                         said = [line for line in found.splitlines()
                                 if line.strip() and not line.startswith("***")]
                         raise StoreError(
-                            f"--db: '{self.display}' is damaged (quick_check: "
+                            f"'{self.display}' is damaged (quick_check: "
                             f"{visible((said or [found])[0], 80)}); "
-                            "restore it from a backup or point --db at another file")
+                            "restore it from a backup or point --db at another file",
+                            field="db")
                 try:
                     cursor.execute("PRAGMA journal_mode=WAL")
                 except self._driver_errors as e:

@@ -2,13 +2,20 @@
 
 The revisions live in ``mfm/store/migrations/versions`` and run programmatically (no
 alembic.ini: the script location is the package folder, so an installed mfm migrates too).
-Opening a :class:`~mfm.store.db.Database` brings its schema to the head revision (under
-SQLite's write lock, or a PostgreSQL advisory lock, so concurrent openers do not race); the
-``mfm db`` commands use the functions here:
+This module works on a ``Connection`` and knows nothing of :class:`~mfm.store.db.Database`,
+which calls it when it opens (under SQLite's write lock, or a PostgreSQL advisory lock, so
+concurrent openers do not race); :mod:`mfm.store.admin` holds what the ``mfm db`` commands
+do with a ``Database`` (status, upgrade).
 
-- :func:`status` / :func:`current_revision`: where a database stands, without changing it;
-- :func:`upgrade`: bring it to the head revision (what opening it does);
-- :func:`head_revision`: the newest revision this mfm knows.
+When a database is changed:
+
+- an empty one gets the schema when it is opened, on every backend;
+- an older SQLite file (one user's) is upgraded when it is opened;
+- an older database on a server (PostgreSQL: shared by several hosts) is upgraded only when
+  asked (``mfm db upgrade``): opening it is refused with :class:`~mfm.store.errors.OlderSchema`,
+  so that a host running a newer mfm does not lock out every host still running the older one
+  (MLflow's ``mlflow db upgrade`` rule);
+- a newer one (either backend) is refused with :class:`~mfm.store.errors.NewerSchema`.
 
 Where a database can stand:
 
@@ -26,6 +33,7 @@ Opening an up-to-date database reads two one-row tables and imports no Alembic.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,18 +48,18 @@ from sqlalchemy import (
     text,
 )
 
+from mfm import __version__
 from mfm.store import schema
+from mfm.store.errors import NewerSchema, OlderSchema, StoreError
 from mfm.store.models import Base
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-    from mfm.store.db import Database
-
-__all__ = ["HEAD_REVISION", "BASELINE_REVISION", "MIGRATIONS_DIR", "SchemaStatus",
-           "NewerSchemaError", "head_revision", "known_revisions", "current_revision",
-           "status", "upgrade", "read_state", "needs_upgrade", "check_state",
-           "bring_to_head", "lock", "new_revision"]
+__all__ = ["HEAD_REVISION", "BASELINE_REVISION", "MIGRATIONS_DIR", "INTRODUCED_IN",
+           "SchemaState", "SchemaStatus", "head_revision", "known_revisions", "introduced_in",
+           "read_state", "needs_upgrade", "upgrades_on_open", "check_state", "older_schema",
+           "schema_status", "bring_to_head", "lock", "new_revision"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The revision that is the hand-written version 4 (what pre-Alembic files are stamped with).
@@ -59,13 +67,17 @@ BASELINE_REVISION = "0001"
 # The newest revision; a test checks it against the scripts. Kept here so that opening an
 # up-to-date database needs no Alembic import and no scan of the scripts.
 HEAD_REVISION = "0003"
+# The mfm release that introduced each revision: the one place to add a line with a new
+# revision (a test checks that every revision has one). The messages name them, so that a
+# host knows which mfm it needs.
+INTRODUCED_IN: dict[str, str] = {
+    "0001": "0.1.0",
+    "0002": "0.1.0",
+    "0003": "0.1.0",
+}
 VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: "mfm" schema changes (any constant; only mfm takes it).
 PG_LOCK_KEY = 0x6D666D_5343
-
-
-class NewerSchemaError(ValueError):
-    """The database was written by a newer mfm; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,13 @@ def needs_upgrade(state: SchemaState) -> bool:
     return state.revision != HEAD_REVISION
 
 
+def upgrades_on_open(state: SchemaState, *, is_sqlite: bool) -> bool:
+    """May opening the database bring it to the head? An empty one gets its schema on every
+    backend; an older one only as a SQLite file (one user's records): a server's database is
+    shared by hosts that may still run the older mfm, so it waits for ``mfm db upgrade``."""
+    return state.empty or is_sqlite
+
+
 def known_revisions() -> set[str]:
     from alembic.script import ScriptDirectory
 
@@ -139,22 +158,73 @@ def known_revisions() -> set[str]:
     return {s.revision for s in script.walk_revisions()}
 
 
+def introduced_in(revision: str | None) -> str | None:
+    """The mfm release that introduced ``revision`` (None: not one this mfm knows)."""
+    return None if revision is None else INTRODUCED_IN.get(revision)
+
+
 def check_state(state: SchemaState, shown: str) -> None:
-    """Refuse what must not be touched: a database of a newer mfm (``NewerSchemaError``), or
-    one holding tables that are not mfm records (``ValueError``); one line each."""
+    """Refuse what must not be touched: a database of a newer mfm (``NewerSchema``), or one
+    holding tables that are not mfm records (``StoreError``); one line each, naming the
+    database as ``shown``. ``schema.SchemaVersionError`` for a damaged ``schema_info``."""
     if state.legacy_version is not None and state.legacy_version > schema.SCHEMA_VERSION:
-        raise NewerSchemaError(f"database schema version {state.legacy_version} is newer than "
-                               f"this mfm ({schema.SCHEMA_VERSION}); upgrade mfm")
+        found = f"schema version {state.legacy_version}"
+        raise NewerSchema(
+            f"'{shown}' has {found}, newer than this mfm ({__version__}) knows "
+            f"({schema.SCHEMA_VERSION}): a newer mfm wrote it; upgrade mfm on this host",
+            found=found, needed=HEAD_REVISION, mfm_version=__version__)
     if state.revision is not None and state.revision != HEAD_REVISION \
             and state.revision not in known_revisions():
-        raise NewerSchemaError(
-            f"--db: '{shown}' is at schema revision {state.revision!r}, which this mfm does "
-            f"not know (its newest is {HEAD_REVISION!r}): a newer mfm wrote it; upgrade mfm")
+        raise NewerSchema(
+            f"'{shown}' is at schema revision {state.revision!r}, which this mfm "
+            f"({__version__}) does not know (its newest is {HEAD_REVISION!r}): a newer mfm "
+            "upgraded it; upgrade mfm on this host",
+            found=state.revision, needed=HEAD_REVISION, mfm_version=__version__)
     if not state.empty and not state.is_mfm:
-        raise ValueError(f"--db: '{shown}' holds tables that are not mfm records")
+        raise StoreError(f"'{shown}' holds tables that are not mfm records", field="db")
     if state.revision is None and state.legacy_version == schema.SCHEMA_VERSION:
         raise schema.SchemaVersionError(f"its schema version is {schema.SCHEMA_VERSION} but "
                                         f"it has no {VERSION_TABLE} revision")
+
+
+def _found(state: SchemaState) -> str:
+    """How to name where a database stands: its revision, or its pre-Alembic version."""
+    if state.revision is not None:
+        return f"schema revision {state.revision}"
+    return f"schema version {state.legacy_version} (from before Alembic)"
+
+
+def older_schema(state: SchemaState, shown: str) -> OlderSchema:
+    """The refusal to open a shared database behind this mfm: one line saying where it
+    stands, what this mfm needs, and to run ``mfm db upgrade`` once every host is ready.
+    ``shown``: the database without its password."""
+    found_mfm, needed_mfm = introduced_in(state.revision), introduced_in(HEAD_REVISION)
+    made_by = f" (mfm {found_mfm})" if found_mfm is not None else ""
+    ready = f"mfm {needed_mfm} or newer" if needed_mfm is not None else "this mfm"
+    return OlderSchema(
+        f"{shown}: the records are at {_found(state)}{made_by} and this mfm ({__version__}) "
+        f"needs revision {HEAD_REVISION}; a shared database is upgraded only when asked: "
+        f"once every host that uses it runs {ready}, run mfm db upgrade --db "
+        f"{shlex.quote(shown)}",
+        found=state.revision or _found(state), needed=HEAD_REVISION, mfm_version=__version__,
+        found_mfm=found_mfm, needed_mfm=needed_mfm)
+
+
+def schema_status(state: SchemaState) -> SchemaStatus:
+    """Where a database in ``state`` stands (what ``mfm db current`` shows)."""
+    if state.empty:
+        kind = "empty"
+    elif not state.is_mfm:
+        kind = "foreign"
+    elif state.revision is None:
+        kind = "legacy"
+    elif state.revision == HEAD_REVISION:
+        kind = "current"
+    elif state.revision in known_revisions():
+        kind = "behind"
+    else:
+        kind = "newer"
+    return SchemaStatus(state.revision, HEAD_REVISION, state.legacy_version, kind)
 
 
 # -- changing -----------------------------------------------------------------------------
@@ -219,43 +289,11 @@ def lock(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
 
 
-# -- for the mfm db commands ------------------------------------------------------------------
+# -- for developers ---------------------------------------------------------------------------
 
 def head_revision() -> str:
     """The newest revision this mfm knows."""
     return HEAD_REVISION
-
-
-def status(db: Database) -> SchemaStatus:
-    """Where ``db`` stands; changes nothing (open it with ``Database(..., upgrade=False)`` to
-    look at a database without upgrading it)."""
-    state = db.schema_state()
-    if state.empty:
-        kind = "empty"
-    elif not state.is_mfm:
-        kind = "foreign"
-    elif state.revision is None:
-        kind = "legacy"
-    elif state.revision == HEAD_REVISION:
-        kind = "current"
-    elif state.revision in known_revisions():
-        kind = "behind"
-    else:
-        kind = "newer"
-    return SchemaStatus(state.revision, HEAD_REVISION, state.legacy_version, kind)
-
-
-def current_revision(db: Database) -> str | None:
-    """``db``'s Alembic revision (None: empty, or a SQLite file from before Alembic)."""
-    return db.schema_state().revision
-
-
-def upgrade(db: Database) -> tuple[str | None, str]:
-    """Bring ``db`` to the head revision; (revision before, revision after). A database of a
-    newer mfm, or a foreign one, is refused with a one-line ``StoreError``."""
-    before = db.schema_state().revision
-    db.ensure_schema()
-    return before, HEAD_REVISION
 
 
 def new_revision(message: str) -> Path:

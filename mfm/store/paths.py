@@ -15,7 +15,7 @@ from pathlib import Path
 from mfm.text import visible
 
 __all__ = ["SQLITE_URL_PREFIX", "SQLITE_HEADER", "RUNS_DIR_ENV", "sqlite_path", "sqlite_file",
-           "sqlite_file_problem", "runs_root"]
+           "sqlite_file_fault", "sqlite_file_problem", "runs_root"]
 
 SQLITE_URL_PREFIX = "sqlite:///"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -44,24 +44,32 @@ def sqlite_file(target: str) -> tuple[Path, str] | None:
     return Path(os.path.abspath(os.path.expanduser(path_text))), shown
 
 
-def sqlite_file_problem(path: Path, shown: str) -> str | None:
+def sqlite_file_fault(path: Path, shown: str) -> str | None:
     """Why ``path`` cannot hold the records, as one line naming it as ``shown`` (None if it
     can): a directory, a file that is not SQLite or cannot be read, a missing folder. Only
-    reads: nothing is created or written."""
+    reads: nothing is created or written. Neutral words: a front end adds its own prefix
+    (the store raises it as a ``StoreError`` with ``field="db"``)."""
     if path.is_dir():
-        return f"--db: '{shown}' is a directory, not a SQLite database"
+        return f"'{shown}' is a directory, not a SQLite database"
     if path.exists():
         try:
             with path.open("rb") as f:
                 head = f.read(len(SQLITE_HEADER))
         except OSError as e:
-            return f"--db: cannot read '{shown}': {e.strerror}"
+            return f"cannot read '{shown}': {e.strerror}"
         if head and head != SQLITE_HEADER:
-            return f"--db: '{shown}' is not a SQLite database"
+            return f"'{shown}' is not a SQLite database"
         return None
     if not path.parent.is_dir():
-        return f"--db: directory '{visible(path.parent)}' does not exist (for '{shown}')"
+        return f"directory '{visible(path.parent)}' does not exist (for '{shown}')"
     return None
+
+
+def sqlite_file_problem(path: Path, shown: str) -> str | None:
+    """:func:`sqlite_file_fault` worded for a ``--db`` option ("--db: ..."), as mfm-tui's
+    ``check_target`` shows it before its first frame (mfm-tui takes ``--db`` too)."""
+    fault = sqlite_file_fault(path, shown)
+    return None if fault is None else f"--db: {fault}"
 
 
 def runs_root(db_target: str, env: Mapping[str, str]) -> Path:

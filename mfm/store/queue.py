@@ -20,7 +20,9 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, func, or_, select, update
 
+from mfm.store.convert import run_record
 from mfm.store.db import Database
+from mfm.store.errors import NoSuchRun, QueueError, RunStateError
 from mfm.store.hashing import config_hash
 from mfm.store.models import Run, Worker
 from mfm.store.records import (
@@ -33,10 +35,10 @@ from mfm.store.records import (
     job_note,
     wait_note,
 )
-from mfm.store.repo import _run_record
 
-__all__ = ["ACTIVE", "QueueError", "WorkerRecord", "enqueue_run", "claim_next", "set_process",
-           "transition", "queue_positions", "active_runs", "request_cancel", "request_resume",
+__all__ = ["ACTIVE", "QueueError", "NoSuchRun", "RunStateError", "WorkerRecord", "enqueue_run",
+           "claim_next", "set_process", "transition", "queue_positions", "active_runs",
+           "request_cancel", "request_resume",
            "upsert_worker", "worker_heartbeat", "stop_worker", "list_workers", "cancel_requested",
            "count_by_status", "needs_checkpoint", "wait_note", "WAIT_PREFIX",
            "stale_runs_elsewhere", "mark_lost_if_stale", "CHECKPOINT_FILE",
@@ -54,10 +56,6 @@ def _rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (Session.execute is typed as Result; DML gives a
     CursorResult)."""
     return cast("CursorResult[Any]", result).rowcount
-
-
-class QueueError(ValueError):
-    """A request the queue cannot take (unknown id, wrong state); one line."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,7 @@ def claim_next(db: Database, *, host: str, slot: str,
                 return None
             session.flush()
             run = session.get(Run, run_id)
-            return None if run is None else _run_record(run)
+            return None if run is None else run_record(run)
 
 
 
@@ -165,7 +163,7 @@ def job_runs(db: Database) -> list[RunRecord]:
     """Active runs held by a scheduler's job (any host: the job moves the run to its node)."""
     with db.session_scope(read_only=True) as session:
         q = select(Run).where(Run.status.in_(ACTIVE), Run.job_id.is_not(None))
-        return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
+        return [run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
 
 
 def submit_failed(db: Database, run_id: int, reason: str) -> bool:
@@ -254,7 +252,7 @@ def active_runs(db: Database, *, host: str | None = None) -> list[RunRecord]:
         q = select(Run).where(Run.status.in_(ACTIVE))
         if host is not None:
             q = q.where(Run.host == host)
-        return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
+        return [run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
 
 
 def stale_runs_elsewhere(db: Database, *, host: str, before: float) -> list[RunRecord]:
@@ -269,7 +267,7 @@ def stale_runs_elsewhere(db: Database, *, host: str, before: float) -> list[RunR
                               Run.host.not_in(live_hosts), Run.job_id.is_(None),
                               func.coalesce(Run.heartbeat_at, Run.started_at,
                                             Run.created_at) < before)
-        return [_run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
+        return [run_record(r) for r in session.execute(q.order_by(Run.id)).scalars()]
 
 
 def worker_last_seen(db: Database, host: str) -> float | None:
@@ -294,7 +292,7 @@ def cancel_requested(db: Database, *, host: str) -> list[RunRecord]:
     with db.session_scope(read_only=True) as session:
         q = select(Run).where(Run.status.in_(ACTIVE), Run.host == host,
                               Run.cancel_requested_at.is_not(None))
-        return [_run_record(r) for r in session.execute(q).scalars()]
+        return [run_record(r) for r in session.execute(q).scalars()]
 
 
 def request_cancel(db: Database, run_id: int) -> str:
@@ -304,7 +302,7 @@ def request_cancel(db: Database, run_id: int) -> str:
     with db.session_scope() as session:
         run = session.get(Run, run_id, with_for_update=True)
         if run is None:
-            raise QueueError(f"ID: no run {run_id}")
+            raise NoSuchRun(run_id)
         if run.status in WAITING:
             session.execute(update(Run).where(Run.id == run_id).values(
                 status="cancelled", finished_at=now, cancel_requested_at=now))
@@ -313,7 +311,8 @@ def request_cancel(db: Database, run_id: int) -> str:
             if run.cancel_requested_at is None:
                 run.cancel_requested_at = now
             return "requested"
-        raise QueueError(f"ID: run {run_id} is already {run.status}; nothing to cancel")
+        raise RunStateError(run_id, run.status,
+                            f"run {run_id} is already {run.status}; nothing to cancel")
 
 
 _KEEP = object()
@@ -330,12 +329,13 @@ def request_resume(db: Database, run_id: int, *, to: str = "queued",
     with db.session_scope() as session:
         run = session.get(Run, run_id, with_for_update=True)
         if run is None:
-            raise QueueError(f"ID: no run {run_id}")
+            raise NoSuchRun(run_id)
         if run.status not in RESUMABLE:
             hint = {"completed": "it finished; nothing to resume",
                     "queued": "it is already queued"}.get(run.status, "it is still active")
-            raise QueueError(f"ID: run {run_id} is {run.status}: {hint} (resumable: "
-                             f"{' | '.join(RESUMABLE)})")
+            raise RunStateError(run_id, run.status,
+                                f"run {run_id} is {run.status}: {hint} (resumable: "
+                                f"{' | '.join(RESUMABLE)})")
         run.status = to
         run.queued_at = time.time()
         run.resume_requested = 1
@@ -348,7 +348,7 @@ def request_resume(db: Database, run_id: int, *, to: str = "queued",
         if want_host is not _KEEP:
             run.want_host = want_host or None
         session.flush()
-        return _run_record(run)
+        return run_record(run)
 
 
 # -- workers --------------------------------------------------------------------------------

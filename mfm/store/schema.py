@@ -29,14 +29,18 @@ LEGACY_VERSION = 4
 SCHEMA_VERSION = 5
 
 
-def _v0_to_v1(conn: Connection) -> None:
-    """The first schema, from an empty database."""
-    statements = [
-        """CREATE TABLE schema_info (
+def _v1_schema_info(conn: Connection) -> None:
+    """Version 1, step 1: the table that holds the schema version."""
+    conn.exec_driver_sql("""CREATE TABLE schema_info (
             id INTEGER NOT NULL,
             version INTEGER NOT NULL,
             CONSTRAINT pk_schema_info PRIMARY KEY (id)
-        )""",
+        )""")
+
+
+def _v1_named_things(conn: Connection) -> None:
+    """Version 1, step 2: named dataset specs and configs."""
+    for sql in (
         """CREATE TABLE dataset_specs (
             id INTEGER NOT NULL,
             name TEXT NOT NULL,
@@ -54,6 +58,13 @@ def _v0_to_v1(conn: Connection) -> None:
             CONSTRAINT pk_configs PRIMARY KEY (id),
             CONSTRAINT uq_configs_name_version UNIQUE (name, version)
         )""",
+    ):
+        conn.exec_driver_sql(sql)
+
+
+def _v1_runs(conn: Connection) -> None:
+    """Version 1, step 3: the runs and their indexes."""
+    for sql in (
         """CREATE TABLE runs (
             id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
             name TEXT,
@@ -83,6 +94,13 @@ def _v0_to_v1(conn: Connection) -> None:
         )""",
         "CREATE INDEX ix_runs_created_at ON runs (created_at)",
         "CREATE INDEX ix_runs_status ON runs (status)",
+    ):
+        conn.exec_driver_sql(sql)
+
+
+def _v1_metrics(conn: Connection) -> None:
+    """Version 1, step 4: step, epoch, per-class and latest metrics (WITHOUT ROWID)."""
+    for sql in (
         """CREATE TABLE step_metrics (
             run_id INTEGER NOT NULL,
             "key" TEXT NOT NULL,
@@ -123,9 +141,14 @@ def _v0_to_v1(conn: Connection) -> None:
             CONSTRAINT fk_latest_metrics_run_id_runs FOREIGN KEY (run_id)
                 REFERENCES runs (id) ON DELETE CASCADE
         ) WITHOUT ROWID""",
-    ]
-    for sql in statements:
+    ):
         conn.exec_driver_sql(sql)
+
+
+def _v0_to_v1(conn: Connection) -> None:
+    """The first schema, from an empty database."""
+    for step in (_v1_schema_info, _v1_named_things, _v1_runs, _v1_metrics):
+        step(conn)
 
 
 def _v1_to_v2(conn: Connection) -> None:

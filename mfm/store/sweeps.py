@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import defer
 
+from mfm.store.convert import fits, run_record
 from mfm.store.db import Database
 from mfm.store.models import ClassMetric, Run, Sweep, SweepCell
 from mfm.store.records import RunRecord
-from mfm.store.repo import _fits, _run_record
 from mfm.text import check_name
 
 __all__ = ["SweepRecord", "CellRecord", "PlannedCell", "save_sweep", "get_sweep", "list_sweeps",
@@ -104,7 +104,7 @@ def get_sweep(db: Database, ref: int | str) -> SweepRecord | None:
     with db.session_scope(read_only=True) as session:
         row = None
         if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-            if _fits(int(ref)):
+            if fits(int(ref)):
                 row = session.get(Sweep, int(ref))
         if row is None and isinstance(ref, str):
             row = session.scalars(select(Sweep).where(Sweep.name == ref)).first()
@@ -169,7 +169,7 @@ def sweep_cells(db: Database, sweep_id: int) -> list[CellRecord]:
             .where(SweepCell.sweep_id == sweep_id).order_by(SweepCell.idx)).all()
         return [CellRecord(sweep_id=c.sweep_id, idx=c.idx, arm=c.arm, seed=c.seed,
                            config_hash=c.config_hash,
-                           run=None if r is None else _run_record(r, confusion=False))
+                           run=None if r is None else run_record(r, confusion=False))
                 for c, r in rows]
 
 
@@ -187,7 +187,7 @@ def runs_by_hash(db: Database, hashes: Iterable[str]) -> dict[str, list[RunRecor
                 .where(Run.config_hash.in_(chunk))
                 .order_by(Run.created_at.desc(), Run.id.desc())).all()
             for r in rows:
-                out.setdefault(r.config_hash or "", []).append(_run_record(r, confusion=False))
+                out.setdefault(r.config_hash or "", []).append(run_record(r, confusion=False))
     return out
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mfm.store import queue, repo
-from mfm.store.db import Database, StoreError
+from mfm.store.db import Database
+from mfm.store.errors import StoreError
 from mfm.store.models import Config, Run, Sweep, SweepCell
 from mfm.store.records import LIVE, RunRecord
 

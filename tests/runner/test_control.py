@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fake_checkpoint import write_checkpoint
 
 from mfm.cli.main import cli
 from mfm.config import config_to_dict, load_config
@@ -61,7 +62,7 @@ def interrupted_run(db: Database, tmp_path: Path, *, status: str = "failed",
     folder = tmp_path / "runs" / str(run_id)
     folder.mkdir(parents=True)
     if checkpoint:
-        (folder / "last.pt").write_bytes(b"a checkpoint")
+        write_checkpoint(folder / "last.pt")
     repo.update_run(db, run_id, checkpoint_dir=str(folder))
     queue.transition(db, run_id, "running", allowed_from=("queued",))
     for epoch in range(epochs):
@@ -236,3 +237,60 @@ def test_a_runs_log_path_is_the_same_for_mfm_logs_and_the_tui(store, tmp_path):
     assert res.exit_code == 0 and res.output == "epoch 1 done\n"
     lines, _ = services.read_log(repo.get_run(db, run_id))
     assert lines == ["epoch 1 done"]
+
+
+# -- damaged checkpoints ----------------------------------------------------------------------
+
+def _damage(path: Path, how: str) -> None:
+    import os
+
+    import torch
+
+    if how == "truncated":
+        torch.save({"epoch": 0, "w": torch.ones(1000)}, path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "code":
+        class Payload:
+            def __reduce__(self):
+                return (os.system, ("touch pwned",))
+
+        torch.save({"epoch": 0, "x": Payload()}, path)
+
+
+@pytest.mark.parametrize(("how", "why"), [("truncated", "truncated"), ("empty", "empty"),
+                                          ("code", "it would run code when loaded")])
+def test_a_damaged_checkpoint_is_refused_in_one_line_by_every_front_end(store, tmp_path, how,
+                                                                       why):
+    db, db_path, services, started = store
+    run_id = interrupted_run(db, tmp_path, status="cancelled", checkpoint=True)
+    make_sweep(db, [run_id])
+    ckpt = tmp_path / "runs" / str(run_id) / "last.pt"
+    _damage(ckpt, how)
+    before = digest(db_path)
+    res = mfm(db_path, "resume", str(run_id))
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: ID: run {run_id} cannot resume: {ckpt} is damaged ({why}")
+    assert "weights_only" not in res.output
+    with pytest.raises(ServiceError, match=f"is damaged \\({why}"):
+        services.resume_run(run_id)
+    res = mfm(db_path, "sweep", "resume", "study")
+    assert f"is damaged ({why}" in res.output and "0 runs queued again" in res.output
+    assert digest(db_path) == before and started == []
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_engine_refuses_a_damaged_checkpoint_in_one_line_without_torchs_advice(tmp_path):
+    from mfm.engine.checkpoint import CheckpointDamaged, load_checkpoint
+
+    for how in ("truncated", "empty", "code"):
+        path = tmp_path / f"{how}.pt"
+        _damage(path, how)
+        with pytest.raises(CheckpointDamaged) as e:
+            load_checkpoint(path)
+        assert "\n" not in str(e.value) and "weights_only" not in str(e.value)
+    assert not (tmp_path / "pwned").exists()

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from mfm.store import Database, StoreError, repo, resolve_db_target, schema
+from mfm import __version__
+from mfm.cli.errors import cli_message
+from mfm.store import Database, NewerSchema, StoreError, repo, resolve_db_target, schema
 from mfm.store.models import DatasetSpec
 
 
@@ -49,7 +51,9 @@ def test_not_a_sqlite_file_is_refused_and_left_untouched(tmp_path, as_url):
     target = f"sqlite:///{path}" if as_url else str(path)
     with pytest.raises(StoreError) as info:
         Database(target)
-    assert str(info.value) == f"--db: '{path}' is not a SQLite database"
+    assert str(info.value) == f"'{path}' is not a SQLite database"
+    assert info.value.field == "db"
+    assert cli_message(info.value) == f"--db: '{path}' is not a SQLite database"
     assert path.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
@@ -170,8 +174,11 @@ def test_newer_schema_version_is_refused(db_path):
     con.close()
     with pytest.raises(StoreError) as info:
         Database(str(db_path))
-    assert str(info.value) == (f"database schema version 99 is newer than this mfm "
-                               f"({schema.SCHEMA_VERSION}); upgrade mfm")
+    assert isinstance(info.value, NewerSchema) and info.value.field == "db"
+    assert info.value.found == "schema version 99"
+    assert str(info.value) == (f"'{db_path}' has schema version 99, newer than this mfm "
+                               f"({__version__}) knows ({schema.SCHEMA_VERSION}): a newer mfm "
+                               "wrote it; upgrade mfm on this host")
 
 
 def test_reopening_keeps_data_and_version(db_url):
@@ -200,7 +207,7 @@ def _refused(target: str, *parts: str) -> str:
     pytest.importorskip("psycopg", reason="needs psycopg (pip install -e '.[test]')")
     with pytest.raises(StoreError) as info:
         Database(target)
-    message = str(info.value)
+    message = cli_message(info.value)
     assert "\n" not in message and PASSWORD not in message, message
     for part in parts:
         assert part in message, message
@@ -300,6 +307,32 @@ def test_errors_after_opening_never_show_the_password(pg_auth_url):
     message = str(info.value)
     assert 'relation "no_such_table" does not exist' in message and "\n" not in message
     assert password not in message and "mfm_pw:***@" in message
+
+
+@pytest.mark.postgres
+def test_older_shared_schema_is_refused_and_upgraded_without_showing_the_password(
+        pg_auth_url, cli_env):
+    from click.testing import CliRunner
+    from sqlalchemy import make_url
+
+    from mfm.cli.main import cli
+    from mfm.store import OlderSchema, migrate
+
+    password = make_url(pg_auth_url).password
+    with Database(pg_auth_url, upgrade=False) as db, db.engine.begin() as conn:
+        migrate._alembic_upgrade(conn, "0002")  # what an older mfm built
+    with pytest.raises(OlderSchema) as info:
+        Database(pg_auth_url)
+    message = str(info.value)
+    assert password not in message and "\n" not in message
+    assert "run mfm db upgrade --db 'postgresql+psycopg://mfm_pw:***@/" in message
+    for args, said in ((["db", "current"], "behind the head"),
+                       (["db", "upgrade"], "upgraded from revision 0002 to revision")):
+        res = CliRunner().invoke(cli, [*args, "--db", pg_auth_url])
+        assert res.exit_code == 0, res.output
+        assert password not in res.output and "mfm_pw:***@" in res.output and said in res.output
+    with Database(pg_auth_url):
+        pass  # upgraded: it opens
 
 
 @pytest.mark.postgres

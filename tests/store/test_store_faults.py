@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from mfm.cli.context import App, busy_timeout_ms
-from mfm.cli.errors import UserError
+from mfm.cli.errors import UserError, cli_message
 from mfm.cli.main import cli
 from mfm.store import Database, StoreError, repo
 from mfm.store.db import BUSY_TIMEOUT_MS
@@ -70,7 +70,9 @@ def refused(path: Path, *parts: str, target: str | None = None) -> str:
     with pytest.raises(StoreError) as info:
         with Database(target or str(path)) as db:
             read_everything(db)
-    message = str(info.value)
+    assert info.value.field == "db"  # about the database: the command line says "--db: "
+    message = cli_message(info.value)
+    assert message == f"--db: {info.value}"
     assert "\n" not in message and f"'{path}'" in message, message
     for part in parts:
         assert part in message, message
@@ -139,7 +141,8 @@ def test_damage_found_after_opening_is_one_line_too(real_db, real_bytes):
         before = sha256(real_db)
         with pytest.raises(StoreError) as info:
             repo.list_runs(db)
-    message = str(info.value)
+    assert str(info.value).startswith(f"'{real_db}' is damaged")  # neutral: no CLI prefix
+    message = cli_message(info.value)
     assert message == (f"--db: '{real_db}' is damaged (database disk image is malformed); "
                        "restore it from a backup or point --db at another file")
     assert sha256(real_db) == before
@@ -287,7 +290,7 @@ def test_database_on_a_read_only_file_system_can_be_read(tmp_path, real_bytes):
             read_everything(db)
             with pytest.raises(StoreError) as info:
                 repo.create_run(db, config={}, epochs_total=1)
-        assert str(info.value) == (
+        assert cli_message(info.value) == (
             f"--db: '{path}' is on a read-only file system, so it can only be read (attempt "
             "to write a readonly database); copy it to a writable folder and point --db at "
             "the copy")
@@ -309,7 +312,7 @@ def test_new_database_on_a_read_only_file_system(tmp_path):
         path = folder / "experiments.db"
         with pytest.raises(StoreError) as info:
             Database(str(path))
-        assert str(info.value) == (
+        assert cli_message(info.value) == (
             f"--db: cannot create '{path}': its folder is read-only (unable to open database "
             "file); make the folder writable or point --db at another folder")
         assert not path.exists()
@@ -322,7 +325,7 @@ def test_read_only_file_in_a_writable_folder_reads_and_refuses_writes(real_db):
             assert len(repo.list_runs(db)) == 40
             with pytest.raises(StoreError) as info:
                 repo.create_run(db, config={}, epochs_total=1)
-    assert str(info.value) == (
+    assert cli_message(info.value) == (
         f"--db: '{real_db}' is read-only (attempt to write a readonly database); make it "
         "writable (chmod u+w), or copy it and point --db at the copy")
     assert sha256(real_db) == before
@@ -387,7 +390,7 @@ def test_write_lock_held_longer_than_the_busy_timeout(real_db):
             waited = time.monotonic() - started
             assert sha256(real_db) == before
     assert 0.15 <= waited < 20
-    assert str(info.value) == (
+    assert cli_message(info.value) == (
         f"--db: '{real_db}' is busy: another process has held its write lock for longer than "
         f"0.2 s; retry later, or find that process with `fuser {real_db}`")
     assert sha256(real_db) == before

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from mfm.store import Database, StoreError, migrate, repo, schema
+from mfm.store import Database, StoreError, admin, migrate, repo, schema
 
 
 def _affinity(declared: str) -> str:
@@ -269,11 +269,11 @@ def test_a_v3_file_written_by_earlier_code_upgrades_in_place(tmp_path):
                   for t in ("runs", "dataset_specs", "configs", "epoch_metrics",
                             "step_metrics", "class_metrics", "latest_metrics")}
     with Database(str(path), upgrade=False) as db:
-        status = migrate.status(db)
+        status = admin.status(db)
         assert (status.state, status.legacy_version, status.revision) == ("legacy", 3, None)
     with Database(str(path)) as db:
         assert db.schema_version() == SCHEMA_VERSION
-        assert migrate.current_revision(db) == migrate.HEAD_REVISION
+        assert admin.current_revision(db) == migrate.HEAD_REVISION
         runs = {r.id: r for r in repo.list_runs(db)}
         assert [runs[i].status for i in (1, 2, 3)] == ["completed", "queued", "failed"]
         assert runs[1].summary["final"]["acc"] == 0.6
@@ -296,22 +296,22 @@ def test_v3_file_upgrades_through_the_upgrade_function(tmp_path):
     path = tmp_path / "old.db"
     shutil.copy(FIXTURE_V3, path)
     with Database(str(path), upgrade=False) as db:
-        assert migrate.current_revision(db) is None
-        assert migrate.upgrade(db) == (None, migrate.HEAD_REVISION)
-        status = migrate.status(db)
+        assert admin.current_revision(db) is None
+        assert admin.upgrade(db).as_pair() == (None, migrate.HEAD_REVISION)
+        status = admin.status(db)
         assert (status.state, status.revision, status.head) == (
             "current", migrate.HEAD_REVISION, migrate.HEAD_REVISION)
         assert status.message == f"revision {migrate.HEAD_REVISION} (head)"
-        assert migrate.upgrade(db) == (migrate.HEAD_REVISION, migrate.HEAD_REVISION)
+        assert admin.upgrade(db).as_pair() == (migrate.HEAD_REVISION, migrate.HEAD_REVISION)
         assert len(repo.list_runs(db)) == 3
 
 
 def test_status_of_an_empty_database_and_upgrade_creates_it(db_url):
     with Database(db_url, upgrade=False) as db:
-        assert migrate.status(db).state == "empty"
-        assert migrate.current_revision(db) is None
-        assert migrate.upgrade(db) == (None, migrate.HEAD_REVISION)
-        assert migrate.status(db).state == "current"
+        assert admin.status(db).state == "empty"
+        assert admin.current_revision(db) is None
+        assert admin.upgrade(db).as_pair() == (None, migrate.HEAD_REVISION)
+        assert admin.status(db).state == "current"
         repo.create_run(db, config={}, epochs_total=1)
 
 
@@ -334,15 +334,132 @@ def test_database_of_a_newer_mfm_is_refused_unchanged(db_url):
     message = str(info.value)
     assert "\n" not in message and "'9999_future'" in message and "upgrade mfm" in message
     with Database(db_url, upgrade=False) as db:
-        status = migrate.status(db)
+        status = admin.status(db)
         assert (status.state, status.revision) == ("newer", "9999_future")
         assert "newer mfm" in status.message
         with pytest.raises(StoreError, match="9999_future"):
-            migrate.upgrade(db)
+            admin.upgrade(db)
     assert portable_snapshot(db_url) == before
     _set_revision(db_url, migrate.HEAD_REVISION)
     with Database(db_url) as db:
         assert repo.get_run(db, run_id).config == {"a": 1}
+
+
+def _built_at(url: str, revision: str) -> str:
+    """A database built by the real revisions from nothing up to ``revision`` (what an
+    older mfm left), with one run in it."""
+    db = Database(url, upgrade=False)
+    try:
+        with db.engine.begin() as conn:
+            migrate._alembic_upgrade(conn, revision)
+            conn.execute(text("INSERT INTO runs (status, created_at, config_json, "
+                              "epochs_total) VALUES ('completed', 1.0, '{\"a\": 1}', 3)"))
+    finally:
+        db.close()
+    return url
+
+
+def _rows(url: str) -> list[tuple]:
+    engine = create_engine(Database(url, upgrade=False).engine.url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text("SELECT * FROM runs ORDER BY id"))]
+    finally:
+        engine.dispose()
+
+
+def _mfm(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``mfm ARGS`` through its entry point, in this process: (exit code, stdout, stderr)."""
+    from mfm.cli.main import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_revision_names_the_mfm_that_introduced_it():
+    assert set(migrate.INTRODUCED_IN) == migrate.known_revisions()
+    from mfm import __version__
+
+    def parts(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split("."))
+
+    assert all(parts(v) <= parts(__version__) for v in migrate.INTRODUCED_IN.values())
+
+
+@pytest.mark.postgres
+def test_shared_database_behind_this_mfm_is_refused_until_mfm_db_upgrade(pg_url, cli_env,
+                                                                        capsys):
+    """PostgreSQL is shared by hosts that may still run the older mfm: opening an older
+    schema refuses it in one line and changes nothing; ``mfm db upgrade`` then upgrades it
+    and says from which revision to which."""
+    from mfm import __version__
+    from mfm.store import OlderSchema
+
+    _built_at(pg_url, "0002")
+    with Database(pg_url, upgrade=False) as db:
+        shown = db.display  # the URL without its password, as messages name it
+    before, rows = portable_snapshot(pg_url), _rows(pg_url)
+    assert before["<revision>"] == [("0002",)]
+    with pytest.raises(OlderSchema) as info:
+        Database(pg_url)
+    e = info.value
+    assert (e.field, e.found, e.needed, e.mfm_version) == (
+        "db", "0002", migrate.HEAD_REVISION, __version__)
+    assert (e.found_mfm, e.needed_mfm) == (migrate.INTRODUCED_IN["0002"],
+                                          migrate.INTRODUCED_IN[migrate.HEAD_REVISION])
+    assert str(e) == (
+        f"{shown}: the records are at schema revision 0002 (mfm {e.found_mfm}) and this mfm "
+        f"({__version__}) needs revision {migrate.HEAD_REVISION}; a shared database is "
+        f"upgraded only when asked: once every host that uses it runs mfm {e.needed_mfm} or "
+        f"newer, run mfm db upgrade --db '{shown}'")
+    assert portable_snapshot(pg_url) == before and _rows(pg_url) == rows
+    # every command says so in one line, through the command line's wording
+    code, out, err = _mfm(capsys, "runs", "--db", pg_url)
+    assert (code, out, err.splitlines()) == (2, "", [f"error: --db: {e}"])
+    code, out, _ = _mfm(capsys, "db", "current", "--db", pg_url)
+    assert code == 0 and "revision 0002, behind the head" in out, out
+    assert portable_snapshot(pg_url) == before and _rows(pg_url) == rows
+    # the explicit upgrade: every record kept
+    code, out, err = _mfm(capsys, "db", "upgrade", "--db", pg_url)
+    assert code == 0, err
+    assert out.splitlines() == [  # named as given (this URL holds no password)
+        f"{pg_url}: upgraded from revision 0002 to revision {migrate.HEAD_REVISION} (head)"]
+    with Database(pg_url) as db:
+        assert admin.status(db).state == "current"
+        (run,) = repo.list_runs(db)
+        assert run.config == {"a": 1} and run.status == "completed"
+    assert [r[:len(rows[0])] for r in _rows(pg_url)] == rows  # new columns come after
+    code, out, _ = _mfm(capsys, "db", "upgrade", "--db", pg_url)
+    assert (code, out.splitlines()) == (
+        0, [f"{pg_url}: already at revision {migrate.HEAD_REVISION} (head)"])
+
+
+def test_a_sqlite_file_behind_this_mfm_upgrades_itself_on_open(tmp_path):
+    """One user's file: no other host to wait for, so opening it upgrades it."""
+    path = str(tmp_path / "old.db")
+    _built_at(path, "0002")
+    with Database(path) as db:
+        assert admin.current_revision(db) == migrate.HEAD_REVISION
+        (run,) = repo.list_runs(db)
+        assert run.config == {"a": 1}
+    assert schema_snapshot(Path(path))["<revision>"] == [(migrate.HEAD_REVISION,)]
+
+
+def test_upgrade_reports_where_the_database_came_from(db_url):
+    _built_at(db_url, "0002")
+    with Database(db_url, upgrade=False) as db:
+        done = admin.upgrade(db)
+        assert done.as_pair() == ("0002", migrate.HEAD_REVISION) and done.changed
+        assert done.message == (
+            f"upgraded from revision 0002 to revision {migrate.HEAD_REVISION} (head)")
+        again = admin.upgrade(db)
+        assert not again.changed
+        assert again.message == f"already at revision {migrate.HEAD_REVISION} (head)"
 
 
 def test_schema_info_5_without_a_revision_is_refused(tmp_path):

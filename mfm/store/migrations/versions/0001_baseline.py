@@ -29,12 +29,26 @@ SCHEMA_INFO_VERSION = 5
 
 
 def upgrade() -> None:
-    schema_info = op.create_table(
+    schema_info = _schema_info()
+    _named_things()
+    _runs()
+    _metrics()
+    _workers()
+    _sweeps()
+    op.bulk_insert(schema_info, [{"id": 1, "version": SCHEMA_INFO_VERSION}])
+
+
+def _schema_info() -> sa.Table:
+    return op.create_table(
         "schema_info",
         sa.Column("id", BigInt, nullable=False, autoincrement=False),
         sa.Column("version", BigInt, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_schema_info"),
     )
+
+
+def _named_things() -> None:
+    """Dataset specs and named configs."""
     op.create_table(
         "dataset_specs",
         sa.Column("id", BigInt, nullable=False),
@@ -54,6 +68,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_configs"),
         sa.UniqueConstraint("name", "version", name="uq_configs_name_version"),
     )
+
+
+def _runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", BigInt, nullable=False, autoincrement=True),
@@ -99,6 +116,10 @@ def upgrade() -> None:
     op.create_index("ix_runs_created_at", "runs", ["created_at"])
     op.create_index("ix_runs_status", "runs", ["status"])
     op.create_index("ix_runs_config_hash", "runs", ["config_hash"])
+
+
+def _metrics() -> None:
+    """Step and epoch scalars, per-class vectors, the latest value of each key."""
     for table, keys in (("step_metrics", ("key", "step")), ("epoch_metrics", ("key", "epoch"))):
         columns: list[sa.schema.SchemaItem] = [sa.Column("run_id", BigInt, nullable=False),
                                                sa.Column("key", sa.String(), nullable=False)]
@@ -139,6 +160,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_latest_metrics"),
         sqlite_with_rowid=False,
     )
+
+
+def _workers() -> None:
     op.create_table(
         "workers",
         sa.Column("host", sa.String(), nullable=False),
@@ -150,6 +174,9 @@ def upgrade() -> None:
         sa.Column("stopped_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("host", name="pk_workers"),
     )
+
+
+def _sweeps() -> None:
     op.create_table(
         "sweeps",
         sa.Column("id", BigInt, nullable=False, autoincrement=True),
@@ -178,7 +205,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sweep_id", "config_hash", name="pk_sweep_cells"),
     )
     op.create_index("ix_sweep_cells_run_id", "sweep_cells", ["run_id"])
-    op.bulk_insert(schema_info, [{"id": 1, "version": SCHEMA_INFO_VERSION}])
 
 
 def downgrade() -> None:
