@@ -38,7 +38,7 @@ def tag(app: App, run_ids: tuple[int, ...], adds: tuple[str, ...],
     db = app.open_db()
     for run_id in run_ids:  # every id first: an unknown one changes nothing
         if repo.get_run(db, run_id) is None:
-            raise UserError(f"ID: no run {run_id} in {visible(app.db_target)} (see mfm runs)")
+            raise UserError(f"ID: no run {run_id} in {app.shown} (see mfm runs)")
     for run_id in run_ids:
         try:
             tags = repo.set_tags(db, run_id, add=adds, remove=removes)
@@ -64,7 +64,7 @@ def note(app: App, run_id: int, text: str | None, clear: bool) -> None:
     db = app.open_db()
     rec = repo.get_run(db, run_id)
     if rec is None:
-        raise UserError(f"ID: no run {run_id} in {visible(app.db_target)} (see mfm runs)")
+        raise UserError(f"ID: no run {run_id} in {app.shown} (see mfm runs)")
     if text is None and not clear:
         click.echo(rec.note or "(no note)")
         return

@@ -14,6 +14,7 @@ import click
 from mfm.cli.errors import UserError, store_error
 from mfm.store import Database, StoreError, resolve_db_target
 from mfm.store.db import BUSY_TIMEOUT_MAX_MS, BUSY_TIMEOUT_MS
+from mfm.store.faults import hide_password
 from mfm.store.fsinfo import warn_if_network_fs
 from mfm.store.paths import runs_root
 from mfm.text import visible
@@ -57,6 +58,11 @@ class App:
         warn_if_network_fs(self.db_target)
         return db
 
+    @property
+    def shown(self) -> str:
+        """The database as it may be shown or logged: a URL's password masked."""
+        return visible(hide_password(self.db_target))
+
     def runs_root(self) -> Path:
         """Checkpoints and logs: beside a SQLite file, else ./runs (MFM_RUNS_DIR wins)."""
         return runs_root(self.db_target, os.environ)
@@ -73,7 +79,10 @@ def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(f)
     def wrapper(ctx: click.Context, /, *args: Any, db: str | None, **kwargs: Any) -> Any:
         group_db = ctx.find_root().params.get("db")
-        app = App(resolve_db_target(db or group_db, os.environ))
+        try:
+            app = App(resolve_db_target(db or group_db, os.environ))
+        except StoreError as e:
+            raise store_error(e) from None
         return ctx.invoke(f, app, *args, **kwargs)
 
     return wrapper

@@ -18,7 +18,6 @@ from mfm.config import Config, ConfigError
 from mfm.runner.control import ControlError
 from mfm.runner.preflight import PreflightError
 from mfm.runner.run_options import method_options
-from mfm.text import visible
 
 __all__ = ["train_in_foreground"]
 
@@ -57,7 +56,7 @@ def train_in_foreground(app: App, cfg: Config, name: str | None, refs: dict[str,
     err = Console(stderr=True)
     err.print(f"run {run_id}: {cfg.method.name} on {cfg.data.name}-LT "
               f"(IF {cfg.data.imbalance_factor:g}, {cfg.data.profile}), {cfg.model.name}, "
-              f"{device}; records in {visible(app.db_target)}", markup=False)
+              f"{device}; records in {app.shown}", markup=False)
     progress = RichProgress(err, cells=cells)
     stop = threading.Event()  # `mfm cancel ID` sends SIGTERM: stop after the current step
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -92,7 +92,7 @@ def runs(app: App, as_json: bool, status: str | None, tag: str | None,
                                for r in records], indent=2))
         return
     now = time.time()
-    table = Table(title=Text(f"runs in {visible(app.db_target)} (data = dataset/imbalance "
+    table = Table(title=Text(f"runs in {app.shown} (data = dataset/imbalance "
                              "factor; where = queue position, or slot and heartbeat age)"),
                   title_justify="left")
     for col, just in (("id", "right"), ("name", "left"), ("status", "left"), ("data", "left"),

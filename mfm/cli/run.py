@@ -13,7 +13,6 @@ from mfm.cli.errors import UserError
 from mfm.config import Config, ConfigError, load_config
 from mfm.runner.control import ControlError
 from mfm.runner.preflight import PreflightError, check_data
-from mfm.store.db import hide_password
 from mfm.text import check_name
 
 __all__ = ["run", "load_config_or_fail"]
@@ -150,7 +149,7 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
         what = f"failed: {outcome.reason}" if outcome.status == "failed" else outcome.status
         click.echo(one_line(f"error: run {run_id} {what}; its end could not be recorded "
                             f"({outcome.unrecorded}): the records may show it running until "
-                            f"an `mfm worker` serving {hide_password(app.db_target)} on this host "
+                            f"an `mfm worker` serving {app.shown} on this host "
                             f"marks it "
                             f"lost", limit=800), err=True)
         sys.exit(1)

@@ -244,9 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
-    target = resolve_db_target(None, os.environ)
-    root = default_runs_root(target, os.environ)
     try:
+        target = resolve_db_target(None, os.environ)
+        root = default_runs_root(target, os.environ)
         db = Database(target)
     except StoreError as e:
         say(f"error: {'--db: ' if e.field == 'db' else ''}{e}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mfm.store import faults, migrate, schema
 from mfm.store.errors import StoreError
 from mfm.store.faults import hide_password
-from mfm.store.paths import SQLITE_HEADER, sqlite_file_fault
+from mfm.store.paths import SQLITE_HEADER, resolve_db_target, sqlite_file_fault
 from mfm.text import visible
 
 __all__ = ["Database", "StoreError", "resolve_db_target", "DEFAULT_DB", "SQLITE_HEADER",
@@ -37,11 +37,6 @@ BACKENDS = ("sqlite", "postgresql")
 # Seconds a PostgreSQL connection attempt may take (a host that drops packets would
 # otherwise hang every command); a connect_timeout in the URL wins.
 PG_CONNECT_TIMEOUT_S = 10
-
-
-def resolve_db_target(cli_value: str | None, env: Mapping[str, str]) -> str:
-    """``--db`` wins over ``MFM_DB``, which wins over ./experiments.db."""
-    return cli_value or env.get("MFM_DB") or DEFAULT_DB
 
 
 def _sqlite_file(url: URL) -> Path | None:

@@ -15,11 +15,51 @@ from pathlib import Path
 from mfm.text import visible
 
 __all__ = ["SQLITE_URL_PREFIX", "SQLITE_HEADER", "RUNS_DIR_ENV", "sqlite_path", "sqlite_file",
-           "sqlite_file_fault", "sqlite_file_problem", "runs_root"]
+           "sqlite_file_fault", "sqlite_file_problem", "runs_root", "resolve_db_target",
+           "DEFAULT_DB", "DB_ENV", "DB_FILE_ENV"]
 
 SQLITE_URL_PREFIX = "sqlite:///"
 SQLITE_HEADER = b"SQLite format 3\x00"
 RUNS_DIR_ENV = "MFM_RUNS_DIR"
+DEFAULT_DB = "experiments.db"
+DB_ENV = "MFM_DB"
+#: a file holding the database's URL (a password kept out of the shell's history and of
+#: ``ps``); it must be readable by its owner only
+DB_FILE_ENV = "MFM_DB_FILE"
+
+
+def resolve_db_target(cli_value: str | None, env: Mapping[str, str]) -> str:
+    """The records to use: ``--db`` wins over ``MFM_DB``, which wins over the URL in the file
+    ``MFM_DB_FILE`` names, which wins over ./experiments.db. A ``MFM_DB_FILE`` that others
+    may read, or that cannot be read, is refused (StoreError, field "db")."""
+    if cli_value:
+        return cli_value
+    if env.get(DB_ENV):
+        return env[DB_ENV]
+    if env.get(DB_FILE_ENV):
+        return _target_from_file(Path(os.path.expanduser(env[DB_FILE_ENV])))
+    return DEFAULT_DB
+
+
+def _target_from_file(path: Path) -> str:
+    from mfm.store.errors import StoreError
+
+    shown = visible(str(path))
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise StoreError(f"{DB_FILE_ENV}: cannot read {shown} ({e.strerror or e})",
+                         field=None) from None
+    if mode & 0o077:
+        raise StoreError(f"{DB_FILE_ENV}: {shown} can be read by others (mode "
+                         f"{mode & 0o777:04o}); chmod 600 {shown}", field=None)
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    if len(lines) != 1:
+        raise StoreError(f"{DB_FILE_ENV}: {shown} must hold one database URL (found "
+                         f"{len(lines)} lines)", field=None)
+    return lines[0]
 
 
 def sqlite_path(target: str) -> str:

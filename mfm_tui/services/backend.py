@@ -79,10 +79,11 @@ class Backend:
     @property
     def display(self) -> str:
         """The database as shown to the user (its file name, or the URL)."""
+        from mfm.store.faults import hide_password
         from mfm.store.paths import sqlite_path
 
         target = sqlite_path(self.db_target)
-        return target if "://" in target else os.path.basename(target) or target
+        return hide_password(target) if "://" in target else os.path.basename(target) or target
 
     def open(self) -> None:
         """Open the records (creating or migrating the schema). ServiceError with one line
@@ -97,7 +98,7 @@ class Backend:
             except StoreError as e:
                 raise ServiceError(str(e)) from None
             except Exception as e:  # noqa: BLE001 — whatever the driver says, one line
-                raise ServiceError(f"cannot open {self.db_target}: "
+                raise ServiceError(f"cannot open {self.display}: "
                                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
                                    ) from None
 

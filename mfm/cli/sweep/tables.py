@@ -190,7 +190,7 @@ def list_cmd(app: App, as_json: bool) -> None:
                                    "statuses": r.statuses, "updated_at": r.updated_at}
                                   for r in recs], indent=2))
         return
-    table = Table(title=Text(f"sweeps in {visible(app.db_target)}"), title_justify="left")
+    table = Table(title=Text(f"sweeps in {app.shown}"), title_justify="left")
     for col, just in (("id", "right"), ("name", "left"), ("cells", "right"),
                       ("completed", "right"), ("active", "right"), ("failed", "right"),
                       ("updated", "left")):
