@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["LAST", "BEST", "LOG", "last_checkpoint", "has_checkpoint", "log_path",
-           "checkpoint_problem"]
+           "checkpoint_problem", "OWNER", "foreign_owner", "claim_folder"]
 
 #: the checkpoint a resume continues from: the last completed epoch, with everything that
 #: trains (weights, optimiser, schedule, modulation, random state) and that epoch's results
@@ -17,6 +17,9 @@ LAST = "last.pt"
 BEST = "best.pt"
 #: what a background run's process writes (stdout and stderr)
 LOG = "run.log"
+#: names the records a run's folder belongs to (``Database.identity``), so that the run of a
+#: copied database never reads or writes the original's folder
+OWNER = ".mfm-records"
 
 
 def last_checkpoint(checkpoint_dir: str | Path) -> Path:
@@ -95,3 +98,24 @@ def checkpoint_problem(path: str | Path) -> str | None:
     except (ValueError, IndexError) as e:
         return f"its pickle is damaged ({e})"
     return None
+
+
+def foreign_owner(checkpoint_dir: str | Path, identity: str) -> str | None:
+    """The records another than ``identity`` that ``checkpoint_dir`` belongs to, or None
+    (ours, or a folder from before the marker existed, or no folder yet)."""
+    try:
+        owner = (Path(checkpoint_dir) / OWNER).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return None
+    return owner if owner and owner != identity else None
+
+
+def claim_folder(checkpoint_dir: str | Path, identity: str) -> None:
+    """Mark ``checkpoint_dir`` (created if needed) as the folder of a run of ``identity``."""
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / OWNER
+    if not marker.exists():
+        marker.write_text(identity + "\n", encoding="utf-8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mfm.cli.context import App
-from mfm.cli.errors import UserError
+from mfm.cli.errors import MESSAGE_LIMIT, UserError
 from mfm.runner.control import Cancelled, ControlError, RunControl, SupervisorNote
 from mfm.text import one_line
 
@@ -20,8 +20,9 @@ FIELDS: Mapping[str, str] = {"run": "ID", "sweep": "ID", "slot": "--slot", "host
 def refused(e: ControlError, fields: Mapping[str, str] = FIELDS) -> UserError:
     """The UserError (one line, exit 2) for a refused action."""
     if e.field is None:
-        return UserError(one_line(e.message))
-    return UserError(one_line(f"{fields.get(e.field, e.field)}: {e.message}"))
+        return UserError(one_line(e.message, limit=MESSAGE_LIMIT))
+    return UserError(one_line(f"{fields.get(e.field, e.field)}: {e.message}",
+                              limit=MESSAGE_LIMIT))
 
 
 def cancelled_text(c: Cancelled) -> str:

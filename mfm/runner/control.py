@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from mfm.store.sweeps import SweepRecord
 
 __all__ = ["RunControl", "ControlError", "NoSuchRun", "NotCancellable", "NotResumable",
-           "CheckpointGone", "CheckpointDamaged", "NoSuchSweep", "UnknownReference", "BadReference",
+           "CheckpointGone", "CheckpointDamaged", "ForeignFolder", "NoSuchSweep",
+           "UnknownReference", "BadReference",
            "QueueRefused", "SupervisorNote", "Queued", "Cancelled", "Resumed",
            "SweepCancelled", "SweepResumed"]
 
@@ -94,6 +95,17 @@ class CheckpointDamaged(ControlError):
         self.run_id, self.path, self.why = run_id, path, why
         super().__init__(f"run {run_id} cannot resume: {path} is damaged ({why}); restore it "
                          f"from a backup or start a new run", field="run")
+
+
+class ForeignFolder(ControlError):
+    """The run's folder belongs to other records (this database is a copy of them): resuming
+    would read and overwrite their checkpoint. Refused."""
+
+    def __init__(self, run_id: int, folder: str, owner: str):
+        self.run_id, self.folder, self.owner = run_id, folder, owner
+        super().__init__(f"run {run_id} cannot resume here: its folder {folder} belongs to the "
+                         f"records at {owner} (these records are a copy); resume it there, or "
+                         f"copy the folder and point MFM_RUNS_DIR at the copy", field="run")
 
 
 class NoSuchSweep(ControlError):
@@ -422,7 +434,11 @@ class RunControl:
 
     def _check_checkpoint(self, rec: RunRecord, *, elsewhere: bool | None = None) -> None:
         """Refuse a resume that would train from scratch over recorded epochs, or from a
-        checkpoint that is damaged."""
+        checkpoint that is damaged, or from a folder that belongs to other records (this
+        database is a copy of those)."""
+        if rec.checkpoint_dir and (owner := runfiles.foreign_owner(
+                rec.checkpoint_dir, self.db.identity)) is not None:
+            raise ForeignFolder(rec.id, rec.checkpoint_dir, owner)
         if rec.checkpoint_dir and runfiles.has_checkpoint(rec.checkpoint_dir):
             path = runfiles.last_checkpoint(rec.checkpoint_dir)
             why = runfiles.checkpoint_problem(path)

@@ -105,6 +105,11 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     from mfm.runner.sink import StoreSink
 
     sink = StoreSink(db, run_id)
+    owner = runfiles.foreign_owner(checkpoint_dir, db.identity)
+    if owner is not None:  # a copied database: never touch the original's folder
+        return _record_failure(db, run_id, sink, one_line(
+            f"its folder {checkpoint_dir} belongs to the records at {owner} (these records are "
+            f"a copy); nothing in it was read or written"))
     # nothing done and nothing recorded: start again
     resume = resume and (rec.epoch is not None or runfiles.has_checkpoint(checkpoint_dir))
     try:
@@ -145,6 +150,7 @@ def _train(db: Database, run_id: int, config: dict[str, Any], sink: Callbacks, *
     device = resolve_device(cfg.device)
     if not start_running(db, run_id, device=str(device)):
         return None
+    runfiles.claim_folder(checkpoint_dir, db.identity)
     if on_started is not None:
         on_started(cfg, str(device))
     with Heartbeat(db, run_id):

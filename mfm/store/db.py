@@ -218,6 +218,15 @@ class Database:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
+    def identity(self) -> str:
+        """Which records these are, as a run's folder remembers them (mfm.runfiles.OWNER): a
+        SQLite file's real path (a copy elsewhere is other records), else the URL without its
+        password."""
+        if self.path is not None:
+            return os.path.realpath(self.path)
+        return self.display
+
+    @property
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 

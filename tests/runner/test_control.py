@@ -294,3 +294,42 @@ def test_the_engine_refuses_a_damaged_checkpoint_in_one_line_without_torchs_advi
             load_checkpoint(path)
         assert "\n" not in str(e.value) and "weights_only" not in str(e.value)
     assert not (tmp_path / "pwned").exists()
+
+
+# -- a copied database ------------------------------------------------------------------------
+
+def test_a_copy_of_the_records_never_resumes_into_the_originals_folder(store, tmp_path):
+    import shutil
+
+    from mfm import runfiles
+    from mfm.runner.execute import execute_run
+
+    db, db_path, services, started = store
+    run_id = interrupted_run(db, tmp_path, status="cancelled", checkpoint=True)
+    folder = tmp_path / "runs" / str(run_id)
+    runfiles.claim_folder(folder, db.identity)  # as the run process marked it
+    copy = tmp_path / "copy" / "experiments.db"
+    copy.parent.mkdir()
+    db.close()
+    shutil.copy(db_path, copy)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    copy_before = digest(copy)
+    res = mfm(copy, "resume", str(run_id))
+    assert res.exit_code == 2
+    assert res.output.strip() == (
+        f"error: ID: run {run_id} cannot resume here: its folder {folder} belongs to the "
+        f"records at {db_path} (these records are a copy); resume it there, or copy the "
+        f"folder and point MFM_RUNS_DIR at the copy")
+    assert digest(copy) == copy_before
+    # the run process refuses too (a resume queued before this rule, a hand-made record)
+    with Database(str(copy)) as other:
+        queue.request_resume(other, run_id, to="created")
+        outcome = execute_run(other, run_id, checkpoint_dir=folder, resume=True)
+        assert outcome.status == "failed" and "belongs to the records at" in outcome.reason
+        assert repo.get_run(other, run_id).status == "failed"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    # the original resumes as before
+    with Database(str(db_path)) as original:
+        done = RunControl(original, db_target=str(db_path),
+                          runs_root=tmp_path / "runs", start_supervisor=False).resume(run_id)
+    assert done.after_epoch == 1
