@@ -102,7 +102,10 @@ def checkpoint_problem(path: str | Path) -> str | None:
 
 def foreign_owner(checkpoint_dir: str | Path, identity: str) -> str | None:
     """The records another than ``identity`` that ``checkpoint_dir`` belongs to, or None
-    (ours, or a folder from before the marker existed, or no folder yet)."""
+    (ours, or a folder from before the marker existed, or no folder yet, or records with no
+    identity: a server's database)."""
+    if not identity:
+        return None
     try:
         owner = (Path(checkpoint_dir) / OWNER).read_text(encoding="utf-8").strip()
     except (FileNotFoundError, NotADirectoryError):
@@ -113,8 +116,12 @@ def foreign_owner(checkpoint_dir: str | Path, identity: str) -> str | None:
 
 
 def claim_folder(checkpoint_dir: str | Path, identity: str) -> None:
-    """Mark ``checkpoint_dir`` (created if needed) as the folder of a run of ``identity``."""
+    """Mark ``checkpoint_dir`` (created if needed) as the folder of a run of ``identity``
+    (nothing to mark for records with no identity)."""
     folder = Path(checkpoint_dir)
+    if not identity:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / OWNER
     if not marker.exists():

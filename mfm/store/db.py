@@ -220,11 +220,12 @@ class Database:
     @property
     def identity(self) -> str:
         """Which records these are, as a run's folder remembers them (mfm.runfiles.OWNER): a
-        SQLite file's real path (a copy elsewhere is other records), else the URL without its
-        password."""
+        SQLite file's real path (a copy elsewhere is other records); "" for a server's
+        database (hosts may reach one server by several names, and a copy of it is made with
+        the server's own tools, not by copying a file)."""
         if self.path is not None:
             return os.path.realpath(self.path)
-        return self.display
+        return ""
 
     @property
     def url(self) -> str:
