@@ -2,6 +2,8 @@
 
 Only what the first frame needs is imported here; the records (SQLAlchemy) are opened in a
 thread worker after the first frame, and the other screens are imported when first shown.
+Imports go one way: the app imports screens (and opens them for each other, as
+``mfm_tui.host.Host``), no screen imports the app.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from textual import events, work
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.message import Message
@@ -28,6 +30,8 @@ from mfm_tui.services import ServiceError, Services, check_target
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
 
+    from mfm.store.records import RunRecord
+    from mfm_tui.host import Host
     from mfm_tui.services import StatusInfo
 
 __all__ = ["MfmApp", "main"]
@@ -142,7 +146,11 @@ class MfmApp(App[None]):
         from mfm_tui.widgets.status_bar import StatusBar
 
         self.status_info = message.info
-        for bar in self.screen.query(StatusBar):
+        try:
+            screen = self.screen
+        except ScreenStackError:  # the app is closing: its screens are gone, no next poll
+            return
+        for bar in screen.query(StatusBar):
             bar.show(message.info)
         self.set_timer(STATUS_INTERVAL, self._poll_status)
 
@@ -166,6 +174,35 @@ class MfmApp(App[None]):
             screen, self._too_small = self._too_small, None
             if screen.is_current:
                 self.pop_screen()
+
+    # -- opening screens for other screens (mfm_tui.host.Host) --------------------------------
+
+    def open_run(self, run_id: int) -> None:
+        from mfm_tui.screens.run import RunScreen
+
+        self.push_screen(RunScreen(run_id))
+
+    def open_compare(self, run_ids: list[int]) -> None:
+        from mfm_tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(run_ids))
+
+    def open_new_run(self, queued: Callable[[tuple[int, ...] | None], object],
+                     clone_of: RunRecord | None = None) -> None:
+        from mfm_tui.screens.new_run import NewRunScreen
+
+        # the form dismisses with the ids it queued (its Screen[None] type says nothing)
+        self.push_screen(NewRunScreen(clone_of=clone_of), queued)  # type: ignore[arg-type]
+
+    def open_arm_runs(self, sweep_id: int, sweep_name: str, arm: str) -> None:
+        from mfm_tui.screens.arm_runs import ArmRunsScreen
+
+        self.push_screen(ArmRunsScreen(sweep_id, sweep_name, arm))
+
+    def open_new_sweep(self, queued: Callable[[int], object]) -> None:
+        from mfm_tui.screens.new_sweep import NewSweepScreen
+
+        self.push_screen(NewSweepScreen(on_queued=queued))
 
     # -- help and quit ------------------------------------------------------------------------
 
@@ -242,6 +279,11 @@ class MfmApp(App[None]):
         self.call_later(self.run_action, action, node)
 
 
+if TYPE_CHECKING:
+    def _is_host(app: MfmApp) -> Host:  # mypy: MfmApp is what screens take it for
+        return app
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mfm-tui",
@@ -256,10 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    target = args.db or os.environ.get("MFM_DB") or "experiments.db"
+    from mfm.store.errors import StoreError
+    from mfm.store.paths import resolve_db_target
+
     try:
+        target = resolve_db_target(args.db, os.environ)
         check_target(target)  # a bad file: one line before the terminal is taken over
-    except ServiceError as e:
+    except (ServiceError, StoreError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(1) from None
     app = MfmApp(Services(target))

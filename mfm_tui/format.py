@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["pct", "duration", "when", "progress", "data_text", "groups_text", "epoch_text",
            "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "COLUMN_SORTS", "FILTER_FIELDS",
            "COLUMN_PRIORITY", "matches", "is_active", "is_live",
-           "is_resumable"]
+           "is_resumable", "flatten"]
 
 
 def is_active(r: RunRecord) -> bool:
@@ -44,6 +44,18 @@ def is_resumable(r: RunRecord) -> bool:
     from mfm.store.records import RESUMABLE
 
     return r.status in RESUMABLE
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config's sections as dotted keys: ``{"train": {"epochs": 2}}`` ->
+    ``{"train.epochs": 2}`` (top-level values stay as they are)."""
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            out[k] = v
+    return out
 
 
 def duration(seconds: float | None) -> str:

@@ -17,7 +17,7 @@ from mfm.cli.run import run
 from mfm.cli.sweep import sweep
 from mfm.cli.worker import worker
 from mfm.crashlog import guard
-from mfm.store.errors import QueueError, StoreError
+from mfm.store.errors import DamagedStore, QueueError, StoreError
 from mfm.text import one_line
 
 __all__ = ["cli", "main"]
@@ -62,9 +62,9 @@ def _invoke(argv: list[str] | None) -> None:
     2 for a request the queue refused (QueueError)."""
     try:
         code = cli.main(args=argv, prog_name="mfm", standalone_mode=False)
-    except StoreError as e:
+    except StoreError as e:  # damaged records: the --db given cannot be used (as at open)
         click.echo(f"error: {one_line(cli_message(e), limit=MESSAGE_LIMIT)}", err=True)
-        sys.exit(1)
+        sys.exit(UserError.exit_code if isinstance(e, DamagedStore) else 1)
     except QueueError as e:
         store_error(e).show()
         sys.exit(UserError.exit_code)

@@ -51,8 +51,11 @@ class Upgrade:
 
 
 def status(db: Database) -> SchemaStatus:
-    """Where ``db`` stands; changes nothing."""
-    return migrate.schema_status(db.schema_state())
+    """Where ``db`` stands; changes nothing. A damaged, foreign or newer database raises the
+    same one-line StoreError an ordinary open raises."""
+    state = db.schema_state()
+    db.check_state(state)
+    return migrate.schema_status(state)
 
 
 def current_revision(db: Database) -> str | None:

@@ -20,7 +20,7 @@ from sqlalchemy import URL, Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from mfm.store import faults, migrate, schema
-from mfm.store.errors import StoreError
+from mfm.store.errors import DamagedStore, StoreError
 from mfm.store.faults import hide_password
 from mfm.store.paths import SQLITE_HEADER, resolve_db_target, sqlite_file_fault
 from mfm.text import visible
@@ -170,10 +170,16 @@ class Database:
         self.read_only_media = (self.path is not None and self.path.is_file()
                                 and faults.on_read_only_fs(self.path.parent)
                                 and not Path(f"{self.path}-wal").exists())
+        # The same for a file this user may only read (another user's records, a folder
+        # without write permission): listing works, a write says why it cannot.
+        self.read_only_access = self.read_only_media or (
+            self.path is not None and self.path.is_file()
+            and not Path(f"{self.path}-wal").exists()
+            and not (faults.writable(self.path) and faults.writable(self.path.parent)))
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
-            if self.read_only_media:
+            if self.read_only_access:
                 assert self.path is not None
                 kwargs["creator"] = _immutable_creator(self.path, busy_timeout_ms / 1000)
         else:
@@ -316,14 +322,20 @@ class Database:
             raise self._error(e) from e
 
     def _damaged(self, e: schema.SchemaVersionError) -> StoreError:
-        return StoreError(f"'{self.display}' is damaged or not mfm records ({e}); restore it "
-                          "from a backup or point --db at another file", field="db")
+        return DamagedStore(f"'{self.display}' is damaged or not mfm records ({e}); restore it "
+                            "from a backup or point --db at another file")
 
     def _read_state(self, conn: Any) -> migrate.SchemaState:
         try:
             return migrate.read_state(conn)
         except schema.SchemaVersionError as e:
             raise self._damaged(e) from None
+
+    def check_state(self, state: migrate.SchemaState) -> None:
+        """The rule every open applies to what the database holds (damaged, foreign, a newer
+        mfm's): a one-line StoreError, or nothing. ``mfm db current`` and ``upgrade`` read a
+        database through it too, so they never disagree with the other commands."""
+        self._check_state(state)
 
     def _check_state(self, state: migrate.SchemaState) -> None:
         try:
@@ -348,7 +360,7 @@ class Database:
         state = self.schema_state()
         self._check_state(state)
         try:
-            if self.is_sqlite and self.path is not None and not self.read_only_media:
+            if self.is_sqlite and self.path is not None and not self.read_only_access:
                 self._ensure_wal(has_records=state.is_mfm)
             if not migrate.needs_upgrade(state):
                 return
@@ -390,11 +402,10 @@ class Database:
                     if found != "ok":
                         said = [line for line in found.splitlines()
                                 if line.strip() and not line.startswith("***")]
-                        raise StoreError(
+                        raise DamagedStore(
                             f"'{self.display}' is damaged (quick_check: "
                             f"{visible((said or [found])[0], 80)}); "
-                            "restore it from a backup or point --db at another file",
-                            field="db")
+                            "restore it from a backup or point --db at another file")
                 try:
                     cursor.execute("PRAGMA journal_mode=WAL")
                 except self._driver_errors as e:

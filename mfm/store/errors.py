@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Field", "RecordsError", "StoreError", "QueueError", "NoSuchRun", "RunStateError",
+__all__ = ["Field", "RecordsError", "StoreError", "DamagedStore", "QueueError", "NoSuchRun",
+           "RunStateError",
            "SchemaMismatch", "NewerSchema", "OlderSchema", "one_line_message"]
 
 Field = str | None
@@ -67,6 +68,14 @@ class RecordsError(Exception):
 
 class StoreError(RecordsError):
     """A problem with the records a user can act on; its message is always one line."""
+
+
+class DamagedStore(StoreError):
+    """The records' file is damaged or is not mfm records (field "db"): the user must point
+    at another file or restore it, whichever page the damage was found on."""
+
+    def __init__(self, message: object):
+        super().__init__(message, field="db")
 
 
 class QueueError(RecordsError, ValueError):

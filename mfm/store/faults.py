@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfm.store.errors import StoreError
+from mfm.store.errors import DamagedStore, StoreError
 from mfm.text import visible
 
 __all__ = ["Target", "hide_password", "on_read_only_fs", "writable", "database_error"]
@@ -73,8 +73,8 @@ def _sqlite_error(target: Target, first: str) -> StoreError:
     said, shown = first.lower(), target.display
     message: str | None = None
     if "not a database" in said or "malformed" in said:
-        message = (f"'{shown}' is damaged ({first}); restore it from a backup or point --db "
-                   "at another file")
+        return DamagedStore(f"'{shown}' is damaged ({first}); restore it from a backup or "
+                            "point --db at another file")
     elif "database is locked" in said:
         seconds = f"{target.busy_timeout_ms / 1000:g}"
         where = str(target.path) if target.path is not None else shown
@@ -137,12 +137,38 @@ def _read_only_message(target: Target, path: Path, first: str) -> str:
         return (f"'{shown}' is on a read-only file system, so it can only be read ({first}); "
                 "copy it to a writable folder and point --db at the copy")
     if path.exists() and not writable(path):
+        owner = _other_owner(path)
+        if owner is not None:
+            return (f"'{shown}' belongs to {owner} and can only be read by you ({first}); ask "
+                    f"{owner} for write access, or copy it and point --db at the copy")
         return (f"'{shown}' is read-only ({first}); make it writable (chmod u+w), or copy it "
                 "and point --db at the copy")
     if not writable(folder):
+        owner = _other_owner(folder)
+        if owner is not None:
+            return (f"the folder of '{shown}' belongs to {owner} and you cannot write in it, "
+                    f"so the records can only be read ({first}); copy the database to a "
+                    "folder of yours and point --db at the copy")
         return read_only_folder_message(target.display, path, first)
     return (f"'{shown}' cannot be written ({first}); check that it and its folder are "
             "writable")
+
+
+def _other_owner(path: Path) -> str | None:
+    """The user owning ``path`` when it is not this process's user (a chmod of ours cannot
+    help then), else None."""
+    try:
+        uid = path.stat().st_uid
+    except OSError:
+        return None
+    if uid == os.getuid():
+        return None
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except (KeyError, ImportError):
+        return f"user id {uid}"
 
 
 def read_only_folder_message(shown: str, path: Path, first: str) -> str:

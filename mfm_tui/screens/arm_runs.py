@@ -9,10 +9,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from mfm_tui.actions import MAX_COMPARE
 from mfm_tui.format import RUN_COLUMNS, run_cells
 from mfm_tui.literal import NAME_TITLE, cut
 from mfm_tui.screens.base import BaseScreen, refill_list
-from mfm_tui.screens.runs import MAX_COMPARE
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
@@ -106,15 +106,11 @@ class ArmRunsScreen(BaseScreen[None, ArmCells]):
         self.action_open()
 
     def action_open(self) -> None:
-        from mfm_tui.screens.run import RunScreen
-
         rid = self.current_run()
         if rid is not None:
-            self.app.push_screen(RunScreen(rid))
+            self.host.open_run(rid)
 
     def action_compare(self) -> None:
-        from mfm_tui.screens.compare import CompareScreen
-
         ids = self.run_ids()
         if 2 <= len(ids) <= MAX_COMPARE:
-            self.app.push_screen(CompareScreen(ids))
+            self.host.open_compare(ids)

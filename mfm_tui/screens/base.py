@@ -1,5 +1,8 @@
 """What every screen shares: blocking work in thread workers that post messages back, and a
-poll loop that schedules the next poll only after the previous one has been applied."""
+poll loop that schedules the next poll only after the previous one has been applied.
+
+Screens see their app as a ``mfm_tui.host.Host`` (services, whether the records are open, and
+how to open another screen): this module, like every screen, never imports ``mfm_tui.app``."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from mfm_tui.literal import literal_cells
 if TYPE_CHECKING:
     from textual.widgets import DataTable
 
-    from mfm_tui.app import MfmApp
+    from mfm_tui.host import Host
     from mfm_tui.services import Services
 
 __all__ = ["BaseScreen", "PollResult", "ServiceDone", "one_line", "refill_list"]
@@ -91,21 +94,22 @@ class BaseScreen(Screen[None], Generic[A, V]):
         self.polls = 0  # polls applied (tests wait on it)
 
     @property
-    def mfm_app(self) -> MfmApp:
-        return cast("MfmApp", self.app)
+    def host(self) -> Host:
+        """The app, as screens may use it (``mfm_tui.host.Host``)."""
+        return cast("Host", self.app)
 
     @property
     def services(self) -> Services:
-        return self.mfm_app.services
+        return self.host.services
 
     # -- polling ------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        if self.mfm_app.db_ready:
+        if self.host.db_ready:
             self.start_polling()
 
     def on_screen_resume(self) -> None:
-        if self.mfm_app.db_ready:
+        if self.host.db_ready:
             if not self._poll_started:
                 self.start_polling()
             elif self.POLL_INTERVAL is not None:

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Grid
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from mfm_tui.format import data_text, epoch_text, pct
+from mfm_tui.format import data_text, epoch_text, flatten, pct
 from mfm_tui.literal import NAME_CELL, NAME_LABEL, cut, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.charts import ClassChart, DiffChart, LineChart
@@ -49,8 +49,6 @@ def summary_by_field(runs: list[RunRecord]) -> list[tuple[str, ...]]:
 def config_diff(runs: list[RunRecord]) -> list[tuple[str, ...]]:
     """The resolved config keys whose values differ between the runs: (key, value per run);
     a key a run does not have shows as —."""
-    from mfm_tui.screens.configs import flatten
-
     flat = [flatten(r.config or {}) for r in runs]
     keys = sorted({k for f in flat for k in f})
     out = []

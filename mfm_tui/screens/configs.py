@@ -16,6 +16,8 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from mfm.config import FieldInfo, applies_to, describe, preset_values
 from mfm.text import check_name
+from mfm_tui import actions
+from mfm_tui.format import flatten
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.form import (
@@ -40,16 +42,6 @@ def applies(info: FieldInfo, method: str) -> bool:
     """Whether a key means something for ``method`` (``mfm.config.applies_to``'s rule)."""
     methods = applies_to(info.key)
     return methods is None or method in methods
-
-
-def flatten(config: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in config.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-        else:
-            out[k] = v
-    return out
 
 
 def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: str,
@@ -266,20 +258,14 @@ class ConfigsScreen(BaseScreen[None, None]):
         self.notify("cloned into a new config: rename it and save", timeout=3)
 
     def action_delete(self) -> None:
-        from mfm_tui.screens.confirm import ConfirmScreen
-
         rec = self.selected()
         if rec is None:
             return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.call_service(partial(self.delete, rec.name), self.deleted)
-
-        self.app.push_screen(ConfirmScreen(
-            f"Delete config '{cut(rec.name, NAME_TITLE)}' and all its versions? (Refused while "
-            "runs use it.)",
-            yes="Delete"), answered)
+        actions.ask(
+            self, f"Delete config '{cut(rec.name, NAME_TITLE)}' and all its versions? (Refused "
+                  "while runs use it.)",
+            partial(self.call_service, partial(self.delete, rec.name), self.deleted),
+            yes="Delete")
 
     def delete(self, name: str) -> tuple[str, list[ConfigRecord]]:  # worker
         return self.services.delete_config(name), self.services.list_configs()

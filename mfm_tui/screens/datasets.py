@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from mfm.config import describe
 from mfm.text import check_name
+from mfm_tui import actions
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, lines, shown
 from mfm_tui.screens.base import BaseScreen, refill_list
 from mfm_tui.widgets.charts import CountsChart
@@ -241,20 +242,14 @@ class DatasetsScreen(BaseScreen[None, None]):
         self.mark_clean()
 
     def action_delete(self) -> None:
-        from mfm_tui.screens.confirm import ConfirmScreen
-
         rec = self.selected()
         if rec is None:
             return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.call_service(partial(self.delete, rec.name), self.deleted)
-
-        self.app.push_screen(ConfirmScreen(
-            f"Delete dataset spec '{cut(rec.name, NAME_TITLE)}'? Runs that used it keep their "
-            "frozen config.",
-            yes="Delete"), answered)
+        actions.ask(
+            self, f"Delete dataset spec '{cut(rec.name, NAME_TITLE)}'? Runs that used it keep "
+                  "their frozen config.",
+            partial(self.call_service, partial(self.delete, rec.name), self.deleted),
+            yes="Delete")
 
     def delete(self, name: str) -> tuple[str, list[DatasetSpecRecord]]:  # worker
         return self.services.delete_dataset_spec(name), self.services.list_dataset_specs()

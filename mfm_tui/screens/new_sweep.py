@@ -16,6 +16,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Input, Label, Select, Static, TextArea
 
 from mfm.text import check_name
+from mfm_tui import actions
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, literal, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.sweep_text import AxesError, build_sweep, duration_text, plan_summary
@@ -265,24 +266,21 @@ class NewSweepScreen(BaseScreen[None, None]):
         self.show_error(f"not planned: {shown(error)}")
 
     def confirm(self) -> None:
-        from mfm_tui.screens.confirm import ConfirmScreen
-
         if self.plan is None or self.spec is None:
             return
         spec, plan = self.spec, self.plan
         todo = len(plan.to_run)
 
-        def answered(yes: bool | None) -> None:
-            if yes and self.plan is plan:
+        def go() -> None:
+            if self.plan is plan:
                 self.busy = True
                 self.call_service(partial(self.services.queue_sweep, spec), self.queued,
                                   self.not_queued)
 
         what = (f"queue {todo} run{'s' if todo != 1 else ''}" if todo
                 else "record it (every cell is answered already)")
-        self.app.push_screen(ConfirmScreen(
-            f"Sweep {cut(spec.name, NAME_TITLE)}: {plan_summary(plan)}.\n\n"
-            f"Record the sweep and {what}?", yes="Queue"), answered)
+        actions.ask(self, f"Sweep {cut(spec.name, NAME_TITLE)}: {plan_summary(plan)}.\n\n"
+                          f"Record the sweep and {what}?", go, yes="Queue")
 
     def queued(self, result: QueuedSweep) -> None:
         self.busy = False

@@ -3,7 +3,6 @@ modulation per site (MFM) or the example weights (MWNet), the resolved config an
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from textual.app import ComposeResult
@@ -11,6 +10,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Log, Static, TabbedContent, TabPane
 
+from mfm_tui import actions
 from mfm_tui.format import (
     data_text,
     duration,
@@ -228,29 +228,23 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
         tabs.active = shown[(i + step) % len(shown)]
 
     def action_cancel_run(self) -> None:
-        from mfm_tui.screens.runs import confirm_cancel
-
         if self.run is not None:
-            confirm_cancel(self, self.run)
+            actions.cancel_run(self, self.run, self.acted)
 
     def action_tags(self) -> None:
-        from mfm_tui.screens.runs import edit_tags
-
         if self.run is not None:
-            edit_tags(self, self.run, self.relabelled)
+            actions.edit_tags(self, self.run, self.relabelled)
 
     def action_note(self) -> None:
-        from mfm_tui.screens.runs import edit_note
-
         if self.run is not None:
-            edit_note(self, self.run, self.relabelled)
+            actions.edit_note(self, self.run, self.relabelled)
 
     def relabelled(self, _: object) -> None:
         self.notify("saved", timeout=2)
         self.poll_now()
 
     def action_resume(self) -> None:
-        self.call_service(partial(self.services.resume_run, self.run_id), self.acted)
+        actions.resume_run(self, self.run_id, self.acted)
 
     def acted(self, message: str) -> None:
         """Cancel or resume went through: say what happened, show it at once."""

@@ -5,8 +5,7 @@ database (``mfm_tui.state``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -16,6 +15,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Log, Static
 
+from mfm_tui import actions
+from mfm_tui.actions import MAX_COMPARE
 from mfm_tui.format import (
     COLUMN_PRIORITY,
     COLUMN_SORTS,
@@ -36,10 +37,9 @@ if TYPE_CHECKING:
     from mfm.store.records import RunRecord
     from mfm.store.views import Fingerprint, RunsDelta
 
-__all__ = ["RunsScreen", "RunsPoll", "EMPTY_HINT"]
+__all__ = ["RunsScreen", "RunsPoll", "EMPTY_HINT", "MAX_COMPARE"]
 
 SORT_NAMES = tuple(SORTS)
-MAX_COMPARE = 6
 LABELS_EVERY = 5  # polls between two readings of tags, notes and sweeps (also on new runs)
 EMPTY_HINT = "no runs yet — press n to queue one (F2 dataset specs, F3 configs, ? help)"
 LABELS = dict(RUN_COLUMNS)
@@ -433,9 +433,7 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
         return True
 
     def action_new_run(self) -> None:
-        from mfm_tui.screens.new_run import NewRunScreen
-
-        self.app.push_screen(NewRunScreen(), self.queued)
+        self.host.open_new_run(self.queued)
 
     def queued(self, run_ids: tuple[int, ...] | None) -> None:
         """Back from the new-run form: select the run just queued (the last one)."""
@@ -444,18 +442,14 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
             self.poll_now()
 
     def action_clone(self) -> None:
-        from mfm_tui.screens.new_run import NewRunScreen
-
         r = self.current()
         if r is not None:
-            self.app.push_screen(NewRunScreen(clone_of=r), self.queued)
+            self.host.open_new_run(self.queued, clone_of=r)
 
     def action_open(self) -> None:
-        from mfm_tui.screens.run import RunScreen
-
         r = self.current()
         if r is not None:
-            self.app.push_screen(RunScreen(r.id))
+            self.host.open_run(r.id)
 
     def action_mark(self) -> None:
         rid = self.current_id()
@@ -475,27 +469,25 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
             table.move_cursor(row=table.cursor_row + 1)
 
     def action_compare(self) -> None:
-        from mfm_tui.screens.compare import CompareScreen
-
         if not 2 <= len(self.marked) <= MAX_COMPARE:
             self.notify(f"mark 2 to {MAX_COMPARE} runs with space first", severity="warning")
             return
-        self.app.push_screen(CompareScreen(list(self.marked)))
+        self.host.open_compare(list(self.marked))
 
     def action_cancel_run(self) -> None:
         r = self.current()
         if r is not None:
-            confirm_cancel(self, r)
+            actions.cancel_run(self, r, self.acted)
 
     def action_resume(self) -> None:
         r = self.current()
         if r is not None:
-            self.call_service(partial(self.services.resume_run, r.id), self.acted)
+            actions.resume_run(self, r.id, self.acted)
 
     def action_tags(self) -> None:
         r = self.current()
         if r is not None:
-            edit_tags(self, r, self.tagged)
+            actions.edit_tags(self, r, self.tagged)
 
     def tagged(self, value: tuple[int, tuple[str, ...]]) -> None:
         rid, tags = value
@@ -507,7 +499,7 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
     def action_note(self) -> None:
         r = self.current()
         if r is not None:
-            edit_note(self, r, self.noted)
+            actions.edit_note(self, r, self.noted)
 
     def noted(self, value: tuple[int, str]) -> None:
         rid, note = value
@@ -516,95 +508,11 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
         self.notify(f"run {rid}: note {'saved' if note else 'cleared'}", timeout=3)
 
     def action_delete(self) -> None:
-        from mfm_tui.screens.confirm import ConfirmScreen
-
         r = self.current()
-        if r is None:
-            return
-        if is_active(r):
-            self.notify(f"run {r.id} is {r.status}: cancel it before deleting it",
-                        severity="warning")
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.call_service(partial(self.services.delete_run, r.id), self.acted)
-
-        self.app.push_screen(ConfirmScreen(
-            f"Delete run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}, "
-            f"{r.status}, with all "
-            "its metrics? Checkpoints on disk are left alone.", yes="Delete"), answered)
+        if r is not None:
+            actions.delete_run(self, r, self.acted)
 
     def acted(self, message: str) -> None:
         """An action on a run went through: say what happened, show it at once."""
         self.notify(message, timeout=4)
         self.poll_now()
-
-
-# -- shared with the run screen ---------------------------------------------------------------
-
-def confirm_cancel(screen: Any, r: RunRecord) -> None:
-    """Cancel a run: a queued one at once, a starting or running one after a yes (its
-    process is stopped and the epochs in flight are lost)."""
-    from mfm_tui.screens.confirm import ConfirmScreen
-
-    def go() -> None:
-        screen.call_service(partial(screen.services.cancel_run, r.id),
-                            screen.acted)
-
-    if not is_active(r):
-        go()
-        return
-
-    def answered(yes: bool | None) -> None:
-        if yes:
-            go()
-
-    screen.app.push_screen(ConfirmScreen(
-        f"Cancel run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}, "
-        f"{r.status}? It stops after its current step; r resumes it later from its last "
-        "checkpoint.", yes="Cancel run", no="Keep running"), answered)
-
-
-def edit_tags(screen: Any, r: RunRecord, done: object) -> None:
-    """Ask for the run's tags (space-separated) and set them: added and removed as typed."""
-    from mfm_tui.screens.prompt import PromptScreen
-
-    before = tuple(r.tags)
-
-    def answered(text: str | None) -> None:
-        if text is None:
-            return
-        after = list(dict.fromkeys(text.replace(",", " ").split()))
-        add = [t for t in after if t not in before]
-        remove = [t for t in before if t not in after]
-
-        def call() -> tuple[int, tuple[str, ...]]:
-            return r.id, screen.services.set_tags(r.id, add=add, remove=remove)
-
-        screen.call_service(call, done)
-
-    screen.app.push_screen(PromptScreen(
-        f"Tags of run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}",
-        " ".join(shown(t) for t in before),
-        "words separated by spaces; the runs filter finds them with tag:WORD"), answered)
-
-
-def edit_note(screen: Any, r: RunRecord, done: object) -> None:
-    """Ask for the run's free-text note and save it ("" clears it)."""
-    from mfm_tui.screens.prompt import PromptScreen
-
-    def answered(text: str | None) -> None:
-        if text is None:
-            return
-
-        def call() -> tuple[int, str]:
-            screen.services.set_note(r.id, text.strip())
-            return r.id, text.strip()
-
-        screen.call_service(call, done)
-
-    screen.app.push_screen(PromptScreen(
-        f"Note on run {r.id}{' (' + cut(r.name, NAME_TITLE) + ')' if r.name else ''}",
-        shown(r.note or ""), "one line, shown on the run's screen and by mfm show",
-        max_length=10_000), answered)

@@ -333,17 +333,13 @@ class SweepsScreen(BaseScreen[PollArgs, "SweepsPoll"]):
         self.refresh_classes()
 
     def action_open_arm(self) -> None:
-        from mfm_tui.screens.arm_runs import ArmRunsScreen
-
         arm, rec = self.current_arm(), self.current_sweep()
         if arm is not None and rec is not None:
-            self.app.push_screen(ArmRunsScreen(rec.id, rec.name, arm))
+            self.host.open_arm_runs(rec.id, rec.name, arm)
 
     def action_new_sweep(self) -> None:
-        from mfm_tui.screens.new_sweep import NewSweepScreen
-
         def queued(sweep_id: int) -> None:
             self._choose(sweep_id)
             self.poll_now()
 
-        self.app.push_screen(NewSweepScreen(on_queued=queued))
+        self.host.open_new_sweep(queued)

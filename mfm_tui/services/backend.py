@@ -95,8 +95,8 @@ class Backend:
 
             try:
                 self._db = Database(self.db_target)
-            except StoreError as e:
-                raise ServiceError(str(e)) from None
+            except StoreError as e:  # about the target mfm-tui was given with --db / MFM_DB
+                raise ServiceError(("--db: " if e.field == "db" else "") + str(e)) from None
             except Exception as e:  # noqa: BLE001 — whatever the driver says, one line
                 raise ServiceError(f"cannot open {self.display}: "
                                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"

@@ -75,16 +75,17 @@ class KeysBar(Widget):
             out.append((self.app.get_key_display(b), b.description, active.enabled))
         return out
 
-    def _lines(self, width: int) -> list[list[tuple[str, str, bool]]]:
+    def key_lines(self, width: int) -> list[list[tuple[str, str, bool]]]:
+        """The footer's lines at ``width``: (key, description, enabled) items."""
         tall = self.app.size.height >= TALL
         return fit(self.items(), max(10, width), 2 if tall else 1)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        return len(self._lines(width))
+        return len(self.key_lines(width))
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        for i, line in enumerate(self._lines(self.content_size.width)):
+        for i, line in enumerate(self.key_lines(self.content_size.width)):
             if i:
                 text.append("\n")
             for j, (key, desc, enabled) in enumerate(line):

@@ -331,18 +331,23 @@ def test_read_only_file_in_a_writable_folder_reads_and_refuses_writes(real_db):
     assert sha256(real_db) == before
 
 
-def test_writable_file_in_a_read_only_folder_is_refused(tmp_path, real_bytes):
+def test_writable_file_in_a_read_only_folder_reads_and_refuses_writes(tmp_path, real_bytes):
     folder = tmp_path / "locked"
     folder.mkdir()
     path = folder / "experiments.db"
     path.write_bytes(real_bytes)
+    before = sha256(path)
     with not_writable(folder):
-        message = refused(path)
-    assert message == (
+        with Database(str(path)) as db:
+            read_everything(db)  # listing works: opened read-only
+            with pytest.raises(StoreError) as info:
+                repo.create_run(db, config={"a": 1}, epochs_total=1)
+    assert cli_message(info.value) == (
         f"--db: the folder of '{path}' is read-only, and SQLite needs to create "
-        "experiments.db-wal and experiments.db-shm beside it (unable to open database file); "
-        "make the folder writable, or copy the database to a writable folder and point --db "
-        "at the copy")
+        "experiments.db-wal and experiments.db-shm beside it (attempt to write a readonly "
+        "database); make the folder writable, or copy the database to a writable folder and "
+        "point --db at the copy")
+    assert sha256(path) == before
 
 
 # -- e: a write lock held for too long -------------------------------------------------------

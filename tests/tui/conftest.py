@@ -1,5 +1,9 @@
 """Fixtures of the TUI tests: a real SQLite file with fixed runs, a Services with a fixed
-clock (UTC) and no GPU probe, and helpers that wait on conditions with deadlines."""
+clock (UTC) and no GPU probe, an app that records its notifications, and a helper that waits
+on a condition with a deadline (never a fixed sleep before an assertion).
+
+Tests use Textual's public API only: notifications are read from ``app.notices`` (recorded by
+the test app's ``notify``), what is drawn from the widgets' own ``render_lines``."""
 
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.app import App
+from textual.notifications import Notification, SeverityLevel
+from tui.pilot_wait import wait_for
 
 from mfm_tui.services import Services
 
@@ -21,7 +28,7 @@ from mfm_tui.services import Services
 def pytest_pyfunc_call(pyfuncitem: Any) -> bool | None:
     """Run ``async def`` tests (Textual's Pilot) on a fresh event loop; no plugin needed."""
     if inspect.iscoroutinefunction(pyfuncitem.obj):
-        names = pyfuncitem._fixtureinfo.argnames
+        names = inspect.signature(pyfuncitem.obj).parameters
         asyncio.run(pyfuncitem.obj(**{n: pyfuncitem.funcargs[n] for n in names}))
         return True
     return None
@@ -138,30 +145,49 @@ def make_services(tui_env: dict[str, Any]) -> Any:
     return make
 
 
+class _RecordNotifications(App[None]):
+    """Below ``MfmApp`` in the test app's MRO: records each notification exactly as the
+    workbench hands it to Textual (after its own ``notify`` made it literal)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notices: list[Notification] = []
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        self.notices.append(Notification(
+            message, title, severity,
+            self.NOTIFICATION_TIMEOUT if timeout is None else timeout, markup))
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+
+def recording_app_class() -> type[Any]:
+    """``MfmApp`` whose notifications are kept in ``app.notices`` (for assertions)."""
+    from mfm_tui import app as app_module
+
+    class RecordingApp(app_module.MfmApp, _RecordNotifications):
+        # a relative CSS_PATH is read next to the class's file: keep the app's stylesheet
+        CSS_PATH = str(Path(app_module.__file__).with_name("app.tcss"))
+
+    return RecordingApp
+
+
 @pytest.fixture
 def make_app(make_services: Any) -> Any:
-    from mfm_tui.app import MfmApp
+    """A workbench app on the test's records; ``app.notices`` lists its notifications."""
+    cls = recording_app_class()
 
     def make(**kw: Any) -> Any:
-        return MfmApp(make_services(**kw))
+        return cls(make_services(**kw))
 
     return make
 
 
 @pytest.fixture
 def until() -> Any:
-    return wait_until
-
-
-async def wait_until(pilot: Any, predicate: Any, timeout: float, what: str) -> Any:
-    """Let the app run until ``predicate()`` is truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    """``await until(pilot, predicate, timeout, what)``: wait on a condition with a deadline
+    (``tui.pilot_wait.wait_for``)."""
+    return wait_for
 
 
 def kill_started(db_path: Path, runs_root: Path, pids: list[int]) -> None:

@@ -5,10 +5,9 @@ at 80x23, 80x24 and 120x40."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import DataTable, Input, Log
+from tui.pilot_wait import focus, show_tab, steady_cursors, wait_for
 
 from mfm_tui.screens.compare import CompareScreen
 from mfm_tui.screens.confirm import ConfirmScreen
@@ -33,11 +32,13 @@ async def select(pilot, until, run_id: int) -> None:
     screen = pilot.app.screen
     await until(pilot, lambda: run_id in screen.order, 5, f"run {run_id} in the table")
     screen.query_one("#runs", DataTable).move_cursor(row=screen.order.index(run_id))
-    await pilot.pause()
+    await until(pilot, lambda: screen.current_id() == run_id, 5, f"run {run_id} highlighted")
 
 
 def notified(app, text: str) -> bool:
-    return any(text in n.message for n in app._notifications)
+    """Whether the app has shown a notification containing ``text`` (conftest's app keeps
+    them in ``app.notices``)."""
+    return any(text in n.message for n in app.notices)
 
 
 # -- 1. small terminals --------------------------------------------------------------------------
@@ -102,7 +103,7 @@ async def test_footer_shows_the_few_keys_that_matter_on_one_line(fixed_db, make_
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await loaded(pilot, until)
         bar = screen.query_one(KeysBar)
-        lines = bar._lines(bar.content_size.width)
+        lines = bar.key_lines(bar.content_size.width)
         assert len(lines) == 1
         shown = [d for _, d, _ in lines[0]]
         assert shown[0] == "New run" and shown[-1] == "Help"
@@ -189,13 +190,13 @@ async def test_charts_keep_legends_out_of_the_plot_and_mark_each_series(fixed_db
         acc = app.screen.query_one("#acc-chart", LineChart)
         acc.clear_series()
         acc.add_points("acc", [(1, 0.2), (2, 0.6)])
-        await pilot.pause()
-        body = chart_lines(acc)[1:]
+        body = chart_lines(acc)[1:]  # render() draws the series it holds now
         assert sum(line.count("●") for line in body) == 2
         assert any(ch in "".join(body) for ch in "⠁⠂⠄⡀⠈⠐⠠⢀⣀⠉⠒⠤")  # the line between
-        app.screen.query_one("#tabs").active = "classes"
-        await pilot.pause(0.2)
-        classes = chart_lines(app.screen.query_one("#class-chart"))
+        await show_tab(pilot, "classes")
+        chart = app.screen.query_one("#class-chart")
+        await until(pilot, lambda: chart.size.width > 0, 5, "the per-class chart laid out")
+        classes = chart_lines(chart)
         assert "accuracy % (left axis)" in "\n".join(classes[:2])
         assert "train images (right axis)" in "\n".join(classes[:2])
         assert not any("⅃" in line or " L " in line for line in classes)
@@ -208,9 +209,9 @@ async def test_the_difference_plot_has_a_zero_line_and_round_ticks(fixed_db, mak
         app.push_screen(CompareScreen([1, 5]))
         await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.polls,
                     10, "the compare screen")
-        app.screen.query_one("#tabs").active = "diff"
-        await pilot.pause(0.2)
+        await show_tab(pilot, "diff")
         diff = app.screen.query_one("#cmp-diff", DiffChart)
+        await until(pilot, lambda: diff.size.width > 0, 5, "the difference chart laid out")
         lines = chart_lines(diff)
         assert "run 5 better" in lines[0] and "run 1 better" in lines[0]
         zero = [line for line in lines if line.lstrip().startswith("0├")]
@@ -230,8 +231,7 @@ async def open_new_run(pilot, until, clone: bool = False) -> NewRunScreen:
 
 
 async def set_input(pilot, widget: Input, text: str) -> None:
-    widget.focus()
-    await pilot.pause()
+    await focus(pilot, widget)
     await pilot.press("ctrl+a", "ctrl+k", *text)
 
 
@@ -370,14 +370,10 @@ async def test_the_log_pane_follows_a_running_run(fixed_db, make_app, until):
 # -- snapshots at 80x23, 80x24 and 120x40 -------------------------------------------------------
 
 async def _settle(pilot, predicate, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-    for widget in pilot.app.screen.query(Input):
-        widget.cursor_blink = False
-    await pilot.pause(0.1)
+    """Wait for ``predicate``, then stop cursors blinking (snap_compare lets the app go idle
+    once more before it takes the picture)."""
+    await wait_for(pilot, predicate, timeout, what)
+    steady_cursors(pilot.app)
 
 
 def _ready(app) -> bool:
@@ -415,8 +411,7 @@ def test_snapshot_compare_difference(fixed_db, make_app, snap_compare, size):
         app.push_screen(CompareScreen([1, 5]))
         await _settle(pilot, lambda: isinstance(app.screen, CompareScreen)
                       and app.screen.polls > 0, "the compare screen")
-        app.screen.query_one("#tabs").active = "diff"
-        await pilot.pause(0.2)
+        await show_tab(pilot, "diff")
 
     assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 

@@ -122,14 +122,30 @@ def test_visiting_every_screen_never_loads_torch(tmp_path):
         async def main():
             app = MfmApp(Services({str(tmp_path / 'e.db')!r}, runs_root={str(tmp_path)!r},
                                   gpu_probe=lambda: [], start_supervisor=False))
+            async def wait_for(pilot, predicate, what):
+                deadline = time.monotonic() + 20
+                while not predicate():
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"timed out waiting for {{what}}")
+                    await pilot.pause()
+
+            def settled(name):
+                # the screen is up and what it loads when shown (thread workers) has ended
+                s = app.screen
+                return (app.db_ready and type(s).__name__ == name and s.is_mounted
+                        and all(w.is_finished for w in app.workers if w.node is s))
+
             async with app.run_test(size=(100, 30)) as pilot:
-                for key in ("f2", "f3", "f4", "n", "escape", "f1", "n", "escape"):
-                    await pilot.pause(0.3)
+                await wait_for(pilot, lambda: settled("RunsScreen"), "the runs screen")
+                for key, name in (("f2", "DatasetsScreen"), ("f3", "ConfigsScreen"),
+                                  ("f4", "SweepsScreen"), ("n", "NewSweepScreen"),
+                                  ("escape", "SweepsScreen"), ("f1", "RunsScreen"),
+                                  ("n", "NewRunScreen"), ("escape", "RunsScreen")):
                     await pilot.press(key)
+                    await wait_for(pilot, lambda name=name: settled(name), name)
                 await pilot.press("f2")
-                deadline = time.monotonic() + 10
-                while app.screen.previews < 1 and time.monotonic() < deadline:
-                    await pilot.pause(0.1)
+                await wait_for(pilot, lambda: getattr(app.screen, "previews", 0) >= 1,
+                               "a preview")
                 print("previews", app.screen.previews)
         asyncio.run(main())
         print("torch" if "torch" in sys.modules else "no torch")

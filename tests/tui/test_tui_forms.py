@@ -4,6 +4,7 @@ errors that never reach the records, saving, versioning, queueing."""
 from __future__ import annotations
 
 from textual.widgets import Input, Select
+from tui.pilot_wait import focus
 
 from mfm_tui.screens.configs import ConfigsScreen
 from mfm_tui.screens.datasets import DatasetsScreen
@@ -22,8 +23,9 @@ async def open_mode(pilot, until, key: str, cls: type) -> None:
 
 
 def notified(app, text: str) -> bool:
-    """Whether the app has shown a notification containing ``text``."""
-    return any(text in str(n.message) for n in app._notifications)
+    """Whether the app has shown a notification containing ``text`` (conftest's app keeps
+    them in ``app.notices``)."""
+    return any(text in str(n.message) for n in app.notices)
 
 
 def row(app, key: str):
@@ -31,8 +33,7 @@ def row(app, key: str):
 
 
 async def type_into(pilot, widget: Input, text: str) -> None:
-    widget.focus()
-    await pilot.pause()
+    await focus(pilot, widget)
     await pilot.press("ctrl+a", "ctrl+k", *text)
 
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 from rich.text import Text
-from textual.widgets import DataTable, Input, Log, Select
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widgets import DataTable, Input, Log, OptionList, Select
 
 from mfm_tui.literal import NAME_CELL, NAME_LABEL
 from mfm_tui.screens.compare import CompareScreen
@@ -105,9 +107,20 @@ def hostile(tui_env: dict[str, Any]) -> dict[str, Any]:
 # -- what reached the screen --------------------------------------------------------------------
 
 
+def strips(app: Any) -> list[Strip]:
+    """What every widget laid out on the current screen draws now, line by line, widget after
+    widget (each widget's ``render_lines`` over its whole region)."""
+    out: list[Strip] = []
+    for widget in app.screen.query("*"):
+        region = widget.region  # empty unless the widget is on the screen now
+        if widget.display and region:
+            out.extend(widget.render_lines(Region(0, 0, region.width, region.height)))
+    return out
+
+
 def segments(app: Any) -> list[Any]:
     """Every segment the current screen would write to the terminal now."""
-    return [seg for strip in app.screen._compositor.render_strips() for seg in strip]
+    return [seg for strip in strips(app) for seg in strip]
 
 
 def screen_text(app: Any) -> str:
@@ -139,7 +152,8 @@ def first_cell(table: DataTable, row_key: str) -> Text:
 
 
 def notified(app: Any, text: str) -> list[Any]:
-    return [n for n in app._notifications if text in str(n.message)]
+    """The notifications shown so far that contain ``text`` (conftest's app records them)."""
+    return [n for n in app.notices if text in str(n.message)]
 
 
 async def runs_loaded(pilot: Any, until: Any) -> RunsScreen:
@@ -148,9 +162,9 @@ async def runs_loaded(pilot: Any, until: Any) -> RunsScreen:
     return pilot.app.screen
 
 
-async def select_run(pilot: Any, screen: RunsScreen, run_id: int) -> None:
+async def select_run(pilot: Any, until: Any, screen: RunsScreen, run_id: int) -> None:
     screen.query_one("#runs", DataTable).move_cursor(row=screen.order.index(run_id))
-    await pilot.pause()
+    await until(pilot, lambda: screen.current_id() == run_id, 10, f"run {run_id} highlighted")
 
 
 # -- the runs table, confirm dialogs, notifications ----------------------------------------------
@@ -173,19 +187,18 @@ async def test_runs_table_shows_hostile_names_literally(hostile, make_app, until
         assert bold_segments_with(app, "[bold]x") == [] and bold_segments_with(app, "nnn") == []
         assert_clean(app)
         # the long name is cut: the status of its run is still on the same screen line
-        lines = ["".join(s.text for s in strip) for strip in
-                 app.screen._compositor.render_strips()]
+        lines = ["".join(s.text for s in strip) for strip in strips(app)]
         row = next(line for line in lines if "[b]nnn" in line)
         assert "queued" in row and "…" in row
         # the delete question shows the name literally, cut, with escapes visible
-        await select_run(pilot, screen, ids["ansi"])
+        await select_run(pilot, until, screen, ids["ansi"])
         await pilot.press("D")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen)
                     and app.screen.query("#question"), 20, "the question")
         assert "red\\e[31mtext" in str(app.screen.query_one("#question").render())
         assert_clean(app)
         await pilot.press("n")
-        await select_run(pilot, screen, ids["long"])
+        await select_run(pilot, until, screen, ids["long"])
         await pilot.press("D")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen)
                     and app.screen.query("#question"), 20, "the question")
@@ -214,7 +227,7 @@ async def test_run_screen_shows_names_errors_config_and_log_literally(hostile, m
     app = make_app()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = await runs_loaded(pilot, until)
-        await select_run(pilot, screen, ids["failed"])
+        await select_run(pilot, until, screen, ids["failed"])
         await pilot.press("o")
         await until(pilot, lambda: isinstance(app.screen, RunScreen)
                     and app.screen.polls >= 1, 10, "the run screen")
@@ -235,8 +248,8 @@ async def test_run_screen_shows_names_errors_config_and_log_literally(hostile, m
         assert log[1].startswith("[/]") and "closing" in log[1] and "\\t" not in log[1]
         for tab in ("config", "log"):
             run.query_one("#tabs").active = tab
-            await pilot.pause()
-            await until(pilot, lambda: "[/]" in screen_text(app), 20, f"the {tab} tab drawn")
+            await until(pilot, lambda tab=tab: run.query_one(f"TabPane#{tab}").region
+                        and "[/]" in screen_text(app), 20, f"the {tab} tab drawn")
             assert_clean(app)
         assert bold_segments_with(app, "loud") == []
 
@@ -250,7 +263,7 @@ async def test_compare_screen_shows_names_literally(hostile, make_app, until):
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = await runs_loaded(pilot, until)
         for key in ("close", "bold", "ansi", "long"):
-            await select_run(pilot, screen, ids[key])
+            await select_run(pilot, until, screen, ids[key])
             await pilot.press("space")
         await pilot.press("C")
         await until(pilot, lambda: isinstance(app.screen, CompareScreen)
@@ -264,7 +277,8 @@ async def test_compare_screen_shows_names_literally(hostile, make_app, until):
         assert len(plain[3]) == NAME_LABEL
         for tab in ("curves", "classes", "summary"):
             cmp.query_one("#tabs").active = tab
-            await pilot.pause()
+            await until(pilot, lambda tab=tab: cmp.query_one(f"TabPane#{tab}").region, 10,
+                        f"the {tab} tab shown")
             assert_clean(app)
         assert "[bold]x" in screen_text(app)
 
@@ -353,7 +367,7 @@ async def test_dataset_spec_form_refuses_bad_names(tui_env, make_app, make_servi
             await pilot.press("ctrl+s")
             await until(pilot, lambda: notified(app, "fix the fields marked in red first"), 20,
                         "the refusal")
-            app._notifications.clear()
+            app.notices.clear()
         assert make_services().list_dataset_specs() == []
         # the service refuses it too (a second line of defence)
         from mfm_tui.services import ServiceError
@@ -385,7 +399,8 @@ async def test_config_form_refuses_bad_names(tui_env, make_app, make_services, u
         assert "\\t" in str(screen.query_one("#cfg-error").render())
         assert_clean(app)
         await pilot.press("ctrl+s")
-        await pilot.pause()
+        await until(pilot, lambda: len(notified(app, "fix the fields marked in red first")) == 2,
+                    20, "the second refusal")
         assert make_services().list_configs() == []
 
 
@@ -401,7 +416,8 @@ async def test_new_run_form_refuses_bad_names_and_shows_markup_options(hostile, 
         screen = app.screen
         spec_sel = screen.query_one("#nr-spec", Select)
         cfg_sel = screen.query_one("#nr-config", Select)
-        prompts = [p for p, _ in spec_sel._options] + [p for p, _ in cfg_sel._options]
+        prompts = [option.prompt for sel in (spec_sel, cfg_sel)
+                   for option in sel.query_one(OptionList).options]
         shown = [p.plain for p in prompts if isinstance(p, Text)]
         assert any(s.startswith("[/]spec (") for s in shown)
         assert any(s.startswith("esc\\e[1mspec (") for s in shown)
@@ -419,7 +435,7 @@ async def test_new_run_form_refuses_bad_names_and_shows_markup_options(hostile, 
             assert screen.plan is None
             await pilot.press("ctrl+s")
             await until(pilot, lambda: notified(app, "nothing was queued"), 20, "the refusal")
-            app._notifications.clear()
+            app.notices.clear()
         # several seeds: the -s<seed> suffix may not push a name past the limit
         name.value = "r" * 199
         screen.query_one("#nr-seeds", Input).value = "2"
@@ -434,7 +450,7 @@ async def test_cloning_a_run_with_escapes_fills_a_visible_name(hostile, make_app
     app = make_app()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         screen = await runs_loaded(pilot, until)
-        await select_run(pilot, screen, ids["ansi"])
+        await select_run(pilot, until, screen, ids["ansi"])
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, NewRunScreen)
                     and app.screen.query("#nr-name"), 20, "the form")

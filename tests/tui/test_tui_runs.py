@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from fake_checkpoint import write_checkpoint
 from textual.widgets import DataTable
 
 from mfm_tui.screens.confirm import ConfirmScreen
@@ -32,7 +35,7 @@ async def select(pilot, until, run_id: int) -> None:
     screen = pilot.app.screen
     await until(pilot, lambda: run_id in screen.order, 5, f"run {run_id} in the table")
     screen.query_one("#runs", DataTable).move_cursor(row=screen.order.index(run_id))
-    await pilot.pause()
+    await until(pilot, lambda: screen.current_id() == run_id, 5, f"run {run_id} highlighted")
 
 
 async def test_table_shows_every_run_with_status_progress_and_accuracy(fixed_db, make_app,
@@ -122,6 +125,12 @@ async def test_failed_run_shows_its_error_and_can_be_resumed(fixed_db, make_app,
         error = str(app.screen.query_one("#run-error").render())
         assert "RuntimeError: loss is NaN at step 7" in error
         assert app.screen.query_one("#tabs").get_tab("modulation").display is False
+        # its checkpoint is gone: refused as `mfm resume` refuses it (it stays failed)
+        await pilot.press("r")
+        await until(pilot, lambda: any("cannot resume: its checkpoint" in str(n.message)
+                                       for n in app.notices), 5, "the refusal")
+        assert app.services.get_run(ids["ce-broken"]).status == "failed"
+        write_checkpoint(Path(app.screen.run.checkpoint_dir, "last.pt"))
         await pilot.press("r")
         await until(pilot, lambda: app.screen.run.status == "queued", 5, "the resume")
         await pilot.press("escape")

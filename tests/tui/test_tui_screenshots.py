@@ -35,8 +35,8 @@ async def test_screenshot_runs(fixed_db, make_app, until):
         screen = app.screen
         screen.query_one("#runs").move_cursor(row=screen.order.index(fixed_db["ids"]["mfm-live"]))
         await pilot.press("l")
-        await until(pilot, lambda: screen.query_one("#runs-log").line_count >= 3, 5, "the log")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: screen.query_one("#runs-log").line_count >= 3
+                    and screen.query_one("#log-pane").region, 5, "the log pane")
         await _save(app, "tui-runs.svg")
 
 
@@ -46,6 +46,6 @@ async def test_screenshot_sweep(sweeps_db, make_app, until):  # noqa: F811
         await until(pilot, lambda: app.db_ready and app.status_info is not None, 10, "records")
         await pilot.press("f4")
         await until(pilot, lambda: getattr(app.screen, "details", 0) >= 1
-                    and app.screen.polls > 1, 10, "the arm table")
-        await pilot.pause(0.2)
+                    and app.screen.polls > 1 and app.screen.query_one("#arm-table").region,
+                    10, "the arm table")
         await _save(app, "tui-sweep.svg")

@@ -3,7 +3,7 @@ size. Update after an intended change with: pytest tests/tui --snapshot-update""
 
 from __future__ import annotations
 
-import time
+from tui.pilot_wait import show_tab, steady_cursors, wait_for
 
 from mfm_tui.screens.compare import CompareScreen
 from mfm_tui.screens.run import RunScreen
@@ -12,17 +12,10 @@ SIZE = (100, 30)
 
 
 async def settle(pilot, predicate, what: str, timeout: float = 10.0) -> None:
-    """Wait for ``predicate``, then stop cursors blinking (a snapshot must not catch a blink)."""
-    from textual.widgets import Input
-
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-    for widget in pilot.app.screen.query(Input):
-        widget.cursor_blink = False
-    await pilot.pause(0.1)
+    """Wait for ``predicate``, then stop cursors blinking (a snapshot must not catch a blink;
+    snap_compare lets the app go idle once more before it takes the picture)."""
+    await wait_for(pilot, predicate, timeout, what)
+    steady_cursors(pilot.app)
 
 
 def ready(app) -> bool:
@@ -53,8 +46,7 @@ def _run_screen(tab: str | None):
         await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.polls > 1,
                      "the run screen")
         if tab:
-            app.screen.query_one("#tabs").active = tab
-            await pilot.pause(0.2)
+            await show_tab(pilot, tab)
 
     return run_before
 
@@ -78,8 +70,7 @@ def test_run_screen_failed_run_with_error(fixed_db, make_app, snap_compare):
         app.push_screen(RunScreen(3))
         await settle(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.polls > 1,
                      "the run screen")
-        app.screen.query_one("#tabs").active = "log"
-        await pilot.pause(0.2)
+        await show_tab(pilot, "log")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 
@@ -126,8 +117,7 @@ def test_compare_screen(fixed_db, make_app, snap_compare):
         app.push_screen(CompareScreen([1, 5]))
         await settle(pilot, lambda: isinstance(app.screen, CompareScreen)
                      and app.screen.polls > 0, "the compare screen")
-        app.screen.query_one("#tabs").active = "classes"
-        await pilot.pause(0.2)
+        await show_tab(pilot, "classes")
 
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Input, Select, TextArea
+from tui.pilot_wait import show_tab, wait_for
 
 from mfm_tui.screens.arm_runs import ArmRunsScreen
 from mfm_tui.screens.confirm import ConfirmScreen
@@ -147,7 +148,7 @@ async def cursor_to_arm(pilot: Any, arm: str) -> None:
     screen = pilot.app.screen
     table = screen.query_one("#arm-table", DataTable)
     table.move_cursor(row=[r.arm for r in screen.rows].index(arm))
-    await pilot.pause()
+    await wait_for(pilot, lambda: screen.current_arm() == arm, 5, f"the cursor on arm {arm}")
 
 
 def counts(db_path: Path) -> tuple[int, int]:
@@ -266,9 +267,7 @@ async def test_per_class_of_one_arm_and_of_two_side_by_side(sweeps_db, make_app,
         chart = screen.query_one("#sw-class-chart", ClassChart)
         assert chart.train == TRAIN and set(chart.accs) == {"ce", "balanced_softmax"}
         assert chart.accs["ce"][9] == pytest.approx(0.45)
-        # a third mark is refused
-        screen.query_one("#sw-tabs").active = "arms"
-        await pilot.pause()
+        await show_tab(pilot, "arms", "#sw-tabs")
 
 
 async def test_open_an_arms_runs_and_a_run(sweeps_db, make_app, until):
@@ -379,8 +378,8 @@ async def test_queue_a_sweep_built_from_a_spec_a_config_and_axes(sweeps_db, make
     async with app.run_test(size=size) as pilot:
         form = await new_sweep_form(pilot, until)
         form.query_one("#sw-source", Select).value = "build"
-        await pilot.pause()
-        assert form.query_one("#sw-axes").display and not form.query_one("#sw-file-row").display
+        await until(pilot, lambda: form.query_one("#sw-axes").display
+                    and not form.query_one("#sw-file-row").display, 5, "the axes shown")
         form.query_one("#sw-name", Input).value = "built"
         spec_id = next(i for i, r in form.specs.items() if r.name == "digits-if10")
         cfg_id = next(i for i, r in form.configs.items() if r.name == "tiny-ce")
@@ -425,7 +424,8 @@ async def test_a_bad_axis_or_cell_shows_one_line_and_records_nothing(sweeps_db, 
         assert "unknown key 'method.nmae'" in text and "method.name" in text
         assert "\n" not in text.strip()
         await pilot.press("ctrl+s")
-        await pilot.pause()
+        await until(pilot, lambda: any("nothing was planned" in n.message for n in app.notices),
+                    5, "the refusal")
         assert form.plans == 0 and isinstance(app.screen, NewSweepScreen)
         # a cell the config rules refuse: planning names it; nothing is recorded
         form.query_one("#sw-axes", TextArea).text = "optim.lr = 0.1, -1\n"
@@ -438,7 +438,8 @@ async def test_a_bad_axis_or_cell_shows_one_line_and_records_nothing(sweeps_db, 
         # a missing file
         form.query_one("#sw-source", Select).value = "file"
         form.query_one("#sw-file", Input).value = str(sweeps_db["tmp"] / "nope.toml")
-        await pilot.pause()
+        await until(pilot, lambda: form.query_one("#sw-file-row").display
+                    and not form.query_one("#sw-axes").display, 5, "the file field shown")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: error.display and "no file" in str(error.render()), 10,
                     "the file error")
@@ -448,8 +449,9 @@ async def test_a_bad_axis_or_cell_shows_one_line_and_records_nothing(sweeps_db, 
 # -- snapshots ----------------------------------------------------------------------------------
 
 async def _settle(pilot: Any, until: Any, predicate: Any, what: str) -> None:
+    """Wait for ``predicate`` (snap_compare lets the app go idle once more before it takes the
+    picture)."""
     await until(pilot, predicate, 10, what)
-    await pilot.pause(0.2)
 
 
 def test_snapshot_sweeps_screen_at_80x24(sweeps_db, make_app, until, snap_compare):
@@ -473,6 +475,8 @@ def test_snapshot_per_class_of_two_arms_at_120x40(sweeps_db, make_app, until,
                       and app.screen.polls > 1, "the arm table")
         app.screen.query_one("#arm-table", DataTable).focus()
         await pilot.press("space", "down", "space", "p")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: len(app.screen.marked) == 2
+                    and app.screen.query_one("TabPane#classes").region, 10,
+                    "two arms' per-class table")
 
     assert snap_compare(make_app(), terminal_size=(120, 40), run_before=run_before)

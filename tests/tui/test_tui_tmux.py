@@ -32,14 +32,19 @@ class Tmux:
     def start(self, command: str) -> None:
         self.run("new-session", "-d", "-x", "120", "-y", "40", "-s", "e2e", command)
 
-    def keys(self, *keys: str, pause: float = 0.08) -> None:
+    # Keys go in at a person's pace (GAP between keys, TYPED after a word): the pace of the
+    # input, not a wait for something to assert; what a step must show is waited for
+    # (wait_for, wait_steady), with a deadline.
+    GAP, TYPED = 0.08, 0.2
+
+    def keys(self, *keys: str) -> None:
         for key in keys:
             self.run("send-keys", "-t", "e2e", key)
-            time.sleep(pause)
+            time.sleep(self.GAP)
 
     def type(self, text: str) -> None:
         self.run("send-keys", "-t", "e2e", "-l", text)
-        time.sleep(0.2)
+        time.sleep(self.TYPED)
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "e2e")
@@ -58,6 +63,19 @@ class Tmux:
             time.sleep(0.2)
         raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; the screen:\n"
                              f"{screen}")
+
+    def wait_steady(self, timeout: float, what: str, every: float = 0.2) -> str:
+        """Wait until the screen stops changing (two captures ``every`` s apart agree)."""
+        deadline = time.monotonic() + timeout
+        last = self.screen()
+        while time.monotonic() < deadline:
+            time.sleep(every)
+            now = self.screen()
+            if now == last:
+                return now
+            last = now
+        raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; the screen:\n"
+                             f"{last}")
 
     def alive(self) -> bool:
         return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", "e2e"],
@@ -106,7 +124,8 @@ def test_define_queue_watch_and_open_a_run_in_tmux(tui_env, kill_supervisors):
         t.type("ce")
         t.keys("Enter")
         t.wait_for("method.name               ce ", 5, "the method choice")
-        time.sleep(0.5)  # the form re-validates (and hides mfm's section) after the change
+        # the form re-validates (and hides mfm's section) after the change: tab order follows
+        t.wait_steady(5, "the form to re-validate")
         t.keys("Tab", "C-a", "C-k")
         t.type("1")
         t.keys(*["Tab"] * 6, "C-a", "C-k")
