@@ -170,8 +170,11 @@ def per_class_plot(series: list[tuple[str, list[dict[str, Any]]]], width: int,
               "count as a terminal chart.")
 @click.option("--vs", "others", type=int, multiple=True, metavar="ID",
               help="With --plot: runs to draw beside this one (same dataset spec).")
+@click.option("--toml", "as_toml", is_flag=True,
+              help="Print the run's resolved config as TOML (mfm run --config reads it).")
 @pass_app
-def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ...]) -> None:
+def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ...],
+         as_toml: bool) -> None:
     """Show one run: its settings, summary, and per-class accuracy beside each class's
     training count (head to tail).
 
@@ -180,9 +183,15 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
       mfm show 3
       mfm show 3 --json
       mfm show 3 --plot --vs 4 --vs 5      # ce vs mfm vs balanced softmax, class by class
+      mfm show 3 --toml > again.toml       # then: mfm run --config again.toml
     """
     db = app.open_db()
     rec = _get_run(db, run_id, app)
+    if as_toml:
+        from mfm.tomltext import to_toml
+
+        click.echo(to_toml(rec.config), nl=False)
+        return
     class_acc = repo.get_class_accuracy(db, run_id)
     if plot:
         series = [(f"{rec.id} {rec.method}", class_rows(rec, class_acc))]
