@@ -88,8 +88,12 @@ def logs(app: App, run_id: int, follow: bool, tail_lines: int | None) -> None:
         raise refused(e) from None
     path = control.log_path(rec)
     if not path.exists() and not follow:
-        raise UserError(f"ID: run {run_id} has no log yet (status {rec.status}; foreground "
-                        "--headless runs print to their terminal instead)")
+        if rec.status in LIVE:
+            raise UserError(f"ID: run {run_id} has no log yet (status {rec.status}; a "
+                            "foreground --headless run prints to its terminal instead)")
+        raise UserError(f"ID: run {run_id} has no log: it was trained in the foreground (mfm "
+                        f"run --headless prints to its terminal); its results: mfm show "
+                        f"{run_id}")
     offset = 0
     if path.exists() and tail_lines is not None:
         lines = path.read_text(errors="replace").splitlines(keepends=True)

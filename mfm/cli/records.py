@@ -259,7 +259,9 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
 @click.command()
 @click.argument("run_id", metavar="ID", type=int)
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), required=True,
-              help="csv: one row per epoch (scalars, then per-class accuracy); json: everything.")
+              help="csv: one row per epoch, numbered from 1 as mfm show numbers them (scalars, "
+                   "then per-class accuracy); json: everything, as recorded (epoch indexes "
+                   "from 0).")
 @click.option("--output", "-o", metavar="FILE", default=None, help="Write here instead of stdout.")
 @pass_app
 def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
@@ -287,7 +289,7 @@ def export(app: App, run_id: int, fmt: str, output: str | None) -> None:
                         + [len(v) for v in per_class.values()])
         text = csv_text(
             ["epoch", *keys, *[f"class_{c}_acc" for c in range(n_classes)]],
-            ([ep, *[by_epoch.get(ep, {}).get(k, "") for k in keys],
+            ([ep + 1, *[by_epoch.get(ep, {}).get(k, "") for k in keys],
               *["" if v is None else v for v in per_class.get(ep, [None] * n_classes)]]
              for ep in sorted(set(by_epoch) | set(per_class))))
     emit(text if text.endswith("\n") else text + "\n", output)

@@ -100,6 +100,35 @@ def worker(app: App, detach: bool, **options: Any) -> None:
 
 
 @worker.command()
+@click.option("--timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              metavar="SECONDS", help="How long to wait for it to exit.")
+@pass_app
+def stop(app: App, timeout: float) -> None:
+    """Stop the supervisor serving this database on this host. Its running runs keep going
+    (each in its own session, recording as before); the next supervisor, started by hand or
+    by the next `mfm run`, re-adopts them. Queued runs wait for it.
+
+    \b
+    Example:
+      mfm worker stop
+    """
+    from mfm.runner.serve import stop_supervisor
+
+    db = app.open_db()
+    done = stop_supervisor(db, db_target=app.db_target, runs_root=app.runs_root(),
+                           timeout=timeout)
+    if done.pid is None:
+        click.echo(f"no supervisor serves {db.display} on this host")
+        return
+    if not done.stopped:
+        raise UserError(f"--timeout: supervisor pid {done.pid} did not exit within "
+                        f"{timeout:g} s (SIGTERM sent; it exits after its current tick)")
+    kept = (f"; runs {', '.join(map(str, done.runs))} keep running (the next supervisor "
+            f"re-adopts them)" if done.runs else "")
+    click.echo(f"supervisor pid {done.pid} stopped{kept}")
+
+
+@worker.command()
 @click.option("--stale", type=float, default=60.0, show_default=True, metavar="SECONDS",
               help="A supervisor whose last heartbeat is older than this shows as silent.")
 @pass_app

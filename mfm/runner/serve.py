@@ -24,7 +24,7 @@ from typing import Any
 from mfm.runner.procs import host_name
 
 __all__ = ["SupervisorSpec", "ServeError", "AlreadyServed", "ON_DEMAND", "check_spec",
-           "serve", "main", "holder_text"]
+           "serve", "main", "holder_text", "Stopped", "stop_supervisor"]
 
 
 class ServeError(ValueError):
@@ -211,6 +211,45 @@ def serve(db: Any, *, db_target: str, runs_root: Path, spec: SupervisorSpec,
     finally:
         lock.release()
         log("supervisor stopped (runs keep going; a new supervisor re-adopts them)")
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What :func:`stop_supervisor` did: ``pid`` of the supervisor (None: none served this
+    database here); ``stopped``: it exited within the time given; ``runs``: run ids still
+    running here, left running (a new supervisor re-adopts them)."""
+
+    pid: int | None
+    stopped: bool
+    runs: tuple[int, ...] = ()
+
+
+def stop_supervisor(db: Any, *, db_target: str, runs_root: Path,
+                    timeout: float = 30.0) -> Stopped:
+    """Stop the supervisor serving ``db`` on this host (SIGTERM; it finishes its tick,
+    records its stop and exits) and wait for its lock to be free. Its runs are not touched:
+    they live in their own sessions, keep training and recording, and the next supervisor
+    re-adopts them."""
+    from mfm.runner.launch import serving
+    from mfm.runner.procs import is_alive
+    from mfm.store import queue
+
+    holder = serving(db_target, runs_root)
+    if holder is None:
+        return Stopped(None, False)
+    pid = int(holder.get("pid") or 0)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while serving(db_target, runs_root) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stopped = serving(db_target, runs_root) is None
+    here = host_name()
+    running = tuple(r.id for r in queue.active_runs(db, host=here)
+                    if r.pid and is_alive(r.pid, r.proc_start))
+    return Stopped(pid, stopped, running)
 
 
 def parse_args(argv: Sequence[str]) -> SupervisorSpec:

@@ -59,7 +59,9 @@ def test_output_to_a_regular_file_replaces_it_and_keeps_its_mode(env, capsys, tm
     code, out, err = call(env, ["export", "1", "--format", "csv", "-o", str(target)], capsys)
     assert code == 0 and out == ""
     assert err.strip() == f"wrote {target}"
-    assert target.read_text().startswith("epoch,acc,train_loss,class_0_acc,class_1_acc\n")
+    lines = target.read_text().splitlines()
+    assert lines[0] == "epoch,acc,train_loss,class_0_acc,class_1_acc"
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]  # as mfm show numbers them
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
@@ -185,3 +187,33 @@ def test_a_sweep_of_more_than_200_runs_is_queued_only_with_yes(env, capsys, tmp_
     assert code == 0, err
     with Database(str(env)) as db:
         assert queue.count_by_status(db)["queued"] == 201 + 1
+
+
+# -- what a new user trips on -----------------------------------------------------------------
+
+def test_logs_of_a_run_trained_in_the_foreground_says_where_its_output_went(env, capsys):
+    with Database(str(env)) as db:
+        queue.transition(db, 1, "starting", allowed_from=("queued",))
+        queue.transition(db, 1, "running")
+        queue.transition(db, 1, "completed")
+    code, _, err = call(env, ["logs", "1"], capsys)
+    assert code == 2
+    assert one_error(err) == ("error: ID: run 1 has no log: it was trained in the foreground "
+                              "(mfm run --headless prints to its terminal); its results: mfm "
+                              "show 1")
+
+
+def test_sweep_plan_says_what_sweep_run_will_refuse(env, capsys, tmp_path):
+    sweep = tmp_path / "nodata.toml"
+    sweep.write_text(f'name = "nodata"\n[data]\nname = "imagefolder"\nroot = "{tmp_path}/gone"\n'
+                     '[grid]\nseed = [0, 1]\n')
+    before = fingerprint(env)
+    code, out, err = call(env, ["sweep", "plan", str(sweep)], capsys)
+    assert code == 0 and "2 to run" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "warning: mfm sweep run will refuse this plan: cell 1 (")
+    assert "data.root" in lines[0]
+    code, _, run_err = call(env, ["sweep", "run", str(sweep)], capsys)
+    assert code == 2 and lines[0].split("refuse this plan: ")[1] in run_err
+    assert fingerprint(env) == before

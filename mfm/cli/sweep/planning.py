@@ -71,6 +71,18 @@ def _plan_summary(plan: SweepPlan) -> str:
     return plan.summary()
 
 
+def _refusal(db: Database, plan: SweepPlan) -> str | None:
+    """What ``mfm sweep run`` would refuse this plan for (data missing, a transfer source
+    that is not there), in one line, or None: the same checks, run now."""
+    from mfm.sweeps.queueing import SweepQueueError, check_cells
+
+    try:
+        check_cells(db, plan.to_run)
+    except SweepQueueError as e:
+        return str(e)
+    return None
+
+
 @click.command("plan")
 @_file_arg
 @_rerun_stale
@@ -92,9 +104,11 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
     spec = _read(file, overrides)
     db = app.open_db()
     plan = _plan(app, db, spec, rerun_stale, max_cells)
+    refusal = _refusal(db, plan)
     if as_json:
         click.echo(jsonout.dumps({
             "name": spec.name, "estimate_seconds": plan.estimate_seconds,
+            "run_refuses": refusal,
             "cells": [{"idx": c.cell.index, "arm": c.cell.arm, "seed": c.cell.seed,
                        "action": c.action, "run_id": None if c.run is None else c.run.id,
                        "estimate_seconds": c.estimate_seconds, "config_hash": c.config_hash}
@@ -112,6 +126,8 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
     con = _console()
     con.print(table)
     con.print(Text(_plan_summary(plan)))
+    if refusal is not None:
+        click.echo(f"warning: mfm sweep run will refuse this plan: {refusal}", err=True)
 
 
 #: more runs than this to queue (or train) at once are asked about first (--yes skips)
