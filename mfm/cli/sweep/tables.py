@@ -107,8 +107,14 @@ def print_arm_table(app: App, db: Database, sweep_id: int, sort: str | None, fmt
     con = _console()
     con.print(table)
     con.print("* best epoch chosen on the validation split where the runs have one, else on "
-              "test (optimistic)",
-              markup=False)
+              "test (optimistic)", markup=False)
+    notes = ["s/epoch: wall-clock seconds per epoch on the machine that trained it, at that "
+             "time; it moves with whatever else ran there: compare runs of one sitting"]
+    if "seconds_to_95" in cols:
+        notes.append("t95 s: training seconds until a run first reached 95 % of its final "
+                     "validation accuracy (test accuracy for runs without a validation split)")
+    for note in notes:
+        con.print(note, markup=False)
 
 
 def _print_per_class(db: Database, sweep_id: int, arms: tuple[str, ...], as_json: bool) -> None:
