@@ -125,7 +125,7 @@ def check_spec(spec: SupervisorSpec, runs_root: Path) -> Any:
         given = [name for name in _SLURM_ONLY if getattr(spec, name)]
         if given:
             raise ServeError("only with --executor slurm", option=given[0])
-        parse_gpus(spec.gpus)
+        _slots(spec, None)  # GPUs that do not exist are refused before anything else
         return None
     return _slurm_options(spec, runs_root)
 

@@ -109,7 +109,10 @@ def test_full_disk_during_a_checkpoint_fails_the_run_with_one_line(tmp_path, sma
     pattern = re.escape(f"No space left on device: {small_tmpfs}/.last.pt.") + r"\S+\.tmp"
     assert outcome.status == "failed" and re.fullmatch(pattern, outcome.reason), outcome
     assert rec.status == "failed" and rec.error == outcome.reason and rec.epoch == 0
-    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["best.pt", "filler", "last.pt"]
+    # the folder's owner marker (mfm.runfiles.OWNER), the last good epoch's checkpoints, the
+    # filler: no partial temporary file left behind
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == [".mfm-records", "best.pt",
+                                                              "filler", "last.pt"]
     assert load_checkpoint(small_tmpfs / "last.pt")["epoch"] == 0
 
 
