@@ -117,14 +117,18 @@ def queue_sweep(db: Database, plan: SweepPlan, *, db_target: str, runs_root: Pat
     return QueuedSweep(rec.id, rec.name, tuple(queued.values()), tuple(resumed))
 
 
-def cell_runs(db: Database, sweep_id: int, *, with_classes: bool = False) -> list[CellRun]:
-    """A sweep's cells with what the records hold for each (the table's input); with
-    ``with_classes`` each completed run's final per-class accuracy too (one more query)."""
+def cell_runs(db: Database, sweep_id: int, *, with_classes: bool = False,
+              known_classes: frozenset[int] = frozenset()) -> list[CellRun]:
+    """A sweep's cells with what the records hold for each (the table's input, for ``mfm
+    sweep show`` and mfm-tui alike); with ``with_classes`` each completed run's final
+    per-class accuracy too (one more query), except for the runs in ``known_classes`` (a
+    caller that already holds theirs)."""
     cells = sweep_store.sweep_cells(db, sweep_id)
     class_acc: dict[int, list[float]] = {}
-    if with_classes:
-        class_acc = sweep_store.final_class_accuracy(
-            db, [c.run.id for c in cells if c.run is not None and c.run.status == "completed"])
+    want = [c.run.id for c in cells if c.run is not None and c.run.status == "completed"
+            and c.run.id not in known_classes]
+    if with_classes and want:
+        class_acc = sweep_store.final_class_accuracy(db, want)
     out = []
     for c in cells:
         r = c.run

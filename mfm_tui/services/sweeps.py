@@ -49,23 +49,14 @@ class SweepServices(Backend):
         """The sweep's cells as ``CellRun`` (per-class vectors apart: run id -> the final
         one, for completed runs not in ``have_classes``). The same reading as the CLI's
         ``mfm sweep show``."""
-        from mfm.store import sweeps as sweep_store
-        from mfm.sweeps.table import CellRun
+        import dataclasses
 
-        records = self._call(sweep_store.sweep_cells, sweep_id)
-        want = [c.run.id for c in records if c.run is not None
-                and c.run.status == "completed" and c.run.id not in have_classes]
-        class_acc = self._call(sweep_store.final_class_accuracy, want) if want else {}
-        cells = []
-        for c in records:
-            r = c.run
-            counts = (r.class_counts or {}) if r is not None else {}
-            cells.append(CellRun(arm=c.arm, seed=c.seed, run_id=None if r is None else r.id,
-                                 status=None if r is None else r.status,
-                                 summary=None if r is None else r.summary,
-                                 train_counts=counts.get("train"),
-                                 class_names=counts.get("classes")))
-        return cells, class_acc
+        from mfm.sweeps.queueing import cell_runs
+
+        cells = self._call(cell_runs, sweep_id, with_classes=True, known_classes=have_classes)
+        class_acc = {c.run_id: list(c.class_acc) for c in cells
+                     if c.run_id is not None and c.class_acc is not None}
+        return [dataclasses.replace(c, class_acc=None) for c in cells], class_acc
 
     def arm_runs(self, sweep_id: int, arm: str) -> list[tuple[int, RunRecord | None]]:
         """An arm's cells in plan order: (seed, its run or None when none is linked)."""

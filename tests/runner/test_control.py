@@ -5,12 +5,12 @@ its calls, and the TUI's services are built with ``start_supervisor=False``."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from fake_checkpoint import write_checkpoint
+from proc_helpers import fingerprint
 
 from mfm.cli.main import cli
 from mfm.config import config_to_dict, load_config
@@ -71,12 +71,8 @@ def interrupted_run(db: Database, tmp_path: Path, *, status: str = "failed",
     return run_id
 
 
-def digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in (path, Path(f"{path}-wal")):
-        if p.exists():
-            h.update(p.read_bytes())
-    return h.hexdigest()
+def digest(path: Path) -> tuple[str | None, str | None]:
+    return fingerprint(path)
 
 
 def make_sweep(db: Database, run_ids: list[int]) -> int:
