@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,18 @@ def _key(k: str) -> str:
     return k if _BARE_KEY.match(k) else json.dumps(k)
 
 
+def _string(s: str) -> str:
+    """A TOML basic string: JSON's escapes, plus \\uXXXX for every character TOML forbids
+    raw (DEL) or a terminal would act on (C0/C1 controls, bidi and other format characters,
+    line and paragraph separators), so the text is safe to print and reads back the same."""
+    out = json.dumps(s, ensure_ascii=False)
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _UNSAFE and c not in "\t"
+                   else c for c in out)
+
+
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 def _value(v: Any, where: str) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -37,7 +50,7 @@ def _value(v: Any, where: str) -> str:
         text = repr(v)
         return text if any(c in text for c in ".en") else text + ".0"
     if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # a TOML basic string is a JSON string
+        return _string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x, where) for x in v) + "]"
     raise TomlValueError(f"{where}: TOML cannot hold {type(v).__name__} {v!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mfm.text import pct
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from mfm.store.records import RunRecord
 
 __all__ = ["pct", "duration", "when", "progress", "data_text", "groups_text", "epoch_text",
-           "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "COLUMN_SORTS", "FILTER_FIELDS",
-           "COLUMN_PRIORITY", "matches", "is_active", "is_live",
+           "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "COLUMN_SORTS",
+           "is_active", "is_live",
            "is_resumable", "flatten"]
 
 
@@ -173,12 +173,6 @@ RUN_COLUMNS = (("mark", " "), ("id", "id"), ("name", "name"), ("data", "data"),
                ("started", "started"), ("duration", "time"))
 
 
-COLUMN_PRIORITY = ("mark", "id", "name", "status", "epoch", "acc", "method", "data", "best",
-                   "duration", "groups", "where", "started")
-"""Which columns stay when the table is narrow: the first ones that fit (shown in
-RUN_COLUMNS order)."""
-
-
 def run_cells(r: RunRecord, *, marked: bool, positions: dict[int, int], now: float,
               localtime: Callable[[float], time.struct_time] = time.localtime) -> tuple[str, ...]:
     """One table row, in RUN_COLUMNS order: plain strings, user-supplied ones made visible
@@ -221,24 +215,97 @@ def sort_key(name: str) -> Callable[[RunRecord], Any]:
     return SORTS[name]
 
 
-FILTER_FIELDS = ("id", "name", "status", "method", "data", "tag", "sweep")
+# -- the runs screen: status words and their colours, progress, a filter on whole values -------
+
+__all__ += ["STATUS_STYLES", "status_word", "progress_text", "WHOLE_FILTER_FIELDS",
+            "run_matches", "filter_problems"]
+
+STATUS_STYLES = {"running": "bold green", "starting": "green", "queued": "yellow",
+                 "created": "yellow", "completed": "blue", "failed": "bold red",
+                 "lost": "red underline", "cancelled": "dim"}
+"""The colour of each status in the runs table (Rich styles; the word itself still reads
+without colour): active green, waiting yellow, completed blue, broken red (lost underlined:
+many palettes draw magenta as red), cancelled dim."""
 
 
-def matches(r: RunRecord, text: str, sweeps: Sequence[str] = ()) -> bool:
-    """Every word of ``text`` occurs in the run's id, name, status, method, data, tags or
-    sweeps; a word like ``status:running``, ``method:mfm``, ``data:cifar``, ``tag:best``,
-    ``sweep:grid`` or ``name:lr`` matches that field only (``sweeps``: the names of the
-    sweeps the run answers a cell of)."""
-    fields = {"id": str(r.id), "name": (r.name or "").lower(), "status": r.status,
-              "method": r.method, "data": data_text(r.config).lower(),
-              "tag": " ".join(getattr(r, "tags", ()) or ()).lower(),
-              "sweep": " ".join(sweeps).lower()}
-    hay = " ".join(fields.values())
+def status_word(r: RunRecord, positions: dict[int, int] | None) -> str:
+    """The status alone (the progress bar has its own column): ``queued #2``, ``running``,
+    ``running ✗`` while a cancel is requested."""
+    if r.status == "queued":
+        return f"queued #{positions[r.id]}" if positions and r.id in positions else "queued"
+    if is_active(r) and r.cancel_requested_at is not None:
+        return f"{r.status} ✗"
+    return r.status
+
+
+def progress_text(r: RunRecord, width: int = 8) -> str:
+    """Epochs done as a bar and a count, whatever the status: ``▰▰▰▱▱▱▱▱ 3/5`` (so the
+    column is as wide for a queued run as for a running one)."""
+    return f"{progress(epochs_done(r), max(1, r.epochs_total), width)} {epoch_text(r)}"
+
+
+WHOLE_FILTER_FIELDS = ("id", "status", "method", "data", "tag")
+"""Filter keys whose words match a whole value (``method:ce`` is not balanced_softmax);
+``name:`` and ``sweep:`` match part of the text, as free words do."""
+
+
+def _filter_values(r: RunRecord) -> dict[str, set[str]]:
+    data = data_text(r.config).lower()
+    return {"id": {str(r.id)}, "status": {r.status.lower()}, "method": {r.method.lower()},
+            "data": {data, *data.split("/")},
+            "tag": {t.lower() for t in (getattr(r, "tags", ()) or ())}}
+
+
+def run_matches(r: RunRecord, text: str, sweeps: Sequence[str] = ()) -> bool:
+    """Whether a run passes the runs filter ``text`` (case-insensitive; every word must
+    hold). ``status:``, ``method:``, ``data:``, ``tag:`` and ``id:`` match a whole value
+    (``data:`` the whole ``name/IF<factor>`` or one of its parts; ``a,b`` any of them);
+    ``name:`` and ``sweep:`` match part of the run's name or of a sweep's; any other word
+    occurs somewhere in the id, name, status, method, data, tags or sweeps."""
+    whole = _filter_values(r)
+    part = {"name": (r.name or "").lower(), "sweep": " ".join(sweeps).lower()}
+    hay = " ".join([*part.values(), *(" ".join(sorted(v)) for v in whole.values())])
     for word in text.lower().split():
         key, sep, val = word.partition(":")
-        if sep and key in fields:
-            if val not in fields[key]:
+        if sep and key in whole:
+            wanted = {v for v in val.split(",") if v}
+            if wanted and not wanted & whole[key]:
+                return False
+        elif sep and key in part:
+            if val not in part[key]:
                 return False
         elif word not in hay:
             return False
     return True
+
+
+def filter_problems(text: str, runs: Iterable[RunRecord], limit: int = 12) -> list[str]:
+    """What a filter asks for that cannot be there, one line each: ``zzz is no method
+    (methods: ce, mfm, …)``. Methods and statuses are checked against the known names and
+    those in ``runs``, data and tags against those in ``runs``."""
+    from mfm.config import METHOD_NAMES
+    from mfm.store.records import STATUSES
+
+    runs = list(runs)
+    known = {"status": set(STATUSES) | {r.status for r in runs},
+             "method": set(METHOD_NAMES) | {r.method for r in runs},
+             "data": {v for r in runs for v in _filter_values(r)["data"]},
+             "tag": {t for r in runs for t in _filter_values(r)["tag"]}}
+    what = {"status": ("status", "statuses"), "method": ("method", "methods"),
+            "data": ("data set of any run", "data"), "tag": ("tag of any run", "tags")}
+    out: list[str] = []
+    for word in text.split():
+        key, sep, val = word.partition(":")
+        key = key.lower()
+        if not sep or key not in known:
+            continue
+        values = {v.lower() for v in known[key]}
+        for v in (v for v in val.split(",") if v):
+            if v.lower() in values:
+                continue
+            one, many = what[key]
+            names = sorted(known[key], key=str.lower)
+            listed = ", ".join(cut(n, 24) for n in names[:limit])
+            listed += ", …" if len(names) > limit else ""
+            out.append(f"{cut(v, 24)} is no {one} ({many}: {listed or 'none yet'})")
+    return out

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from mfm_tui.format import data_text, epoch_text, flatten, pct
 from mfm_tui.literal import NAME_CELL, NAME_LABEL, cut, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.chart_stack import ChartStack
 from mfm_tui.widgets.charts import ClassChart, DiffChart, LineChart
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
@@ -101,11 +102,11 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
         yield Static(f" Compare runs {', '.join(map(str, self.run_ids))}",
                      classes="screen-title", markup=False, id="cmp-title")
         with TabbedContent(id="tabs"):
-            with TabPane("Curves", id="curves"):
+            with TabPane("Curves", id="curves"), ChartStack(id="cmp-curves"):
                 yield LineChart("test accuracy % per epoch", xlabel="epoch", scale=100.0,
                                 y_range=(0, 100), id="cmp-acc")
                 yield LineChart("train loss per epoch", xlabel="epoch", id="cmp-loss")
-            with TabPane("Per-class", id="classes"):
+            with TabPane("Per-class", id="classes"), ChartStack(id="cmp-classes"):
                 with Grid(id="cmp-grid"):
                     for rid in self.run_ids:
                         yield ClassChart(f"run {rid}", id=f"cmp-class-{rid}")
@@ -139,6 +140,7 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
         cols = max(1, min(n, 3, self.app.size.width // 40))
         grid.styles.grid_size_columns = cols
         grid.styles.grid_size_rows = -(-n // cols)
+        self.query_one("#cmp-classes", ChartStack).fit()  # a row of charts per page if short
 
     # -- polling ------------------------------------------------------------------------------
 
@@ -211,7 +213,11 @@ class CompareScreen(BaseScreen[CompareCursors, "dict[int, RunSeries]"]):
     # -- actions ------------------------------------------------------------------------------
 
     def action_tab(self, step: int) -> None:
+        """The next (previous) page of charts of a short terminal's tab, else the next tab."""
         tabs = self.query_one("#tabs", TabbedContent)
+        stack = {"curves": "#cmp-curves", "classes": "#cmp-classes"}.get(tabs.active)
+        if stack is not None and self.query_one(stack, ChartStack).turn(step):
+            return
         i = TABS.index(tabs.active) if tabs.active in TABS else 0
         tabs.active = TABS[(i + step) % len(TABS)]
 

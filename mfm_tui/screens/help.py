@@ -1,5 +1,5 @@
-"""``?``: every key of the screen below (its own, then the app's) and the few concepts the
-workbench is built on. Esc or ? closes it."""
+"""``?``: every key of the screen below (its own first, then the app's, then the focused
+widget's) and the few concepts the workbench is built on. Esc or ? closes it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-__all__ = ["HelpScreen", "CONCEPTS", "screen_keys"]
+__all__ = ["HelpScreen", "CONCEPTS", "GROUPS", "KeyItem", "screen_keys"]
 
 CONCEPTS = (
     ("dataset spec", "a named data.* section (dataset, imbalance factor, profile, meta/val "
@@ -27,20 +27,37 @@ CONCEPTS = (
 )
 
 
-def screen_keys(screen: Screen[Any]) -> list[tuple[str, str, bool]]:
-    """(key, description, applies now) for every described binding of ``screen``: its own
-    first, then the app's."""
-    own: list[tuple[str, str, bool]] = []
-    app_keys: list[tuple[str, str, bool]] = []
+SCREEN_GROUP = "this screen"
+APP_GROUP = "everywhere"
+WIDGET_GROUP = "in the focused list or field"
+GROUPS = (SCREEN_GROUP, APP_GROUP, WIDGET_GROUP)
+
+KeyItem = tuple[str, str, bool, str]
+"""(key, description, applies now, group): the group one of ``GROUPS``."""
+
+
+def screen_keys(screen: Screen[Any]) -> list[KeyItem]:
+    """(key, description, applies now, group) for every described binding of ``screen``: the
+    screen's own first (what a user opened help for), then the app's, then those of the
+    focused widget and the generic ones every Textual screen has (cursor keys, focus moves,
+    copy), which would otherwise push the screen's own a page down."""
+    generic = {b.action for b in Screen.BINDINGS if isinstance(b, Binding)}
+    found: dict[str, list[KeyItem]] = {g: [] for g in GROUPS}
     seen: set[str] = set()
     for _key, active in screen.active_bindings.items():
         b = active.binding
         if not b.description or b.action in seen:
             continue
         seen.add(b.action)
-        item = (screen.app.get_key_display(b), b.description, active.enabled)
-        (app_keys if active.node is screen.app else own).append(item)
-    return own + app_keys
+        if active.node is screen.app:
+            group = APP_GROUP
+        elif active.node is screen and b.action not in generic:
+            group = SCREEN_GROUP
+        else:
+            group = WIDGET_GROUP
+        found[group].append((screen.app.get_key_display(b), b.description, active.enabled,
+                             group))
+    return [item for g in GROUPS for item in found[g]]
 
 
 class HelpScreen(ModalScreen[None]):
@@ -54,15 +71,28 @@ class HelpScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,question_mark", "app.pop_screen", "Close", show=False)]
 
-    def __init__(self, title: str, keys: list[tuple[str, str, bool]]):
+    def __init__(self, title: str, keys: list[KeyItem]):
         super().__init__()
         self.title_text = title
         self.keys = keys
 
+    def key_text(self) -> str:
+        """The keys by group, the screen's own first, each group under its heading."""
+        width = max((len(k) for k, _, _, _ in self.keys), default=4) + 2
+        out: list[str] = []
+        for group in GROUPS:
+            items = [item for item in self.keys if item[3] == group]
+            if not items:
+                continue
+            if out:
+                out.append("")
+            out.append(f"{group}:")
+            out.extend(f"  {k:<{width}}{d}" + ("" if on else "  (not now)")
+                       for k, d, on, _ in items)
+        return "\n".join(out)
+
     def compose(self) -> ComposeResult:
-        width = max((len(k) for k, _, _ in self.keys), default=4) + 2
-        key_lines = "\n".join(f"{k:<{width}}{d}" + ("" if on else "  (not now)")
-                              for k, d, on in self.keys)
+        key_lines = self.key_text()
         concepts = "\n".join(f"{name:<14}{text}" for name, text in CONCEPTS)
         with Vertical():
             yield Static(f"Help · {self.title_text} · esc closes", id="help-title",

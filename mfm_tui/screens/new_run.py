@@ -17,7 +17,7 @@ from mfm.config import ConfigError
 from mfm.text import check_name
 from mfm_tui.literal import NAME_CELL, cut, literal, shown
 from mfm_tui.screens.base import BaseScreen
-from mfm_tui.widgets.form import method_of, schema_default
+from mfm_tui.widgets.form import FormSelect, method_of, schema_default
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
@@ -107,10 +107,10 @@ class NewRunScreen(BaseScreen[None, None]):
             yield from self._row("name", Input(placeholder="optional; seeds add -s<seed>",
                                                id="nr-name", compact=True,
                                                value=self._clone_name()))
-            yield from self._row("dataset spec", Select(self._spec_options(), id="nr-spec",
+            yield from self._row("dataset spec", FormSelect(self._spec_options(), id="nr-spec",
                                                         allow_blank=False, compact=True))
             yield Static("F2 defines dataset specs", classes="hint nr-help")
-            yield from self._row("config", Select(self._config_options(), id="nr-config",
+            yield from self._row("config", FormSelect(self._config_options(), id="nr-config",
                                                   allow_blank=False, compact=True))
             yield Static("F3 defines configs; runs keep the version they used",
                          classes="hint nr-help")
@@ -122,12 +122,12 @@ class NewRunScreen(BaseScreen[None, None]):
                                                 type="integer"))
             yield Static(f"one run per seed: seed, seed+1, ... (1 to {MAX_SEEDS})",
                          classes="hint nr-help")
-            yield from self._row("device", Select(
+            yield from self._row("device", FormSelect(
                 [("as the config says", "")] + [(d, d) for d in DEVICES], id="nr-device",
                 allow_blank=False, compact=True))
             yield Static("the run's device (cpu, or cuda: the slot's GPU)",
                          classes="hint nr-help")
-            yield from self._row("slot", Select([("any free slot", "")], id="nr-slot",
+            yield from self._row("slot", FormSelect([("any free slot", "")], id="nr-slot",
                                                 allow_blank=False, compact=True))
             yield Static("only this slot or GPU may take the runs", classes="hint nr-help")
         # outside the scroll area: what will be queued, or why not, is always in view
@@ -235,8 +235,10 @@ class NewRunScreen(BaseScreen[None, None]):
         return spec, named, spec_id, cfg_id
 
     def overrides(self) -> tuple[list[str], list[str]]:
-        """The override items that parse, and one error line for each that does not (an
-        unknown key says which keys were meant: ``lr`` -> ``optim.lr``)."""
+        """The override items that parse, and one error line for each that does not: the
+        words of ``mfm run --set`` (``mfm.config.parse_override``'s own check and message).
+        Only an unknown key the config module finds no near match for gets a hint, from the
+        keys of the same name in a section (``lr`` -> ``optim.lr``)."""
         from mfm.config import describe, parse_override
 
         good: list[str] = []
@@ -245,9 +247,10 @@ class NewRunScreen(BaseScreen[None, None]):
             try:
                 parse_override(item)
             except ConfigError as e:
-                key = item.partition("=")[0].strip()
                 text = str(e)
-                if "." not in key and "did you mean" not in text:
+                key = item.partition("=")[0].strip()
+                if (e.key == key and "." not in key and e.message.startswith("unknown key")
+                        and "did you mean" not in e.message):
                     near = [f.key for f in describe() if f.key.endswith("." + key)]
                     if near:
                         text = f"{e.key}: unknown key; did you mean {' or '.join(near)}?"

@@ -20,7 +20,7 @@ from mfm_tui import actions
 from mfm_tui.literal import NAME_CELL, NAME_TITLE, cut, literal, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.sweep_text import AxesError, build_sweep, duration_text, plan_summary
-from mfm_tui.widgets.form import method_of
+from mfm_tui.widgets.form import FormSelect, method_of
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
 
@@ -67,7 +67,7 @@ class NewSweepScreen(BaseScreen[None, None]):
     def compose(self) -> ComposeResult:
         yield Static(" New sweep", classes="screen-title", markup=False)
         with _Form(id="sw-form"):
-            yield from self._row("from", Select([("a sweep file", FILE),
+            yield from self._row("from", FormSelect([("a sweep file", FILE),
                                                  ("a spec, a config and axes", BUILD)],
                                                 value=FILE, id="sw-source", allow_blank=False,
                                                 compact=True))
@@ -79,10 +79,10 @@ class NewSweepScreen(BaseScreen[None, None]):
                                                id="sw-name", compact=True))
             yield Static("queueing a sweep again under its name adds only what is missing",
                          classes="hint nr-help")
-            yield from self._row("dataset spec", Select([("none (the defaults)", None)],
+            yield from self._row("dataset spec", FormSelect([("none (the defaults)", None)],
                                                         id="sw-spec", allow_blank=False,
                                                         compact=True), "sw-spec-row")
-            yield from self._row("config", Select([("none (the defaults)", None)],
+            yield from self._row("config", FormSelect([("none (the defaults)", None)],
                                                   id="sw-config", allow_blank=False,
                                                   compact=True), "sw-config-row")
             yield Label("axes", classes="f-label sw-build", id="sw-axes-label")

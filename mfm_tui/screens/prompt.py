@@ -1,5 +1,6 @@
 """A one-line question over the current screen: an input with a starting value; enter answers
-with its text, escape with None."""
+with its text, escape with None. The starting value is not selected and the cursor is at its
+end, so typing adds to what is there instead of replacing it."""
 
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ class PromptScreen(ModalScreen["str | None"]):
         with Vertical():
             yield Static(lines(self.question), id="prompt-question", markup=False)
             yield Input(self.value, id="prompt-input", compact=True,
-                        max_length=self.max_length)
+                        max_length=self.max_length, select_on_focus=False)
             yield Static(lines(self.help + "\nenter saves · esc cancels"), id="prompt-help",
                          markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#prompt-input", Input).focus()
+        field = self.query_one("#prompt-input", Input)
+        field.cursor_position = len(field.value)
+        field.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -24,6 +24,7 @@ from mfm_tui.format import (
 )
 from mfm_tui.literal import NAME_TITLE, cut, literal_cells, shown
 from mfm_tui.screens.base import BaseScreen
+from mfm_tui.widgets.chart_stack import ChartStack
 from mfm_tui.widgets.charts import ClassChart, LineChart
 from mfm_tui.widgets.keys_bar import KeysBar
 from mfm_tui.widgets.status_bar import StatusBar
@@ -40,8 +41,30 @@ MOD_STATS = ("gamma_mean", "gamma_std", "beta_mean", "beta_std")
 
 
 def config_text(config: dict[str, Any]) -> str:
-    """A resolved config as TOML-like text: top-level keys, then one table per section.
-    Keys and values are shown literally (control characters as escapes)."""
+    """A resolved config as TOML, exactly as ``mfm show ID --toml`` writes it
+    (``mfm.tomltext.to_toml``: tomllib reads it back; None values are left out), except that
+    a control character inside a string is written as its TOML escape (``\\u007f``): it
+    must not reach the terminal, and the text still reads back to the same value. A config
+    TOML cannot hold (written by another tool) is listed key by key under a comment."""
+    from mfm.tomltext import TomlValueError, to_toml
+
+    try:
+        return _escape_controls(to_toml(config))
+    except TomlValueError as e:
+        return f"# not TOML: {shown(str(e))}\n" + _listing(config)
+
+
+def _escape_controls(text: str) -> str:
+    """Control characters (only ever inside TOML strings here) as TOML escapes."""
+    if all(shown(ch) == ch or ch == "\n" for ch in text):
+        return text
+    return "".join(ch if ch == "\n" or shown(ch) == ch
+                   else (f"\\u{ord(ch):04X}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08X}")
+                   for ch in text)
+
+
+def _listing(config: dict[str, Any]) -> str:
+    """Top-level keys, then one table per section, values as Python writes them."""
     out = [f"{shown(k)} = {shown(repr(v))}" for k, v in config.items()
            if not isinstance(v, dict)]
     for section, values in config.items():
@@ -94,7 +117,7 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
         yield Static("", id="run-error", classes="error-line", markup=False)
         yield Static("", id="run-labels", classes="hint", markup=False)
         with TabbedContent(id="tabs"):
-            with TabPane("Curves", id="curves"):
+            with TabPane("Curves", id="curves"), ChartStack(id="curves-stack"):
                 yield LineChart("train loss per step", xlabel="step", id="loss-chart")
                 yield LineChart("test accuracy % per epoch", xlabel="epoch", scale=100.0,
                                 y_range=(0, 100), id="acc-chart")
@@ -221,7 +244,10 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
         return True
 
     def action_tab(self, step: int) -> None:
+        """The next (previous) chart of a short terminal's Curves tab, else the next tab."""
         tabs = self.query_one("#tabs", TabbedContent)
+        if tabs.active == "curves" and self.query_one("#curves-stack", ChartStack).turn(step):
+            return
         shown = [t for t in TABS if not (t == "modulation" and self.run is not None
                                          and self.run.method not in ("mfm", "mwnet"))]
         i = shown.index(tabs.active) if tabs.active in shown else 0

@@ -1,10 +1,16 @@
 """The home screen: every run, live, with filter, sort, tags and notes, a log pane that
 follows the highlighted run, and the actions on runs. Filter and sort are remembered per
-database (``mfm_tui.state``)."""
+database (``mfm_tui.state``).
+
+The table's columns (``TABLE_COLUMNS``) are RUN_COLUMNS' with the status split from its
+progress bar, and a sparkline of each running run's recent accuracy (``trend``). When the
+window is narrow, columns are dropped in one fixed order (``PRIORITY``), sized as their
+content is but never narrower than any state could make them (``FIT_MIN``): which columns
+show depends on the window and the records, never on which runs happen to be running."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
@@ -18,31 +24,63 @@ from textual.widgets import DataTable, Input, Log, Static
 from mfm_tui import actions
 from mfm_tui.actions import MAX_COMPARE
 from mfm_tui.format import (
-    COLUMN_PRIORITY,
     COLUMN_SORTS,
     RUN_COLUMNS,
     SORTS,
+    STATUS_STYLES,
+    filter_problems,
     is_active,
     is_live,
     is_resumable,
-    matches,
+    progress_text,
     run_cells,
+    run_matches,
+    status_word,
 )
-from mfm_tui.literal import NAME_TITLE, cut, literal, literal_cells, shown
+from mfm_tui.literal import NAME_TITLE, cut, literal, shown
 from mfm_tui.screens.base import BaseScreen
 from mfm_tui.widgets.keys_bar import KeysBar
+from mfm_tui.widgets.sparkline import sparkline
 from mfm_tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
     from mfm.store.records import RunRecord
     from mfm.store.views import Fingerprint, RunsDelta
 
-__all__ = ["RunsScreen", "RunsPoll", "EMPTY_HINT", "MAX_COMPARE"]
+__all__ = ["RunsScreen", "RunsPoll", "EMPTY_HINT", "MAX_COMPARE", "TABLE_COLUMNS",
+           "CELL_KEYS", "PRIORITY", "TREND_WIDTH", "TREND_STYLE"]
 
 SORT_NAMES = tuple(SORTS)
 LABELS_EVERY = 5  # polls between two readings of tags, notes and sweeps (also on new runs)
 EMPTY_HINT = "no runs yet — press n to queue one (F2 dataset specs, F3 configs, ? help)"
-LABELS = dict(RUN_COLUMNS)
+
+CELL_KEYS = (*(key for key, _ in RUN_COLUMNS), "progress", "trend")
+"""What ``RunsScreen.cells`` holds per run, in this order: RUN_COLUMNS' cells (with the
+status alone, ``queued #1``, ``running``, ``running ✗``), then the progress bar with its
+epochs, then the accuracy sparkline (running runs only)."""
+TABLE_COLUMNS = (("mark", " "), ("id", "id"), ("name", "name"), ("data", "data"),
+                 ("method", "method"), ("status", "status"), ("progress", "progress"),
+                 ("trend", "trend"), ("acc", "acc%"), ("best", "best%"),
+                 ("groups", "many/med/few"), ("where", "slot"), ("started", "started"),
+                 ("duration", "time"))
+"""The table's columns, in the order they are shown."""
+PRIORITY = ("mark", "id", "name", "method", "status", "progress", "acc", "trend", "data",
+            "best", "duration", "groups", "where", "started")
+"""Which columns stay when the table is narrow: the first ones that fit, whatever the runs'
+states (a column that does not fit is skipped, a later narrower one may still fit)."""
+TREND_WIDTH = 8
+"""Points of the sparkline (the column is this wide for every run: the width is reserved)."""
+TREND_POINTS = 60  # epochs of accuracy kept per running run (downsampled to TREND_WIDTH)
+BAR_WIDTH = 6  # the progress column's bar
+TREND_STYLE = "cyan"
+FIT_MIN = {"status": len("starting ✗"), "trend": TREND_WIDTH, "where": len("cpu0 ♥99s"),
+           "started": len("11-14 22:13"), "duration": len("59m59s"), "acc": len("99.9"),
+           "best": len("99.9"), "groups": len("99/99/99")}
+"""The least width a column is fitted with, so that a run changing state (a heartbeat
+appearing, a start time, a result) does not change which columns fit."""
+LABELS = dict(TABLE_COLUMNS)
+SORT_OF = {**COLUMN_SORTS, "progress": "epoch", "trend": "acc"}
+CELL_INDEX = {key: i for i, key in enumerate(CELL_KEYS)}
 
 
 @dataclass(frozen=True)
@@ -51,10 +89,14 @@ class RunsPoll:
     labels: dict[int, tuple[tuple[str, ...], str | None]] | None  # None: not read this time
     sweeps: dict[int, tuple[str, ...]] | None
     log: tuple[int, list[str], int] | None  # (run id, new lines, next offset)
+    trends: dict[int, tuple[int, list[tuple[int, float]]]] = field(default_factory=dict)
+    """Running runs whose epoch moved: (the epoch read up to, its new (epoch, accuracy)
+    points)."""
 
 
-PollArgs = tuple["dict[int, Fingerprint]", bool, "RunRecord | None", int]
-"""(fingerprints, read labels and sweeps too, the run whose log the pane follows, offset)."""
+PollArgs = tuple["dict[int, Fingerprint]", bool, "RunRecord | None", int, "dict[int, int]"]
+"""(fingerprints, read labels and sweeps too, the run whose log the pane follows, offset,
+running run id -> the last epoch read for its sparkline)."""
 
 
 class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
@@ -96,6 +138,9 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
         self.log_run: int | None = None  # the run the log pane follows
         self.log_offset = 0
         self._labels_due = True
+        self.trends: dict[int, list[tuple[int, float]]] = {}  # running runs: (epoch, acc)
+        self.trend_read: dict[int, int] = {}  # running runs: the last epoch read
+        self._noticed = ""  # the filter whose problems were last notified
 
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-title", markup=False)
@@ -140,11 +185,25 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
     def poll_args(self) -> PollArgs:
         log_rec = self.records.get(self.log_run) if self.log_run is not None else None
         due = self._labels_due or self.polls % LABELS_EVERY == 0
-        return dict(self.fingerprints), due, log_rec, self.log_offset
+        return dict(self.fingerprints), due, log_rec, self.log_offset, dict(self.trend_read)
 
     def fetch(self, args: PollArgs) -> RunsPoll:
-        known, due, log_rec, offset = args
+        from mfm_tui.services import ServiceError
+
+        known, due, log_rec, offset, seen = args
         delta = self.services.poll_runs(known)
+        trends: dict[int, tuple[int, list[tuple[int, float]]]] = {}
+        for r in delta.changed:  # only runs whose record changed: their epoch may have moved
+            if not is_active(r) or r.epoch is None or r.epoch <= seen.get(r.id, -1):
+                continue
+            after = max(seen.get(r.id, -1), r.epoch - TREND_POINTS)
+            try:
+                series = self.services.run_series(r.id, after_epoch=after,
+                                                  class_epoch=r.epoch, log_offset=-1,
+                                                  step_keys=())
+            except ServiceError:  # gone meanwhile: the next poll says so
+                continue
+            trends[r.id] = (r.epoch, series.epochs.get("acc", []))
         new = any(r.id not in known for r in delta.changed)
         labels = sweeps = None
         if due or new:
@@ -154,7 +213,7 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
         if log_rec is not None:
             lines, nxt = self.services.read_log(log_rec, offset)
             log = (log_rec.id, lines, nxt)
-        return RunsPoll(delta, labels, sweeps, log)
+        return RunsPoll(delta, labels, sweeps, log, trends)
 
     def apply(self, poll: RunsPoll) -> None:
         delta = poll.delta
@@ -171,9 +230,13 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
                  if delta.positions.get(rid) != self.positions.get(rid)}
         self.positions = delta.positions
         relabelled = self._labels(poll)
+        trended = self._trends(poll)
+        first = not self.loaded
         self.loaded = True
-        self.refresh_table(changed | moved | relabelled,
+        self.refresh_table(changed | moved | relabelled | trended,
                            reorder=bool(changed or delta.removed or relabelled))
+        if first:
+            self._filter_notice()
         if poll.log is not None:
             self._log_lines(*poll.log)
         self.refresh_bindings()
@@ -193,34 +256,70 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
                 out.add(rid)
         return out
 
+    def _trends(self, poll: RunsPoll) -> set[int]:
+        """Add the new accuracy points of running runs (the last TREND_POINTS kept); forget
+        the runs that no longer run. The runs whose sparkline changed."""
+        out = set()
+        for rid, (epoch, points) in poll.trends.items():
+            self.trend_read[rid] = max(epoch, self.trend_read.get(rid, -1))
+            have = self.trends.setdefault(rid, [])
+            last = have[-1][0] if have else -1
+            new = [(e, v) for e, v in points if e > last]
+            if new:
+                have.extend(new)
+                del have[:-TREND_POINTS]
+                out.add(rid)
+        for rid in list(self.trend_read):
+            r = self.records.get(rid)
+            if r is None or not is_active(r):
+                self.trend_read.pop(rid)
+                self.trends.pop(rid, None)
+                out.add(rid)
+        return out & set(self.records)
+
     # -- the table ----------------------------------------------------------------------------
 
     def visible_ids(self) -> list[int]:
         key = SORTS[self.sort_name]
         runs = [r for r in self.records.values()
-                if not self.filter_text or matches(r, self.filter_text,
-                                                   self.sweeps.get(r.id, ()))]
+                if not self.filter_text or run_matches(r, self.filter_text,
+                                                       self.sweeps.get(r.id, ()))]
         runs.sort(key=key, reverse=self.reverse)
         return [r.id for r in runs]
 
     def _cells(self, rid: int, now: float) -> tuple[str, ...]:
-        return run_cells(self.records[rid], marked=rid in self.marked, positions=self.positions,
-                         now=now, localtime=self.services.localtime)
+        """The run's cells, in CELL_KEYS order."""
+        r = self.records[rid]
+        cells = list(run_cells(r, marked=rid in self.marked, positions=self.positions,
+                               now=now, localtime=self.services.localtime))
+        cells[CELL_INDEX["status"]] = status_word(r, self.positions)
+        points = self.trends.get(rid, ()) if is_active(r) else ()
+        return (*cells, progress_text(r, BAR_WIDTH), sparkline([v for _, v in points], TREND_WIDTH))
+
+    def _text(self, rid: int, key: str, value: str) -> Text:
+        """A cell as literal Text; the status in its colour, the sparkline in its own."""
+        text = literal(value)
+        if key == "status":
+            text.style = STATUS_STYLES.get(self.records[rid].status, "")
+        elif key == "trend":
+            text.style = TREND_STYLE
+        return text
 
     def _fit_columns(self) -> tuple[str, ...]:
-        """The columns that fit the table's width, most useful first (COLUMN_PRIORITY), each
-        as wide as its widest cell; shown in RUN_COLUMNS order."""
+        """The columns that fit the table's width, in PRIORITY order, each as wide as its
+        widest cell (at least its FIT_MIN); shown in TABLE_COLUMNS order."""
         table = self.query_one("#runs", DataTable)
         width = table.size.width or self.app.size.width
         room = width - 2  # the vertical scrollbar
         chosen: set[str] = set()
         used = 0
-        for key in COLUMN_PRIORITY:
-            need = max(cell_len(LABELS[key]), self.col_width.get(key, 0)) + 2
+        for key in PRIORITY:
+            need = max(cell_len(LABELS[key]), self.col_width.get(key, 0),
+                       FIT_MIN.get(key, 0)) + 2
             if used + need <= room:
                 chosen.add(key)
                 used += need
-        return tuple(key for key, _ in RUN_COLUMNS if key in chosen)
+        return tuple(key for key, _ in TABLE_COLUMNS if key in chosen)
 
     def _set_columns(self, columns: tuple[str, ...]) -> None:
         table: DataTable[Text] = self.query_one("#runs", DataTable)
@@ -230,10 +329,9 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
         self.columns = columns
 
     def _measure(self, order: list[int]) -> None:
-        widths = {key: 0 for key, _ in RUN_COLUMNS}
-        keys = [key for key, _ in RUN_COLUMNS]
+        widths = dict.fromkeys(CELL_KEYS, 0)
         for rid in order:
-            for key, value in zip(keys, self.cells[rid]):
+            for key, value in zip(CELL_KEYS, self.cells[rid]):
                 n = cell_len(value)
                 if n > widths[key]:
                     widths[key] = n
@@ -252,10 +350,10 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
             self.cells = {rid: self._cells(rid, now) for rid in order}
             self._measure(order)
             self._set_columns(self._fit_columns())
-            index = [i for i, (key, _) in enumerate(RUN_COLUMNS) if key in self.columns]
             for rid in order:
                 cells = self.cells[rid]
-                table.add_row(*literal_cells(cells[i] for i in index), key=str(rid))
+                table.add_row(*(self._text(rid, key, cells[CELL_INDEX[key]])
+                                for key in self.columns), key=str(rid))
             self.order = order
             if current in order:
                 table.move_cursor(row=order.index(current), animate=False)
@@ -268,14 +366,15 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
                 old = self.cells.get(rid)
                 if cells == old:
                     continue
-                for (key, _), value, before in zip(RUN_COLUMNS, cells, old or ("",) * 99):
+                for key, value, before in zip(CELL_KEYS, cells, old or ("",) * len(cells)):
                     if value == before:
                         continue
                     if cell_len(value) > self.col_width.get(key, 0):
                         self.col_width[key] = cell_len(value)
                         grew = True
                     if key in self.columns:
-                        table.update_cell(str(rid), key, literal(value), update_width=True)
+                        table.update_cell(str(rid), key, self._text(rid, key, value),
+                                          update_width=True)
                 self.cells[rid] = cells
             if grew and self._fit_columns() != self.columns:
                 self.refresh_table(reorder=False, rebuild=True)
@@ -297,7 +396,9 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
             hint.update(EMPTY_HINT)
             hint.display = True
         elif self.loaded and not self.order:
-            hint.update("no run matches the filter (/ to change it, ctrl+u clears it)")
+            problems = filter_problems(self.filter_text, self.records.values())
+            hint.update("; ".join(problems) if problems else
+                        "no run matches the filter (/ to change it, ctrl+u clears it)")
             hint.display = True
         else:
             hint.display = False
@@ -312,11 +413,13 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
         count = f"{shown_n} of {total}" if shown_n != total else f"{total}"
         arrow = "↑" if self.reverse else "↓"
         marked = f" · marked {', '.join(map(str, self.marked))}" if self.marked else ""
-        hidden = len(RUN_COLUMNS) - len(self.columns)
-        narrow = f" · {hidden} columns hidden (wider window)" if hidden and self.loaded \
-            and self.records and self.size.width >= 100 else ""
-        text = (f" Runs ({count}) · sort {self.sort_name} {arrow}{marked}{narrow}"
+        hidden = len(TABLE_COLUMNS) - len(self.columns)
+        narrow = f" · {hidden} column{'s' if hidden > 1 else ''} hidden" if hidden else ""
+        text = (f" Runs ({count}){narrow} · sort {self.sort_name} {arrow}{marked}"
                 if self.loaded else " Runs · reading the records…")
+        if hidden and self.loaded and cell_len(text) + len(" (wider window)") <= \
+                (self.size.width or self.app.size.width):
+            text = text.replace(" hidden", " hidden (wider window)", 1)
         self.query_one("#runs-title", Static).update(text)
 
     def current_id(self) -> int | None:
@@ -340,7 +443,7 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
-        name = COLUMN_SORTS.get(str(event.column_key.value))
+        name = SORT_OF.get(str(event.column_key.value))
         if name is None:
             return
         if name == self.sort_name:
@@ -360,13 +463,24 @@ class RunsScreen(BaseScreen[PollArgs, RunsPoll]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
             self.remember()
+            self._filter_notice()
             self.query_one("#runs", DataTable).focus()
 
     def on_key(self, event: events.Key) -> None:
         if event.key == "escape" and self.focused is self.query_one("#filter", Input):
             event.stop()
             self.remember()
+            self._filter_notice()
             self.query_one("#runs", DataTable).focus()
+
+    def _filter_notice(self) -> None:
+        """Say, once per filter, what it asks for that no run can have (``method:zzz``)."""
+        if not self.loaded or self.filter_text == self._noticed:
+            return
+        self._noticed = self.filter_text
+        problems = filter_problems(self.filter_text, self.records.values())
+        if problems:
+            self.notify("; ".join(problems), title="filter", severity="warning", timeout=8)
 
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()

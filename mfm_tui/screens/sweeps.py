@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from mfm.store.views import Fingerprint
     from mfm_tui.services import SweepsPoll
 
-__all__ = ["SweepsScreen", "sweep_cells_text", "class_rows", "SWEEP_COLUMNS"]
+__all__ = ["SweepsScreen", "sweep_cells_text", "class_rows", "fitted_widths", "SWEEP_COLUMNS"]
 
 TABS = ("arms", "classes", "chart")
 SORTS: tuple[str | None, ...] = (None, "acc", "few", "medium", "many", "seconds_per_epoch",
@@ -77,6 +78,12 @@ def class_rows(series: dict[str, list[dict[str, Any]]]) -> list[tuple[str, ...]]
                        else f"{100 * (second_mean - first_mean):+.1f}")
         out.append(tuple(row))
     return out
+
+
+def fitted_widths(labels: Sequence[Text], rows: Sequence[Sequence[Text]]) -> list[int]:
+    """Per column: the cells of its widest text, label or value (a number is never cut)."""
+    return [max([label.cell_len, *(row[i].cell_len for row in rows if i < len(row))])
+            for i, label in enumerate(labels)]
 
 
 class SweepsScreen(BaseScreen[PollArgs, "SweepsPoll"]):
@@ -221,12 +228,20 @@ class SweepsScreen(BaseScreen[PollArgs, "SweepsPoll"]):
         table: DataTable[Any] = self.query_one("#arm-table", DataTable)
         self.rows = sort_rows(arm_rows(self.cells), self.sort_name)
         columns = arm_columns(self.rows)
-        if tuple(str(c.label) for c in table.columns.values()) != tuple(c[1] for c in columns):
-            table.clear(columns=True)
-            for key, label in columns:
-                table.add_column(label, key=key)
         rows = [(r.arm, arm_cells(r, columns, marked=r.arm in self.marked)) for r in self.rows]
-        refill_list(table, rows)
+        # each column as wide as its widest text, set before the rows go in (see
+        # refresh_classes): "100.0 ± 0.0" is never drawn cut
+        widths = fitted_widths([literal(label) for _, label in columns],
+                               [[literal(c) for c in cells] for _, cells in rows])
+        want = tuple((label, width) for (_, label), width in zip(columns, widths))
+        if tuple((str(c.label), c.width) for c in table.columns.values()) != want:
+            current = self.current_arm()
+            table.clear(columns=True)
+            for (key, label), width in zip(columns, widths):
+                table.add_column(literal(label), key=key, width=width)
+            refill_list(table, rows, follow=current)
+        else:
+            refill_list(table, rows)
         self.refresh_bindings()
 
     def current_arm(self) -> str | None:
@@ -267,14 +282,19 @@ class SweepsScreen(BaseScreen[PollArgs, "SweepsPoll"]):
         title.update(" per-class test accuracy %, mean ± std over seeds, head to tail: "
                      + " vs ".join(f"{cut(a, NAME_LABEL)} ({seeds[a]} seed"
                                    f"{'s' if seeds[a] != 1 else ''})" for a in arms))
-        table.add_column("class", key="class")
-        table.add_column("train", key="train")
-        for i, a in enumerate(arms):
-            table.add_column(literal(a, 24), key=f"arm{i}")
+        labels = [literal("class"), literal("train"), *(literal(a, 24) for a in arms)]
+        keys = ["class", "train", *(f"arm{i}" for i in range(len(arms)))]
         if len(arms) == 2:
-            table.add_column("2nd − 1st", key="diff")
-        for row in class_rows(series):
-            table.add_row(*(literal(c) for c in row))
+            labels.append(literal("2nd − 1st"))
+            keys.append("diff")
+        cells = [[literal(c) for c in row] for row in class_rows(series)]
+        # each column as wide as its widest text ("100.0 ± 12.5", "98.0", the arm's name),
+        # set before the rows go in: a DataTable that measures its rows later keeps the
+        # cells it drew in between cut ("10" for 100.0) until they change
+        for label, key, width in zip(labels, keys, fitted_widths(labels, cells)):
+            table.add_column(label, key=key, width=width)
+        for row_cells in cells:
+            table.add_row(*row_cells)
         first = next(s for s in series.values() if s)
         n = max(r["class"] for r in first) + 1
         train = [0] * n

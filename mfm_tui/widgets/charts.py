@@ -88,6 +88,7 @@ class Chart(PlotextPlot):
         self.title_text = title
         self._heading = title
         self._legend: list[tuple[str, str, tuple[int, int, int]]] = []
+        self.note = ""  # after the title, e.g. "1 of 2, ] next" (set by ChartStack)
 
     def render(self) -> RenderResult:
         plt = self.plt
@@ -98,6 +99,8 @@ class Chart(PlotextPlot):
         self._legend = []
         self._heading = self.title_text
         self.draw(width, height)
+        if self.note:
+            self._heading = f"{self._heading} ({self.note})"
         head = self._head(width)
         rows = max(2, height - len(head))
         plt.plotsize(width, rows)
@@ -352,12 +355,20 @@ class CountsChart(Chart):
         if any(self.counts.get("val") or ()):  # data.val_per_class > 0
             series.append(("val", self.counts["val"]))
         series.append(("test", self.counts.get("test") or [0] * n))
+        # the legend goes in the heading, above the plot (plotext's own legend is drawn
+        # over the top-left bars): each series in a fixed colour, named there
         if n <= 12:
-            # plotext 5's multiple_bar takes labels=; textual-plotext's stub says label=
-            plt.multiple_bar(xs, [train, *(v for _, v in series)],  # type: ignore[call-arg]
-                             labels=["train", *(k for k, _ in series)])
+            colours = [PALETTE[i % len(PALETTE)] for i in range(len(series) + 1)]
+            # plotext 5 takes one colour per series; textual-plotext's stub says one colour
+            plt.multiple_bar(xs, [train, *(v for _, v in series)],
+                             color=colours)  # type: ignore[arg-type]
+            for rgb, name in zip(colours, ["train", *(k for k, _ in series)]):
+                self.add_legend("█", name, rgb)
         else:
-            plt.bar(xs, train, label="train", width=1.0)
-            for key, values in series:
-                plt.plot(xs, values, label=key, marker="braille")
-        plt.xlabel("class")
+            plt.bar(xs, train, width=1.0, color=PALETTE[0])
+            self.add_legend("█", "train", PALETTE[0])
+            for i, (key, values) in enumerate(series, 1):
+                plt.plot(xs, values, marker="braille", color=PALETTE[i % len(PALETTE)])
+                self.add_legend("─", key, PALETTE[i % len(PALETTE)])
+        if height >= 10:
+            plt.xlabel("class")

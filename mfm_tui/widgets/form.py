@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, ScrollableContainer, Vertical, VerticalScroll
+from textual.geometry import Region
 from textual.message import Message
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
@@ -16,8 +17,8 @@ from mfm.config import ConfigError, FieldInfo, describe, parse_override
 from mfm.text import visible
 from mfm_tui.literal import lines
 
-__all__ = ["collect_errors", "drop_key", "FieldRow", "SchemaForm", "SectionLabel", "field_id",
-           "format_value",
+__all__ = ["collect_errors", "drop_key", "FieldRow", "FormSelect", "SchemaForm", "SectionLabel",
+           "field_id", "format_value",
            "method_of", "schema_default", "section_of"]
 
 
@@ -101,6 +102,36 @@ def _range(info: FieldInfo) -> str:
     return f" [{' and '.join(parts)}]" if parts else ""
 
 
+class FormSelect(Select[Any]):
+    """A Select whose open list stays inside its form: never over the status line and the
+    keys bar below it. Textual keeps an open list inside the screen only; this keeps it
+    above the bottom of the scroll area it sits in (or of the screen's body), as tall as
+    fits there (12 options at most)."""
+
+    MAX_ROWS = 12
+
+    def on_mount(self) -> None:
+        self.watch(self, "expanded", self._keep_inside, init=False)
+
+    def area(self) -> Region:
+        """Where the open list may be drawn: the nearest scroll area's region."""
+        node = self.parent
+        while node is not None and not isinstance(node, ScrollableContainer):
+            node = node.parent
+        if isinstance(node, ScrollableContainer) and node.region:
+            return node.region
+        return self.screen.region
+
+    def _keep_inside(self, expanded: bool) -> None:
+        if not expanded:
+            return
+        area = self.area()
+        overlay = self.query_one("SelectOverlay")
+        below = max(0, self.screen.size.height - area.bottom)
+        overlay.styles.margin = (0, 0, below, 0)
+        overlay.styles.max_height = max(3, min(self.MAX_ROWS, area.height))
+
+
 class FieldRow(Vertical):
     """One config key: label, control, help, error."""
 
@@ -135,8 +166,8 @@ class FieldRow(Vertical):
             if info.type == "bool":
                 yield Checkbox("", bool(self.initial), compact=True, classes="f-control")
             elif info.choices:
-                yield Select([(str(c), c) for c in info.choices], value=self.initial,
-                             allow_blank=False, compact=True, classes="f-control")
+                yield FormSelect([(str(c), c) for c in info.choices], value=self.initial,
+                                 allow_blank=False, compact=True, classes="f-control")
             else:
                 yield Input(format_value(self.initial), compact=True, classes="f-control",
                             placeholder=f"{info.type}, default {format_value(info.default)}")

@@ -240,7 +240,7 @@ async def test_run_screen_shows_names_errors_config_and_log_literally(hostile, m
         assert bold_segments_with(app, "bad") == []
         assert_clean(app)
         config = str(run.query_one("#config-text").render())
-        assert "[/]root\\x1b[2J" in config  # repr's escape, still literal
+        assert "[/]root\\u001b[2J" in config  # TOML's escape, still literal
         await until(pilot, lambda: run.query_one("#log-view", Log).line_count >= 2, 10,
                     "the log")
         log = run.query_one("#log-view", Log).lines

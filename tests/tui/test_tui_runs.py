@@ -47,7 +47,8 @@ async def test_table_shows_every_run_with_status_progress_and_accuracy(fixed_db,
         assert column(app, "id") == ["5", "4", "3", "2", "1"]  # newest first
         live = cells(app, ids["mfm-live"])
         assert live[2] == "mfm-live" and live[3] == "digits/IF10" and live[4] == "mfm"
-        assert live[5].startswith("running ▰") and live[6] == "3/5"
+        assert live[5] == "running" and live[6] == "3/5"
+        assert live[13] == "▰▰▰▰▱▱ 3/5"  # the progress column: the bar and the epochs
         assert live[10] == "cpu0 ♥2s"  # fixed clock: heartbeat 2 s ago
         assert cells(app, ids["waiting"])[5] == "queued #1"
         done = cells(app, ids["ce-base"])
@@ -100,7 +101,7 @@ async def test_open_a_run_shows_curves_classes_modulation_config_and_log(fixed_d
         mod = screen.query_one("#mod-chart", LineChart)
         assert "penultimate γ" in mod.series
         assert screen.query_one("#mod-table", DataTable).row_count == 1
-        assert "name = 'mfm'" in str(screen.query_one("#config-text").render())
+        assert 'name = "mfm"' in str(screen.query_one("#config-text").render())
         assert screen.query_one("#log-view").line_count == 3
         # new points arrive without re-reading the old ones
         from mfm.store import Database, repo

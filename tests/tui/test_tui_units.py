@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from mfm_tui.format import data_text, duration, groups_text, matches, progress
+from mfm_tui.format import data_text, duration, groups_text, progress, run_matches
 from mfm_tui.screens.configs import applies, config_from_values, flatten
 from mfm_tui.screens.new_run import parse_overrides
 from mfm_tui.screens.run import config_text, mod_rows
@@ -117,9 +117,10 @@ def test_keys_bar_packs_into_lines():
 def test_filter_words_and_fields(fixed_db, make_services):
     s = make_services()
     runs = {r.name: r for r in s.list_runs()}
-    assert matches(runs["mfm-live"], "status:running mfm")
-    assert not matches(runs["mfm-live"], "status:completed")
-    assert matches(runs["bs"], "balanced")
+    assert run_matches(runs["mfm-live"], "status:running mfm")
+    assert not run_matches(runs["mfm-live"], "status:completed")
+    assert run_matches(runs["bs"], "balanced")
+    assert not run_matches(runs["bs"], "method:ce")  # whole values: not balanced_softmax
     assert groups_text(runs["waiting"]) == "—"
 
 
