@@ -47,9 +47,9 @@ class RichProgress(Callbacks):
 
     def on_epoch_start(self, epoch: int) -> None:
         self.progress.reset(self.step_task, total=self.steps,
-                            description=f"epoch {epoch + 1}", info=self._info())
+                            description=f"epoch {epoch + 1}", info=self.info_text())
 
-    def _info(self) -> str:
+    def info_text(self) -> str:
         acc = "" if self.acc is None else f"  acc {_pct(self.acc)}%"
         loss = "loss —" if self.loss is None or self.loss != self.loss else \
             f"loss {self.loss:.4f}"
@@ -58,14 +58,14 @@ class RichProgress(Callbacks):
     def on_step(self, epoch: int, step: int, values: dict[str, float] | None) -> None:
         if values is not None and "loss" in values:
             self.loss = values["loss"]
-        self.progress.update(self.step_task, advance=1, info=self._info())
+        self.progress.update(self.step_task, advance=1, info=self.info_text())
 
     def on_epoch(self, result: EpochResult) -> None:
         self.acc = result.scalars.get("acc")
         loss = result.scalars.get("train_loss")
         if loss is not None:
             self.loss = loss
-        self.progress.update(self.epoch_task, advance=1, info=self._info())
+        self.progress.update(self.epoch_task, advance=1, info=self.info_text())
 
     def on_end(self, summary: dict[str, Any], confusion: list[list[int]]) -> None:
         self.stop()
