@@ -9,6 +9,12 @@ includes the ~0.4 GB of the torch import itself).
     python bench/step_time.py                      # ResNet-32, 28x28, batch 100, CPU
     python bench/step_time.py --device cuda --iters 50
     python bench/step_time.py --phases             # where the exact MFM step spends its time
+    python bench/step_time.py --device cuda --amp bf16 --channels-last
+    python bench/step_time.py --device cuda --compile plain   # the plain step (ce) compiled
+
+``--amp`` / ``--channels-last`` / ``--compile`` time the steps as train.amp /
+train.channels_last / train.compile run them (mfm.engine.training.step_settings); compile
+applies to the plain step only: the bilevel rows say n/a.
 """
 
 from __future__ import annotations
@@ -20,12 +26,18 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from mfm.config import load_config
-from mfm.methods import create_method
-from mfm.models import create_model
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from mfm.config import load_config  # noqa: E402
+from mfm.engine.training import compile_for_training, step_settings  # noqa: E402
+from mfm.methods import create_method  # noqa: E402
+from mfm.models import create_model  # noqa: E402
 
 # Every MFM row names its step (meta_interval, virtual_params) itself, whatever the defaults are.
 _EXACT = ["mfm.meta_interval=1", "mfm.virtual_params=all"]
@@ -52,21 +64,26 @@ VARIANTS = [
 
 def time_variant(name: str, overrides: list[str], *, model_name: str, size: int, channels: int,
                  batch: int, classes: int, iters: int, warmup: int,
-                 device: torch.device) -> tuple[float, float]:
+                 device: torch.device, execution: tuple[str, ...] = ()) -> tuple[float, float]:
     method_name = name.split()[0]
     cfg = load_config(None, [f"method.name={method_name}", f"model.name={model_name}",
-                             f"train.batch_size={batch}", "train.epochs=100", *overrides])
+                             f"train.batch_size={batch}", "train.epochs=100", *overrides,
+                             *execution])
     counts = [max(1, int(500 * (0.01 ** (c / (classes - 1))))) for c in range(classes)]
     torch.manual_seed(0)
     method = create_method(cfg, counts)
     model = create_model(model_name, num_classes=classes, in_channels=channels).to(device)
-    x = torch.randn(batch, channels, size, size, device=device)
+    settings = step_settings(cfg, device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x = settings.batch(torch.randn(batch, channels, size, size, device=device))
     y = torch.randint(0, classes, (batch,), device=device)
     method.attach(model=model, meta_x=torch.randn(batch, channels, size, size, device=device),
                   meta_y=torch.arange(batch, device=device) % classes, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
                           weight_decay=5e-4, foreach=True)
     model.train()
+    step_model = compile_for_training(cfg, model)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     interval = cfg.mfm.meta_interval if method_name == "mfm" else (
@@ -78,7 +95,8 @@ def time_variant(name: str, overrides: list[str], *, model_name: str, size: int,
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         for _ in range(interval):
-            out = method.training_step(model, opt, x, y, epoch=0, step=step)
+            with settings.context():
+                out = method.training_step(step_model, opt, x, y, epoch=0, step=step)
             step += 1
         float(out["loss"])
         if device.type == "cuda":
@@ -159,6 +177,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default=None, help="comma-separated substrings of variant names")
+    ap.add_argument("--amp", default="off", choices=("off", "bf16", "fp16"))
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--compile", default="off", choices=("off", "plain"),
+                    help="torch.compile the plain step (the bilevel rows say n/a)")
     ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--phases", action="store_true",
                     help="time the phases of the exact MFM step instead (CPU)")
@@ -168,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
                classes=args.classes, iters=args.iters, warmup=args.warmup)
         return
     device = torch.device(args.device)
+    execution = (f"train.amp={args.amp}", f"train.channels_last={str(args.channels_last).lower()}",
+                 f"train.compile={args.compile}")
     variants = VARIANTS
     if args.only:
         keys = args.only.split(",")
@@ -178,17 +202,22 @@ def main(argv: list[str] | None = None) -> None:
             t, peak = time_variant(name, overrides, model_name=args.model, size=args.size,
                                    channels=args.channels, batch=args.batch,
                                    classes=args.classes, iters=args.iters, warmup=args.warmup,
-                                   device=device)
+                                   device=device, execution=execution)
             print(t, peak)
         return
     print(f"# {args.model}, {args.channels}x{args.size}x{args.size}, batch {args.batch}, "
-          f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{args.device}, amp {args.amp}, channels_last {args.channels_last}, compile "
+          f"{args.compile}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}")
     print(f"# median of {args.iters} iterations after {args.warmup} warm-up")
     print("| variant | ms / iteration | × ce | peak MiB |")
     print("|---|---:|---:|---:|")
     base = None
     for name, overrides in variants:
+        if args.compile != "off" and name.split()[0] in ("mfm", "mwnet"):
+            print(f"| {name} | n/a: the bilevel step is not compiled (double backward) | | |",
+                  flush=True)
+            continue
         if args.variant is None and device.type == "cpu":
             # a fresh process per variant, so the RSS peak belongs to that variant
             cmd = [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
@@ -199,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
             t, peak = time_variant(name, overrides, model_name=args.model, size=args.size,
                                    channels=args.channels, batch=args.batch,
                                    classes=args.classes, iters=args.iters, warmup=args.warmup,
-                                   device=device)
+                                   device=device, execution=execution)
         base = base or t
         print(f"| {name} | {1000 * t:.1f} | {t / base:.2f} | {peak:.0f} |", flush=True)
 

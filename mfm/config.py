@@ -32,6 +32,9 @@ __all__ = [
     "preset_values",
     "config_to_dict",
     "describe",
+    "EXECUTION_KEYS",
+    "LATE_KEYS",
+    "identity_dict",
     "load_config",
     "parse_override",
     "read_toml",
@@ -67,10 +70,11 @@ class ConfigError(ValueError):
 
 def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, ge: float | None = None,
        gt: float | None = None, le: float | None = None, lt: float | None = None,
-       methods: tuple[str, ...] | None = None) -> Any:
-    """A field with its help text and the range validation enforces."""
+       methods: tuple[str, ...] | None = None, words: tuple[str, ...] | None = None) -> Any:
+    """A field with its help text and the range validation enforces. ``words``: the strings a
+    number-or-word field (type ``int | str``, e.g. ``train.threads = auto | N``) accepts."""
     meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "methods": methods}
+            "methods": methods, "words": words}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -142,6 +146,24 @@ class TrainConfig:
     few_threshold: int = _f(20, "few-shot: classes with fewer training images than this", ge=0)
     checkpoint: bool = _f(True, "write a checkpoint at the end of every epoch")
     log_every: int = _f(10, "record the training loss every N steps", ge=1)
+    # How the run executes, not what it trains (EXECUTION_KEYS): left out of the run's identity.
+    threads: int | str = _f("auto", "CPU threads of the run process: auto = the cores this "
+                            "process may use (affinity, cgroup quota) divided among the runs its "
+                            "supervisor runs at once on this host, with OpenMP waiting passively "
+                            "(no spinning on shared cores); follow = auto, then fewer threads "
+                            "while other processes keep its cores busy (faster on a shared "
+                            "machine, but a run is then not bit-reproducible: float sums "
+                            "depend on the thread count); N = exactly N threads", ge=1,
+                            words=("auto", "follow"))
+    amp: str = _f("off", "mixed precision of the training step: off (fp32), bf16 (autocast, "
+                  "CPU and CUDA), fp16 (autocast, CUDA only, no loss scaling: prefer bf16)",
+                  choices=("off", "bf16", "fp16"))
+    channels_last: bool = _f(False, "keep the model's weights and the batches in channels_last "
+                             "memory layout (faster convolutions on recent GPUs)")
+    compile: str = _f("off", "torch.compile the model for the plain training step (plain); "
+                      "refused for mfm and mwnet: their bilevel step needs double backward, "
+                      "which torch.compile's aot_autograd cannot trace (pytorch #92348, #183603)",
+                      choices=("off", "plain"))
 
 
 @dataclass(frozen=True)
@@ -258,6 +280,41 @@ MWNET_OFFICIAL: dict[str, Any] = {
     "lr_lead_epochs": 1,
 }
 
+# -- the identity of a run ------------------------------------------------------------------------
+# A sweep reuses a finished run whose config hash (mfm.store.hashing.config_hash) equals its
+# cell's; the hash is taken over identity_dict(resolved config), the one home of this rule:
+#  * EXECUTION_KEYS say HOW a run executes, not WHAT it trains: two runs that differ only there
+#    trained the same thing (up to float summation order), so they are never part of it;
+#  * LATE_KEYS were added after runs were recorded: at their default they are left out, so
+#    every run recorded before them keeps its hash; set to anything else they count.
+EXECUTION_KEYS = ("train.threads", "train.channels_last", "train.compile")
+LATE_KEYS: dict[str, Any] = {"train.amp": "off"}
+
+
+def identity_dict(config: typing.Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config (nested dict) that says what a run trains: without the
+    EXECUTION_KEYS, and without the LATE_KEYS at their defaults."""
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+    drops = [*EXECUTION_KEYS, *(k for k, d in LATE_KEYS.items() if _lookup(config, k) == d)]
+    for key in drops:
+        sec, _, name = key.rpartition(".")
+        holder = out.get(sec) if sec else out
+        if isinstance(holder, dict):
+            holder.pop(name, None)
+            if sec and holder == {}:
+                out.pop(sec)
+    return out
+
+
+def _lookup(config: typing.Mapping[str, Any], key: str) -> Any:
+    obj: Any = config
+    for part in key.split("."):
+        if not isinstance(obj, typing.Mapping) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
 # Sections that only mean something for one method.
 SECTION_METHODS = {"mfm": ("mfm",), "mwnet": ("mwnet",)}
 
@@ -329,7 +386,18 @@ def _type_name(t: Any) -> str:
         return "str"
     if typing.get_origin(t) is tuple:
         return "list[float]"
+    if _is_word_int(t):
+        return "auto | int"
     return str(t)
+
+
+def _words(key: str) -> tuple[str, ...]:
+    return tuple(_FIELDS[key][0].metadata.get("words") or ())
+
+
+def _is_word_int(t: Any) -> bool:
+    """A number-or-word field: ``int | str`` (the words are in the field's metadata)."""
+    return set(typing.get_args(t)) == {int, str}
 
 
 def _default(f: dataclasses.Field[Any]) -> Any:
@@ -379,6 +447,9 @@ def _coerce(key: str, value: Any, t: Any) -> Any:
     elif t is str:
         if isinstance(value, str):
             return value
+    elif _is_word_int(t):
+        if (isinstance(value, int) and not isinstance(value, bool)) or value in _words(key):
+            return value
     elif typing.get_origin(t) is tuple:
         if isinstance(value, (list, tuple)) and all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
@@ -409,6 +480,8 @@ def _parse_text(key: str, text: str, t: Any) -> Any:
             return v
         if t is str:
             return s
+        if _is_word_int(t):
+            return s if s in _words(key) else int(s)
         if typing.get_origin(t) is tuple:
             s = s.strip("[]()")
             vals = tuple(float(p) for p in s.split(",") if p.strip())
@@ -501,9 +574,23 @@ def _validate(cfg: Config, explicit: set[str]) -> None:
                           f"must be <= train.many_threshold = {cfg.train.many_threshold} "
                           f"(got {cfg.train.few_threshold})")
     _validate_meta(cfg, explicit)
+    _validate_execution(cfg)
     if cfg.data.name == "imagefolder" and not cfg.data.root:
         raise ConfigError("data.root", "imagefolder needs data.root: a folder with train/ and "
                                        "test/, one sub-folder per class")
+
+
+def _validate_execution(cfg: Config) -> None:
+    """Rules of the keys that say how the training step executes."""
+    t = cfg.train
+    if t.compile != "off" and cfg.method.name in META_METHODS:
+        raise ConfigError("train.compile", f"{t.compile} cannot compile method.name="
+                          f"{cfg.method.name}: its bilevel step needs double backward, which "
+                          "torch.compile's aot_autograd refuses (pytorch #92348, #183603); "
+                          "use train.compile=off")
+    if t.amp == "fp16" and cfg.device == "cpu":
+        raise ConfigError("train.amp", "fp16 autocast runs on CUDA only: use train.amp=bf16 on "
+                          "the CPU (or off)")
 
 
 SHORTCUT_HELP = (

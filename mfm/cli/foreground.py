@@ -28,6 +28,9 @@ def train_in_foreground(app: App, cfg: Config, name: str | None, refs: dict[str,
     """Record (or, with ``run_id``, continue) a run of ``cfg`` and train it here. ``cells``:
     (index, total, label) of a sweep's cell, shown as a third progress row. Returns
     (run id, the execute_run Outcome, checkpoint folder)."""
+    from mfm.runner.threads import prepare_headless
+
+    prepare_headless(cfg)  # train.threads: OpenMP reads its plan once, when torch loads
     from mfm.engine import resolve_device  # torch loads here, not for `mfm runs`
 
     try:

@@ -23,6 +23,10 @@ class StartInfo:
     start_epoch: int
     steps_per_epoch: int
     num_parameters: int
+    # how the run executes: {threads, interop, policy, cores, runs, setting, planned_by}
+    # (mfm.engine.threads.apply_threads) and the step's precision/layout/compile settings
+    threads: dict[str, Any] | None = None
+    execution: dict[str, Any] | None = None
 
     def class_counts(self) -> dict[str, Any]:
         return {"classes": self.classes, "train": self.train_counts, "meta": self.meta_counts,

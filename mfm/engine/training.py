@@ -8,8 +8,9 @@ when the data holds a validation split, else by test accuracy).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mfm.atomic import save_atomic
-from mfm.config import Config
+from mfm.config import Config, ConfigError
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
 from mfm.engine.checkpoint import capture_rng, load_checkpoint, restore_rng
 from mfm.engine.divergence import Diverged, LossWatch, check_weights
@@ -31,12 +32,14 @@ from mfm.engine.metrics import (
     shot_groups,
 )
 from mfm.engine.schedule import make_scheduler
+from mfm.engine.threads import LoadFollower, apply_threads, follows_load
 from mfm.methods import Method, create_method
 from mfm.models import create_model
 from mfm.runfiles import BEST, LAST
 
-__all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "build_model",
-           "build_optimizer", "evaluate", "evaluate_all", "fit", "train_one_epoch"]
+__all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "StepSettings",
+           "amp_dtype", "build_model", "build_optimizer", "compile_for_training", "evaluate",
+           "evaluate_all", "fit", "step_settings", "train_one_epoch"]
 
 
 class RunStopped(Exception):
@@ -75,13 +78,73 @@ def build_model(cfg: Config, method: Method, *, num_classes: int, in_channels: i
     classifier = method.classifier if cfg.model.classifier == "auto" else cfg.model.classifier
     model = create_model(cfg.model.name, num_classes=num_classes, in_channels=in_channels,
                          classifier=classifier)
-    return model.to(device)
+    model = model.to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` on ``device`` (None: fp32). fp16 is CUDA-only."""
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("train.amp", f"fp16 autocast runs on CUDA only (the run is on "
+                                           f"{device}): use train.amp=bf16 or off")
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    raise ConfigError("train.amp", f"must be off | bf16 | fp16 (got {amp!r})")
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """How each training step executes (train.amp, train.channels_last, train.compile)."""
+
+    autocast: torch.dtype | None = None
+    channels_last: bool = False
+    device_type: str = "cpu"
+
+    def context(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.autocast)
+
+    def batch(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+def step_settings(cfg: Config, device: torch.device) -> StepSettings:
+    return StepSettings(autocast=amp_dtype(cfg.train.amp, device),
+                        channels_last=cfg.train.channels_last, device_type=device.type)
+
+
+def compile_for_training(cfg: Config, model: torch.nn.Module) -> torch.nn.Module:
+    """The module the plain training step calls: ``torch.compile(model)`` with
+    train.compile=plain (it shares the parameters; checkpoints and evaluation keep the eager
+    module), else the model itself. The meta methods' bilevel step cannot be compiled
+    (config validation refuses it: aot_autograd has no double backward)."""
+    if cfg.train.compile == "off":
+        return model
+    if cfg.method.name in ("mfm", "mwnet"):
+        raise ConfigError("train.compile", f"cannot compile method.name={cfg.method.name}'s "
+                                           "bilevel step (double backward); use off")
+    compiled: Callable[..., Any] = torch.compile(model)
+    assert isinstance(compiled, torch.nn.Module)
+    return compiled
 
 
 def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                     batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, epoch: int,
-                    global_step: int, log_every: int, callbacks: Callbacks) -> tuple[float, int]:
+                    global_step: int, log_every: int, callbacks: Callbacks,
+                    settings: StepSettings | None = None,
+                    load: LoadFollower | None = None) -> tuple[float, int]:
     """One pass over the training batches. Returns (mean training loss, new global step).
+    ``settings``: autocast and memory layout of the steps (train.amp, train.channels_last);
+    ``load``: train.threads=auto following the load (looked at after every step).
 
     Raises :class:`Diverged` if a step's loss is not finite: checked after every step on the
     CPU, on logging steps and at the end of the epoch elsewhere (no extra device sync per
@@ -91,8 +154,13 @@ def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.opt
     total: torch.Tensor | None = None
     n = 0
     watch = LossWatch(first_step=global_step + 1)
+    settings = settings or StepSettings()
     for x, y in batches:
-        out = method.training_step(model, optimizer, x, y, epoch=epoch, step=global_step)
+        with settings.context():
+            out = method.training_step(model, optimizer, settings.batch(x), y, epoch=epoch,
+                                       step=global_step)
+        if load is not None:
+            load.step()
         loss = out["loss"]
         watch.observe(loss)
         total = loss if total is None else total + loss
@@ -198,6 +266,10 @@ class _Run:
     groups: dict[str, list[int]]
     checkpoints: Path | None  # where last.pt and best.pt go (None: train.checkpoint off)
     progress: _Progress
+    step: StepSettings = field(default_factory=StepSettings)
+    train_model: torch.nn.Module | None = None  # what the training step calls (compiled or not)
+    threads: dict[str, Any] | None = None  # what mfm.engine.threads.apply_threads set
+    load: LoadFollower | None = None  # train.threads=auto following the load
 
 
 def _build(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks,
@@ -218,7 +290,8 @@ def _build(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks
                 groups=shot_groups(data.train_counts, cfg.train.many_threshold,
                                    cfg.train.few_threshold),
                 checkpoints=checkpoint_dir if cfg.train.checkpoint else None,
-                progress=_Progress(best_on="val" if _has_val(data) else "test"))
+                progress=_Progress(best_on="val" if _has_val(data) else "test"),
+                step=step_settings(cfg, device), train_model=compile_for_training(cfg, model))
 
 
 def _restore(path: Path | None, run: _Run) -> _Progress:
@@ -249,9 +322,22 @@ def _announce_start(run: _Run) -> None:
         train_counts=list(data.train_counts), meta_counts=list(data.meta_counts),
         test_counts=list(data.test_counts), epochs=run.cfg.train.epochs,
         start_epoch=p.start_epoch, steps_per_epoch=len(data.train),
-        num_parameters=sum(q.numel() for q in run.model.parameters())))
+        num_parameters=sum(q.numel() for q in run.model.parameters()),
+        threads=run.threads, execution=_execution(run.cfg)))
     if p.restored is not None:
         run.cb.on_epoch_restored(p.restored)
+
+
+def _threads_used(run: _Run) -> dict[str, Any] | None:
+    """What the run started with, and the counts it used while following the load."""
+    if run.threads is None or run.load is None:
+        return run.threads
+    return {**run.threads, "follows_load": True, "used": sorted(run.load.used)}
+
+
+def _execution(cfg: Config) -> dict[str, Any]:
+    t = cfg.train
+    return {"amp": t.amp, "channels_last": t.channels_last, "compile": t.compile}
 
 
 def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
@@ -267,8 +353,9 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
         run.method.set_meta_set(*meta)
     lr = run.optimizer.param_groups[0]["lr"]
     train_loss, p.global_step = train_one_epoch(
-        run.model, run.method, run.optimizer, run.data.train, epoch=epoch,
-        global_step=p.global_step, log_every=run.cfg.train.log_every, callbacks=run.cb)
+        run.train_model or run.model, run.method, run.optimizer, run.data.train, epoch=epoch,
+        global_step=p.global_step, log_every=run.cfg.train.log_every, callbacks=run.cb,
+        settings=run.step, load=run.load)
     # never evaluate, checkpoint or record non-finite weights (a last step that overflowed)
     check_weights(run.model, epoch=epoch, step=p.global_step)
     run.cb.on_train_end(epoch)
@@ -327,6 +414,8 @@ def _summarise(run: _Run, final: dict[str, float]) -> dict[str, Any]:
         # (test accuracy without a validation split)
         "seconds_to_95": seconds_to_fraction(p.tracked, p.seconds),
         "device": str(run.device),
+        "threads": _threads_used(run),
+        "execution": _execution(run.cfg),
         "groups": {k: v for k, v in run.groups.items()},
     }
 
@@ -354,8 +443,13 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     step S: loss nan``, E 1-based) before that epoch's checkpoint is written, so ``last.pt``
     and ``best.pt`` keep the last good epoch.
     """
+    # the thread policy first: on a GPU the data pipeline and the host side use threads too
+    threads = apply_threads(cfg.train.threads)
     run = _build(cfg, data, device=device, callbacks=callbacks or Callbacks(),
                  checkpoint_dir=checkpoint_dir, method_options=method_options)
+    run.threads = threads
+    if follows_load(threads):
+        run.load = LoadFollower(int(threads["threads"]))
     if resume:
         run.progress = _restore(checkpoint_dir / LAST if checkpoint_dir is not None else None,
                                 run)

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
 from mfm.runner.execute import execute_run
@@ -34,13 +35,19 @@ class LogLines(Callbacks):
         print(f"start: device {info.device}, {sum(info.train_counts)} training images in "
               f"{len(info.classes)} classes (split {info.split_hash[:12]}), "
               f"{info.num_parameters} parameters, epochs {info.start_epoch + 1}.."
-              f"{info.epochs}", flush=True)
+              f"{info.epochs}{_threads_text(info.threads)}", flush=True)
 
     def on_epoch(self, result: EpochResult) -> None:
         print(f"epoch {result.epoch + 1}: {_epoch_text(result)}", flush=True)
 
     def on_epoch_restored(self, result: EpochResult) -> None:
         print(f"checkpoint holds epoch {result.epoch + 1}: {_epoch_text(result)}", flush=True)
+
+
+def _threads_text(threads: dict[str, Any] | None) -> str:
+    if not threads:
+        return ""
+    return f", {threads['threads']} thread(s) ({threads['policy']})"
 
 
 def _epoch_text(result: EpochResult) -> str:

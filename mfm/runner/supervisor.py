@@ -26,6 +26,7 @@ from typing import Any
 
 from mfm.runner.gpus import GpuInfo
 from mfm.runner.procs import is_alive, process_start_time, signal_group
+from mfm.runner.threads import child_env
 from mfm.store import Database, StoreError, queue
 
 __all__ = ["Slot", "SlotError", "plan_slots", "Supervisor", "CHILD_MODULE", "can_read"]
@@ -284,14 +285,17 @@ class Supervisor:
             need = queue.needs_checkpoint(rec.resume_requested, rec.checkpoint_dir, rec.epoch)
             run_dir = Path(need).parent if need is not None else None
             self.launch(rec.id, slot, attempt=rec.attempt, resume=rec.resume_requested,
-                        run_dir=run_dir)
+                        run_dir=run_dir, config=rec.config)
 
     def launch(self, run_id: int, slot: Slot, *, attempt: int, resume: bool,
-               run_dir: Path | None = None) -> None:
+               run_dir: Path | None = None, config: dict[str, Any] | None = None) -> None:
         run_dir = run_dir or self.runs_root / str(run_id)
         log_path = run_dir / "run.log"
+        # The thread plan (train.threads) must be in the environment before the run imports
+        # torch (OpenMP reads it once): this host's cores are shared by all of our slots.
+        threads_env, plan = child_env(config or {}, runs=len(self.slots))
         # the database's URL travels in the environment: a password must not show in `ps`
-        env = dict(os.environ, CUDA_DEVICE_ORDER="PCI_BUS_ID", MFM_DB=self.db_target,
+        env = dict(threads_env, CUDA_DEVICE_ORDER="PCI_BUS_ID", MFM_DB=self.db_target,
                    CUDA_VISIBLE_DEVICES=slot.visible_devices, PYTHONUNBUFFERED="1")
         cmd = [self.python, "-m", self.child_module, "--checkpoint-dir", str(run_dir),
                str(run_id)]
@@ -300,7 +304,9 @@ class Supervisor:
             with open(log_path, "ab") as logf:
                 logf.write(f"== run {run_id} attempt {attempt}{' (resume)' if resume else ''} "
                            f"on {self.host} slot {slot.name} at "
-                           f"{time.strftime('%Y-%m-%d %H:%M:%S')} ==\n".encode())
+                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {plan.threads} thread(s) "
+                           f"({plan.policy}; {plan.cores} cores / {plan.runs} slots) "
+                           f"==\n".encode())
                 logf.flush()
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
                                         stderr=subprocess.STDOUT, start_new_session=True,

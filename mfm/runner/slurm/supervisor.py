@@ -73,7 +73,9 @@ class SlurmSupervisor(Supervisor):
         super().launch_free()
 
     def launch(self, run_id: int, slot: Slot, *, attempt: int, resume: bool,
-               run_dir: Path | None = None) -> None:
+               run_dir: Path | None = None, config: dict[str, Any] | None = None) -> None:
+        # ``config`` is not needed here: a Slurm job has its own CPUs (--cpus-per-run), and its
+        # run process plans its threads for itself (mfm.engine.threads, one run)
         run_dir = run_dir or self.runs_root / str(run_id)
         try:
             job_id = self._submit(run_id, run_dir)
