@@ -151,7 +151,8 @@ async def test_an_open_dropdown_low_in_the_configs_form_stays_above_the_footer(
         await focus(pilot, sel)
         form.scroll_to_widget(sel, animate=False)
         await wait_for(pilot, lambda: sel.region.height, 5, "the dropdown in view")
-        assert sel.region.bottom >= form.region.bottom - 2  # low in the form
+        if form.max_scroll_y > 0:  # the form scrolls: its last dropdown sits at the bottom
+            assert sel.region.bottom >= form.region.bottom - 2  # low in the form
         await pilot.press("enter")
         overlay = sel.query_one("SelectOverlay")
         await wait_for(pilot, lambda: sel.expanded and overlay.region.height, 5, "the list open")
