@@ -149,10 +149,17 @@ async def test_an_open_dropdown_low_in_the_configs_form_stays_above_the_footer(
         shown = [s for s in screen.query(FormSelect) if s.parent.parent.display]
         sel = shown[-1]  # the last dropdown of the form, scrolled to the bottom of the view
         await focus(pilot, sel)
+        # scroll so that the dropdown's row is the form's last visible row (as far as the
+        # form can scroll): the list it opens has no room below it
         form.scroll_to_widget(sel, animate=False)
         await wait_for(pilot, lambda: sel.region.height, 5, "the dropdown in view")
-        if form.max_scroll_y > 0:  # the form scrolls: its last dropdown sits at the bottom
-            assert sel.region.bottom >= form.region.bottom - 2  # low in the form
+        view = form.scrollable_content_region
+        target = round(sel.region.bottom - view.y + form.scroll_y - view.height)
+        form.scroll_to(y=max(0, min(target, form.max_scroll_y)), animate=False)
+        await wait_for(pilot, lambda: sel.region.height, 5, "the dropdown in view")
+        if 0 <= target <= form.max_scroll_y:
+            await wait_for(pilot, lambda: sel.region.bottom >= form.region.bottom - 2, 5,
+                           "the dropdown low in the form")
         await pilot.press("enter")
         overlay = sel.query_one("SelectOverlay")
         await wait_for(pilot, lambda: sel.expanded and overlay.region.height, 5, "the list open")
