@@ -19,6 +19,10 @@ from mfm_tui.screens.run import RunScreen
 from mfm_tui.screens.runs import EMPTY_HINT, RunsScreen
 from mfm_tui.widgets.charts import DiffChart, LineChart
 
+# Real apps driven by Pilot: part of the full suite, left out of the inner loop
+# (pytest -m 'not slow'); pytest tests/tui runs them.
+pytestmark = pytest.mark.slow
+
 SIZES = [(80, 23), (80, 24), (120, 40), (120, 23), (79, 40), (60, 16)]
 
 

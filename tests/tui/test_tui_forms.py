@@ -3,6 +3,7 @@ errors that never reach the records, saving, versioning, queueing."""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input, Select
 from tui.pilot_wait import focus
 
@@ -11,6 +12,10 @@ from mfm_tui.screens.datasets import DatasetsScreen
 from mfm_tui.screens.new_run import NewRunScreen
 from mfm_tui.screens.runs import RunsScreen
 from mfm_tui.widgets.form import field_id
+
+# Real apps driven by Pilot: part of the full suite, left out of the inner loop
+# (pytest -m 'not slow'); pytest tests/tui runs them.
+pytestmark = pytest.mark.slow
 
 SIZE = (100, 30)
 

@@ -32,6 +32,10 @@ from mfm_tui.screens.new_run import NewRunScreen
 from mfm_tui.screens.run import RunScreen
 from mfm_tui.screens.runs import RunsScreen
 
+# Real apps driven by Pilot: part of the full suite, left out of the inner loop
+# (pytest -m 'not slow'); pytest tests/tui runs them.
+pytestmark = pytest.mark.slow
+
 SIZE = (160, 40)
 ESC = "\x1b"
 NAMES = {"close": "[/]", "bold": "[bold]x", "ansi": "red\x1b[31mtext",

@@ -24,6 +24,10 @@ from mfm_tui.screens.sweeps import SweepsScreen
 from mfm_tui.widgets.chart_stack import MIN_ROWS
 from mfm_tui.widgets.form import FormSelect
 
+# Real apps driven by Pilot: part of the full suite, left out of the inner loop
+# (pytest -m 'not slow'); pytest tests/tui runs them.
+pytestmark = pytest.mark.slow
+
 
 def drawn(widget: Any) -> list[str]:
     """The lines a widget draws now (its own render_lines over its whole size)."""

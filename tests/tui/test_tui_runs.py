@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fake_checkpoint import write_checkpoint
 from textual.widgets import DataTable
 
@@ -11,6 +12,10 @@ from mfm_tui.screens.confirm import ConfirmScreen
 from mfm_tui.screens.run import RunScreen
 from mfm_tui.screens.runs import RunsScreen
 from mfm_tui.widgets.charts import ClassChart, LineChart
+
+# Real apps driven by Pilot: part of the full suite, left out of the inner loop
+# (pytest -m 'not slow'); pytest tests/tui runs them.
+pytestmark = pytest.mark.slow
 
 SIZE = (100, 30)
 

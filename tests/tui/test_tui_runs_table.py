@@ -17,6 +17,10 @@ from mfm_tui.screens.prompt import PromptScreen
 from mfm_tui.screens.runs import TABLE_COLUMNS, TREND_STYLE, RunsScreen
 from mfm_tui.widgets.sparkline import BARS, sparkline
 
+# Real apps driven by Pilot: part of the full suite, left out of the inner loop
+# (pytest -m 'not slow'); pytest tests/tui runs them.
+pytestmark = pytest.mark.slow
+
 SIZE = (100, 30)
 
 

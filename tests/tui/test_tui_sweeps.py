@@ -19,6 +19,10 @@ from mfm_tui.screens.run import RunScreen
 from mfm_tui.screens.sweeps import SweepsScreen
 from mfm_tui.widgets.charts import ClassChart
 
+# Real apps driven by Pilot: part of the full suite, left out of the inner loop
+# (pytest -m 'not slow'); pytest tests/tui runs them.
+pytestmark = pytest.mark.slow
+
 TRAIN = [300, 180, 108, 65, 39, 23, 14, 8, 5, 3]  # as conftest's fixed runs, head to tail
 TINY_CONFIG = {"model": {"name": "resnet_tiny"}, "train": {"epochs": 1}, "device": "cpu"}
 
