@@ -40,11 +40,21 @@ __all__ = [
     "read_toml",
 ]
 
-DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder")
+DATASET_NAMES = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "imagefolder",
+                 "animal-mnist")
 # Kept in step with mfm.models' registry by a test (this module must not import torch).
 MODEL_NAMES = ("resnet8", "resnet20", "resnet32", "resnet44", "resnet56", "resnet_tiny")
-METHOD_NAMES = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax", "mwnet", "mfm")
+METHOD_NAMES = ("ce", "focal", "cb", "ldam_drw", "balanced_softmax", "mwnet", "mfm", "la",
+                "tau_norm")
 META_METHODS = ("mwnet", "mfm")
+# Methods with their own class re-weighting (method.reweight does not apply to them) and the
+# stage-2 method that trains nothing.
+OWN_WEIGHTING = ("cb", "ldam_drw", "tau_norm")
+REWEIGHT_METHODS = tuple(n for n in METHOD_NAMES if n not in OWN_WEIGHTING)
+# Methods whose prediction takes a tau that may be chosen on the validation split.
+POSTHOC_METHODS = ("la", "tau_norm")
+SAMPLERS = ("instance", "class_balanced", "sqrt")
+TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0)
 MWNET_PRESETS = ("ours", "official")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # numpy's seeds are 32-bit; every other int is capped where SQLite and the UI stay sane.
@@ -111,6 +121,10 @@ class DataConfig:
     pad: int = _f(-1, "crop padding in pixels (-1 = image size / 8)", ge=-1)
     image_size: int = _f(32, "imagefolder only: images are resized to this square size", ge=8)
     num_workers: int = _f(2, "imagefolder only: DataLoader worker processes", ge=0)
+    sampler: str = _f("instance", "how training batches draw images: instance (every image once "
+                      "per epoch, shuffled), class_balanced (with replacement, every class "
+                      "equally likely: cRT), sqrt (with replacement, a class in proportion to "
+                      "the square root of its count)", choices=SAMPLERS)
 
 
 @dataclass(frozen=True)
@@ -127,14 +141,35 @@ class MethodConfig:
                    "built around)", choices=METHOD_NAMES)
     focal_gamma: float = _f(1.0, "focal loss focusing parameter", ge=0.0,
                             methods=("focal", "cb"))
-    cb_beta: float = _f(0.9999, "class-balanced effective-number beta", ge=0.0, lt=1.0,
-                        methods=("cb", "ldam_drw"))
+    cb_beta: float = _f(0.9999, "class-balanced effective-number beta (cb, ldam_drw's DRW, "
+                        "method.reweight)", ge=0.0, lt=1.0)
     cb_loss: str = _f("ce", "loss re-weighted by cb", choices=("ce", "focal"), methods=("cb",))
     ldam_max_margin: float = _f(0.5, "LDAM: largest margin (rarest class)", gt=0.0,
                                 methods=("ldam_drw",))
     ldam_scale: float = _f(30.0, "LDAM: logit scale s", gt=0.0, methods=("ldam_drw",))
-    drw_start: float = _f(0.8, "LDAM-DRW: re-weighting starts at this fraction of the epochs",
-                          ge=0.0, le=1.0, methods=("ldam_drw",))
+    drw_start: float = _f(0.8, "deferred re-weighting (ldam_drw, method.reweight=drw) starts "
+                          "at this fraction of the epochs", ge=0.0, le=1.0)
+    reweight: str = _f("none", "class re-weighting of the training loss: none, cb (class-"
+                       "balanced weights (1-beta)/(1-beta^n_c) summing to C, method.cb_beta, from "
+                       "the start) or drw (the same weights from method.drw_start on); the "
+                       "weighted mean divides by the batch's summed weights, as torch's "
+                       "cross_entropy(weight=)", choices=("none", "cb", "drw"),
+                       methods=REWEIGHT_METHODS)
+    la_tau: float = _f(1.0, "logit adjustment tau (la; mfm with mfm.base_loss=la): the loss "
+                       "adds tau*log(prior) to the logits (la_mode=loss) or prediction "
+                       "subtracts it (la_mode=posthoc); tau=1 with la_mode=loss is balanced "
+                       "softmax's loss", ge=0.0, methods=("la", "mfm"))
+    la_mode: str = _f("loss", "la: adjust the logits in the training loss, or train plain "
+                      "cross-entropy and adjust the prediction (posthoc)",
+                      choices=("loss", "posthoc"), methods=("la",))
+    norm_tau: float = _f(1.0, "tau_norm: prediction with classifier rows w_c/|w_c|^tau",
+                         ge=0.0, methods=("tau_norm",))
+    tau_select: str = _f("fixed", "la with la_mode=posthoc and tau_norm: use the tau set "
+                         "(fixed), or choose it at every evaluation from method.tau_grid by "
+                         "validation accuracy (val; needs data.val_per_class > 0)",
+                         choices=("fixed", "val"), methods=POSTHOC_METHODS)
+    tau_grid: tuple[float, ...] = _f(TAU_GRID, "the taus method.tau_select=val chooses from",
+                                     ge=0.0, methods=POSTHOC_METHODS)
 
 
 @dataclass(frozen=True)
@@ -160,6 +195,15 @@ class TrainConfig:
                   choices=("off", "bf16", "fp16"))
     channels_last: bool = _f(False, "keep the model's weights and the batches in channels_last "
                              "memory layout (faster convolutions on recent GPUs)")
+    init_from: str = _f("", "start from another run's weights: a run id ('' = from "
+                        "scratch); the parent must be completed, with the same model and class "
+                        "count; in a sweep file, arm:NAME is the same seed's run of arm NAME")
+    init_checkpoint: str = _f("last", "the parent's weights train.init_from loads: its last "
+                              "epoch or its best (by validation)", choices=("last", "best"))
+    trainable: str = _f("all", "parameters the optimiser updates: all, or the classifier only "
+                        "(the rest frozen, its BatchNorm statistics too: stage 2 of cRT and "
+                        "weight balancing; needs train.init_from)",
+                        choices=("all", "classifier"))
     compile: str = _f("off", "torch.compile the model for the plain training step (plain); "
                       "refused for mfm and mwnet: their bilevel step needs double backward, "
                       "which torch.compile's aot_autograd cannot trace (pytorch #92348, #183603)",
@@ -177,6 +221,19 @@ class OptimConfig:
                                        "epochs 80 and 90)")
     lr_decay: float = _f(0.1, "multiplier applied to lr at each milestone", gt=0.0, le=1.0)
     warmup_epochs: int = _f(0, "linear lr warm-up epochs", ge=0)
+    schedule: str = _f("step", "lr schedule after the warm-up: step (optim.milestones, "
+                       "optim.lr_decay) or cosine (to 0 at the end of training)",
+                       choices=("step", "cosine"))
+    sam: str = _f("none", "sharpness-aware step around the real optimiser: none, sam (Foret et "
+                  "al.: gradient at w + rho*g/|g|) or imbsam (Zhou et al.: only the tail "
+                  "classes' loss is perturbed; optim.imbsam_threshold); the meta methods' "
+                  "virtual step stays plain SGD", choices=("none", "sam", "imbsam"))
+    sam_rho: float = _f(0.05, "SAM/ImbSAM perturbation radius rho", gt=0.0)
+    imbsam_threshold: int = _f(100, "ImbSAM: classes with at least this many training images "
+                               "are head (their loss is not perturbed)", ge=1)
+    max_norm: float = _f(0.0, "MaxNorm (weight balancing): after every step, classifier weight "
+                         "rows longer than min + max_norm*(max - min) of their norms at the "
+                         "start of training are scaled down to it (0 = off)", ge=0.0, le=1.0)
 
 
 _OURS = " [our reconstruction, not from the paper]"
@@ -204,8 +261,9 @@ class MfmConfig:
     reg: float = _f(0.0, "L2 penalty on u, v in the meta objective" + _OURS, ge=0.0)
     hidden: int = _f(100, "hidden width of the modulator network's MLPs", ge=1)
     base_loss: str = _f("balanced_softmax", "training loss the modulation acts through "
-                        "(default chosen on a validation split, docs/METHOD.md)" + _OURS,
-                        choices=("ce", "balanced_softmax"))
+                        "(default chosen on a validation split, docs/METHOD.md; la: logit "
+                        "adjustment with method.la_tau)" + _OURS,
+                        choices=("ce", "balanced_softmax", "la"))
     meta_optimizer: str = _f("adam", "optimiser of the modulation parameters",
                              choices=("adam", "sgd"))
     meta_lr: float = _f(1e-3, "meta learning rate", gt=0.0)
@@ -288,7 +346,13 @@ MWNET_OFFICIAL: dict[str, Any] = {
 #  * LATE_KEYS were added after runs were recorded: at their default they are left out, so
 #    every run recorded before them keeps its hash; set to anything else they count.
 EXECUTION_KEYS = ("train.threads", "train.channels_last", "train.compile")
-LATE_KEYS: dict[str, Any] = {"train.amp": "off"}
+LATE_KEYS: dict[str, Any] = {
+    "train.amp": "off",
+    # the long-tail toolbox (2026-12-08): at these values a run trains as before them
+    "data.sampler": "instance", "method.reweight": "none", "optim.schedule": "step",
+    "optim.sam": "none", "optim.max_norm": 0.0, "train.init_from": "",
+    "train.trainable": "all",
+}
 
 
 def identity_dict(config: typing.Mapping[str, Any]) -> dict[str, Any]:
@@ -573,7 +637,11 @@ def _validate(cfg: Config, explicit: set[str]) -> None:
         raise ConfigError("train.few_threshold",
                           f"must be <= train.many_threshold = {cfg.train.many_threshold} "
                           f"(got {cfg.train.few_threshold})")
+    for key, (applies, why) in _CONDITIONAL.items():
+        if key in explicit and not applies(cfg):
+            raise ConfigError(key, f"applies only to {why}")
     _validate_meta(cfg, explicit)
+    _validate_toolbox(cfg)
     _validate_execution(cfg)
     if cfg.data.name == "imagefolder" and not cfg.data.root:
         raise ConfigError("data.root", "imagefolder needs data.root: a folder with train/ and "
@@ -620,9 +688,6 @@ def _validate_meta(cfg: Config, explicit: set[str]) -> None:
         return
     label_dependent = m.modulator == "free_per_class" or (
         m.modulator == "network" and m.inputs == "loss_freq")
-    for key, (applies, why) in _CONDITIONAL.items():
-        if key in explicit and not applies(cfg):
-            raise ConfigError(key, f"applies only to {why}")
     if label_dependent and m.apply == "everywhere":
         raise ConfigError("mfm.apply", "everywhere needs a modulation that does not depend on the "
                           "label (evaluation has none): use mfm.modulator=free, or network with "
@@ -643,13 +708,65 @@ def _validate_meta(cfg: Config, explicit: set[str]) -> None:
                           f"set mfm.modulator=network (got {m.modulator!r})")
 
 
-# Keys inside a method's section that mean something only under another key's value. They are
-# rejected when set explicitly without it, and left out of the resolved config.
+def _validate_toolbox(cfg: Config) -> None:
+    """Rules of the long-tail toolbox's keys (docs/METHOD.md, "The long-tail toolbox")."""
+    name, t, o = cfg.method.name, cfg.train, cfg.optim
+    if t.init_from and not _INIT_RE.match(t.init_from):
+        raise ConfigError("train.init_from", "must be a run id (digits), arm:NAME in a sweep "
+                          f"file, or '' (got {_show(t.init_from)})")
+    if name == "tau_norm" and not t.init_from:
+        raise ConfigError("train.init_from", "tau_norm is a stage-2 run that trains nothing: "
+                          "set train.init_from to the run whose classifier it normalises")
+    if t.trainable == "classifier" and not t.init_from:
+        raise ConfigError("train.trainable", "classifier trains only the classifier of another "
+                          "run's network: set train.init_from (or use train.trainable=all)")
+    if t.trainable == "classifier" and name in META_METHODS:
+        raise ConfigError("train.trainable", f"classifier is not available for method.name="
+                          f"{name} (its virtual step would move frozen features); use all")
+    posthoc = name == "tau_norm" or (name == "la" and cfg.method.la_mode == "posthoc")
+    if posthoc and cfg.method.tau_select == "val" and cfg.data.val_per_class == 0:
+        raise ConfigError("method.tau_select", "val chooses tau on the validation split: set "
+                          "data.val_per_class >= 1 (or method.tau_select=fixed)")
+    if not cfg.method.tau_grid and cfg.method.tau_select == "val":
+        raise ConfigError("method.tau_grid", "must hold at least one tau")
+    if o.sam != "none" and name == "mfm" and cfg.mfm.reuse_virtual_grads:
+        raise ConfigError("optim.sam", f"{o.sam} needs the real step's own gradient: it cannot "
+                          "reuse the virtual step's (set mfm.reuse_virtual_grads=false)")
+    if o.sam != "none" and t.compile != "off":
+        raise ConfigError("optim.sam", f"{o.sam} steps twice per batch; use train.compile=off "
+                          "with it")
+
+
+_INIT_RE = re.compile(r"^([0-9]{1,18}|arm:.{1,200})$", re.DOTALL)
+
+
+def _posthoc(c: Config) -> bool:
+    return c.method.name == "tau_norm" or (c.method.name == "la" and c.method.la_mode == "posthoc")
+
+
+# Keys that mean something only under another key's value. They are rejected when set
+# explicitly without it, and left out of the resolved config.
 _CONDITIONAL: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "mfm.inputs": (lambda c: c.mfm.modulator == "network", "mfm.modulator=network"),
     "mfm.hidden": (lambda c: c.mfm.modulator == "network", "mfm.modulator=network"),
     # mirror takes the real optimiser's weight decay, as the real step does
     "mfm.virtual_weight_decay": (lambda c: c.mfm.virtual_step == "sgd", "mfm.virtual_step=sgd"),
+    "method.cb_beta": (lambda c: c.method.name in ("cb", "ldam_drw")
+                       or c.method.reweight != "none",
+                       "method.name in cb | ldam_drw, or method.reweight=cb | drw"),
+    "method.drw_start": (lambda c: c.method.name == "ldam_drw" or c.method.reweight == "drw",
+                         "method.name=ldam_drw, or method.reweight=drw"),
+    "method.la_tau": (lambda c: c.method.name == "la"
+                      or (c.method.name == "mfm" and c.mfm.base_loss == "la"),
+                      "method.name=la, or mfm with mfm.base_loss=la"),
+    "method.tau_select": (_posthoc, "method.name=tau_norm, or la with method.la_mode=posthoc"),
+    "method.tau_grid": (lambda c: _posthoc(c) and c.method.tau_select == "val",
+                        "method.tau_select=val"),
+    "optim.sam_rho": (lambda c: c.optim.sam != "none", "optim.sam=sam | imbsam"),
+    "optim.imbsam_threshold": (lambda c: c.optim.sam == "imbsam", "optim.sam=imbsam"),
+    "optim.milestones": (lambda c: c.optim.schedule == "step", "optim.schedule=step"),
+    "optim.lr_decay": (lambda c: c.optim.schedule == "step", "optim.schedule=step"),
+    "train.init_checkpoint": (lambda c: bool(c.train.init_from), "a train.init_from run"),
 }
 
 
@@ -734,7 +851,7 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
         methods = applies_to(key)
         conditional = _CONDITIONAL.get(key)
         if (methods and cfg.method.name not in methods) or (
-                conditional is not None and cfg.method.name == "mfm" and not conditional[0](cfg)):
+                conditional is not None and not conditional[0](cfg)):
             sec, _, name = key.partition(".")
             d[sec].pop(name, None)
     return {k: v for k, v in d.items() if v != {}}
