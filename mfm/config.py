@@ -732,6 +732,16 @@ def _validate_toolbox(cfg: Config) -> None:
     if o.sam != "none" and name == "mfm" and cfg.mfm.reuse_virtual_grads:
         raise ConfigError("optim.sam", f"{o.sam} needs the real step's own gradient: it cannot "
                           "reuse the virtual step's (set mfm.reuse_virtual_grads=false)")
+    linear = cfg.model.classifier == "linear" or (cfg.model.classifier == "auto"
+                                                  and name != "ldam_drw")
+    if not linear and (name == "tau_norm" or o.max_norm > 0):
+        key = "optim.max_norm" if o.max_norm > 0 else "model.classifier"
+        raise ConfigError(key, "rescales the rows of a linear classifier; a cosine classifier "
+                          "(ldam_drw's, or model.classifier=cosine) normalises them already: "
+                          "set model.classifier=linear")
+    if name == "tau_norm" and t.epochs != 1:
+        raise ConfigError("train.epochs", f"tau_norm trains nothing: use train.epochs=1 (got "
+                          f"{t.epochs})")
     if o.sam != "none" and t.compile != "off":
         raise ConfigError("optim.sam", f"{o.sam} steps twice per batch; use train.compile=off "
                           "with it")

@@ -32,12 +32,21 @@ from mfm.engine.metrics import (
     shot_groups,
 )
 from mfm.engine.schedule import make_scheduler
+from mfm.engine.stages import (
+    ParentMismatch,
+    apply_train_mode,
+    freeze_for,
+    load_parent,
+    trainable_params,
+)
 from mfm.engine.threads import LoadFollower, apply_threads, follows_load
 from mfm.methods import Method, create_method
 from mfm.models import create_model
+from mfm.optim.maxnorm import MaxNorm
 from mfm.runfiles import BEST, LAST
 
-__all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "StepSettings",
+__all__ = ["RunStopped", "CheckpointMissing", "Diverged", "FitResult", "ParentMismatch",
+           "StepSettings",
            "amp_dtype", "build_model", "build_optimizer", "compile_for_training", "evaluate",
            "evaluate_all", "fit", "step_settings", "train_one_epoch"]
 
@@ -141,16 +150,20 @@ def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.opt
                     batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *, epoch: int,
                     global_step: int, log_every: int, callbacks: Callbacks,
                     settings: StepSettings | None = None,
-                    load: LoadFollower | None = None) -> tuple[float, int]:
+                    load: LoadFollower | None = None, trainable: str = "all",
+                    after_step: Callable[[], None] | None = None) -> tuple[float, int]:
     """One pass over the training batches. Returns (mean training loss, new global step).
     ``settings``: autocast and memory layout of the steps (train.amp, train.channels_last);
-    ``load``: train.threads=auto following the load (looked at after every step).
+    ``load``: train.threads=auto following the load (looked at after every step);
+    ``trainable``: train.trainable (classifier: the frozen rest stays in eval mode, its
+    BatchNorm statistics unchanged); ``after_step``: run after every optimiser step
+    (optim.max_norm's projection).
 
     Raises :class:`Diverged` if a step's loss is not finite: checked after every step on the
     CPU, on logging steps and at the end of the epoch elsewhere (no extra device sync per
     step); the steps up to the check are reported to ``callbacks`` first.
     """
-    model.train()
+    apply_train_mode(model, trainable)
     total: torch.Tensor | None = None
     n = 0
     watch = LossWatch(first_step=global_step + 1)
@@ -159,6 +172,8 @@ def train_one_epoch(model: torch.nn.Module, method: Method, optimizer: torch.opt
         with settings.context():
             out = method.training_step(model, optimizer, settings.batch(x), y, epoch=epoch,
                                        step=global_step)
+        if after_step is not None:
+            after_step()
         if load is not None:
             load.step()
         loss = out["loss"]
@@ -223,7 +238,9 @@ class _Progress:
 
 
 def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+    """SGD over the parameters that train (all, or the classifier: train.trainable)."""
+    return torch.optim.SGD(trainable_params(model), lr=cfg.optim.lr,
+                           momentum=cfg.optim.momentum,
                            nesterov=cfg.optim.nesterov and cfg.optim.momentum > 0,
                            weight_decay=cfg.optim.weight_decay, foreach=True)
 
@@ -237,13 +254,40 @@ def evaluate_all(model: torch.nn.Module, method: Method, data: Any,
     """Evaluate on the test set (and the validation set, if the data has one) and compute the
     scores once: (test evaluation, {test_loss, acc, many/medium/few, [val_acc]}, per-class
     test accuracy)."""
+    chosen: dict[str, float] = {}
+    taus = method.tau_choices()
+    if taus is not None and _has_val(data):  # the prediction's tau, chosen on validation
+        tau, val_acc = choose_tau(model, method, data.val, data.num_classes, taus)
+        method.set_tau(tau)
+        chosen = {"tau": tau, "val_acc": val_acc}
     test = evaluate(model, method, data.test, data.num_classes)
     class_acc = per_class_accuracy(test.confusion)
     scores = {"test_loss": test.loss, "acc": accuracy(test.confusion),
               **group_accuracy(class_acc, groups)}
-    if _has_val(data):
+    if chosen:
+        scores.update(chosen)
+    elif _has_val(data):
         scores["val_acc"] = accuracy(evaluate(model, method, data.val, data.num_classes).confusion)
     return test, scores, class_acc
+
+
+@torch.no_grad()
+def choose_tau(model: torch.nn.Module, method: Method,
+               batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
+               taus: tuple[float, ...]) -> tuple[float, float]:
+    """(tau, validation accuracy): the tau of ``taus`` whose prediction
+    (``method.logits_at``) is most accurate on ``batches``, the first of equals (the grid's
+    order: the smallest tau for an ascending grid). The network runs once per batch."""
+    model.eval()
+    confs = [torch.zeros(num_classes, num_classes, dtype=torch.long) for _ in taus]
+    for x, y in batches:
+        logits = model(x)
+        for i, tau in enumerate(taus):
+            preds = method.logits_at(logits, tau).argmax(dim=1)
+            confs[i] += confusion_matrix(preds, y, num_classes).cpu()
+    accs = [accuracy(c) for c in confs]
+    best = max(range(len(taus)), key=lambda i: (accs[i], -i))
+    return taus[best], accs[best]
 
 
 def _summary_entry(scalars: dict[str, float], epoch: int) -> dict[str, Any]:
@@ -270,28 +314,36 @@ class _Run:
     train_model: torch.nn.Module | None = None  # what the training step calls (compiled or not)
     threads: dict[str, Any] | None = None  # what mfm.engine.threads.apply_threads set
     load: LoadFollower | None = None  # train.threads=auto following the load
+    max_norm: MaxNorm | None = None  # optim.max_norm's projection (radius from the start)
 
 
 def _build(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks,
-           checkpoint_dir: Path | None, method_options: dict[str, Any] | None) -> _Run:
-    """The method, the model (attached to the method), its optimiser and lr schedule."""
+           checkpoint_dir: Path | None, method_options: dict[str, Any] | None,
+           init_from: Path | None = None) -> _Run:
+    """The method, the model (the parent's weights with ``init_from``; frozen but its
+    classifier with train.trainable=classifier; attached to the method), its optimiser, lr
+    schedule and MaxNorm projection (its radius from these starting weights)."""
     method = create_method(cfg, data.train_counts)
     model = build_model(cfg, method, num_classes=data.num_classes, in_channels=data.in_channels,
                         device=device)
+    if init_from is not None:  # a stage-2 run: the parent's weights, before anything uses them
+        load_parent(model, init_from, device=device)
+    freeze_for(model, cfg.train.trainable)
     method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device,
                   **(method_options or {}))
     optimizer = build_optimizer(cfg, model)
     scheduler = make_scheduler(optimizer, epochs=cfg.train.epochs,
                                warmup_epochs=cfg.optim.warmup_epochs,
                                milestones=cfg.optim.milestones, decay=cfg.optim.lr_decay,
-                               lead=method.lr_lead_epochs)
+                               lead=method.lr_lead_epochs, schedule=cfg.optim.schedule)
     return _Run(cfg=cfg, data=data, device=device, cb=callbacks, method=method, model=model,
                 optimizer=optimizer, scheduler=scheduler,
                 groups=shot_groups(data.train_counts, cfg.train.many_threshold,
                                    cfg.train.few_threshold),
                 checkpoints=checkpoint_dir if cfg.train.checkpoint else None,
                 progress=_Progress(best_on="val" if _has_val(data) else "test"),
-                step=step_settings(cfg, device), train_model=compile_for_training(cfg, model))
+                step=step_settings(cfg, device), train_model=compile_for_training(cfg, model),
+                max_norm=MaxNorm(model, cfg.optim.max_norm) if cfg.optim.max_norm > 0 else None)
 
 
 def _restore(path: Path | None, run: _Run) -> _Progress:
@@ -304,6 +356,8 @@ def _restore(path: Path | None, run: _Run) -> _Progress:
     run.scheduler.load_state_dict(state["scheduler"])
     run.method.load_state_dict(state["method"])
     run.data.load_loader_state(state["loader"])
+    if run.max_norm is not None:
+        run.max_norm.load_state_dict(state["max_norm"])
     restore_rng(state["rng"])
     restored = None
     if state.get("result") is not None:  # checkpoints written before this key existed lack it
@@ -352,10 +406,15 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     if meta is not None:
         run.method.set_meta_set(*meta)
     lr = run.optimizer.param_groups[0]["lr"]
-    train_loss, p.global_step = train_one_epoch(
-        run.train_model or run.model, run.method, run.optimizer, run.data.train, epoch=epoch,
-        global_step=p.global_step, log_every=run.cfg.train.log_every, callbacks=run.cb,
-        settings=run.step, load=run.load)
+    if run.method.trains:
+        train_loss, p.global_step = train_one_epoch(
+            run.train_model or run.model, run.method, run.optimizer, run.data.train,
+            epoch=epoch, global_step=p.global_step, log_every=run.cfg.train.log_every,
+            callbacks=run.cb, settings=run.step, load=run.load,
+            trainable=run.cfg.train.trainable,
+            after_step=run.max_norm.apply if run.max_norm is not None else None)
+    else:  # tau_norm: a stage-2 run that only changes prediction
+        train_loss = float("nan")
     # never evaluate, checkpoint or record non-finite weights (a last step that overflowed)
     check_weights(run.model, epoch=epoch, step=p.global_step)
     run.cb.on_train_end(epoch)
@@ -396,6 +455,7 @@ def _save_checkpoints(run: _Run, result: EpochResult) -> None:
         "seconds": p.seconds, "tracked": p.tracked,
         "result": {"scalars": result.scalars, "class_acc": result.class_acc,
                    "is_best": result.is_best},
+        **({"max_norm": run.max_norm.state_dict()} if run.max_norm is not None else {}),
     }, run.checkpoints / LAST)
     if result.is_best:
         save_atomic({"model": run.model.state_dict(), "epoch": result.epoch},
@@ -422,13 +482,18 @@ def _summarise(run: _Run, final: dict[str, float]) -> dict[str, Any]:
 
 def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | None = None,
         checkpoint_dir: Path | None = None, resume: bool = False,
-        method_options: dict[str, Any] | None = None) -> FitResult:
+        method_options: dict[str, Any] | None = None,
+        init_from: Path | None = None) -> FitResult:
     """Train ``cfg`` on ``data`` (a mfm.data.LongTailData) and return the summary.
 
     With ``resume=True`` and a ``last.pt`` in ``checkpoint_dir``, training continues after
     the last completed epoch with the optimiser, scheduler, method, data-order and RNG state
     it had, so the remaining epochs are the ones an uninterrupted run would have produced.
     ``method_options`` go to the method's ``attach`` (e.g. mfm's ``modulator_path``).
+    ``init_from``: the parent run's checkpoint (train.init_from, resolved and checked by the
+    caller, which knows the records): its model weights are loaded before training
+    (:class:`ParentMismatch` if they do not fit this model); a resume takes everything from
+    ``last.pt`` instead.
 
     ``resume=True`` requires ``checkpoint_dir/last.pt``: without it :class:`CheckpointMissing`
     is raised rather than training from scratch (which would write new epochs over the
@@ -446,7 +511,8 @@ def fit(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks | 
     # the thread policy first: on a GPU the data pipeline and the host side use threads too
     threads = apply_threads(cfg.train.threads)
     run = _build(cfg, data, device=device, callbacks=callbacks or Callbacks(),
-                 checkpoint_dir=checkpoint_dir, method_options=method_options)
+                 checkpoint_dir=checkpoint_dir, method_options=method_options,
+                 init_from=None if resume else init_from)
     run.threads = threads
     if follows_load(threads):
         run.load = LoadFollower(int(threads["threads"]))

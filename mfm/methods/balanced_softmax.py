@@ -6,7 +6,6 @@ which makes the classifier's argmax estimate the balanced (test) posterior.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 
 from mfm.config import Config
 
-from .base import Method
+from .base import Method, log_prior
 from .registry import register_method
 
 
@@ -22,8 +21,9 @@ from .registry import register_method
 class BalancedSoftmax(Method):
     def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
-        total = sum(self.class_counts)
-        self.log_prior = [math.log(n / total) for n in self.class_counts]
+        self.log_prior = log_prior(self.class_counts)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
-        return F.cross_entropy(logits + self._const("log_prior", self.log_prior, logits), targets)
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, *,
+                   epoch: int) -> torch.Tensor:
+        return F.cross_entropy(logits + self._const("log_prior", self.log_prior, logits),
+                               targets, reduction="none")

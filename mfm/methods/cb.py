@@ -21,20 +21,11 @@ import torch.nn.functional as F
 
 from mfm.config import Config
 
-from .base import Method
+from .base import Method, class_balanced_weights
 from .focal import focal_loss_per_sample
 from .registry import register_method
 
 __all__ = ["ClassBalanced", "class_balanced_weights"]
-
-
-def class_balanced_weights(class_counts: Sequence[int], beta: float) -> list[float]:
-    """w_c = (1 - beta) / (1 - beta^{n_c}), normalised to sum to the number of classes."""
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1) (got {beta})")
-    raw = [(1.0 - beta) / (1.0 - beta ** n) for n in class_counts]
-    total = sum(raw)
-    return [w * len(raw) / total for w in raw]
 
 
 @register_method("cb")
@@ -43,10 +34,13 @@ class ClassBalanced(Method):
         super().__init__(config, class_counts)
         self.class_weights = class_balanced_weights(self.class_counts, self.cfg.cb_beta)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, *,
+                   epoch: int) -> torch.Tensor:
         if self.cfg.cb_loss == "focal":
-            per = focal_loss_per_sample(logits, targets, self.cfg.focal_gamma)
-        else:
-            per = F.cross_entropy(logits, targets, reduction="none")
-        w = self._const("cb", self.class_weights, logits)
-        return (w[targets] * per).mean()
+            return focal_loss_per_sample(logits, targets, self.cfg.focal_gamma)
+        return F.cross_entropy(logits, targets, reduction="none")
+
+    def reduce(self, per: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
+        """Cui et al.'s per-sample mean: w_{y_i} l_i / N (not torch's weighted mean)."""
+        w = self._const("cb", self.class_weights, per)
+        return w[targets] * per / per.shape[0]

@@ -1,4 +1,4 @@
-"""Plain cross-entropy (mean over the batch)."""
+"""Plain cross-entropy (mean over the batch, or re-weighted: method.reweight)."""
 
 from __future__ import annotations
 
@@ -11,5 +11,6 @@ from .registry import register_method
 
 @register_method("ce")
 class CrossEntropy(Method):
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
-        return F.cross_entropy(logits, targets)
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, *,
+                   epoch: int) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, reduction="none")

@@ -27,5 +27,6 @@ def focal_loss_per_sample(logits: torch.Tensor, targets: torch.Tensor,
 
 @register_method("focal")
 class Focal(Method):
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
-        return focal_loss_per_sample(logits, targets, self.cfg.focal_gamma).mean()
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, *,
+                   epoch: int) -> torch.Tensor:
+        return focal_loss_per_sample(logits, targets, self.cfg.focal_gamma)

@@ -11,7 +11,6 @@ sum_i w_{y_i}), as in Cao's code. Prediction: plain argmax of the cosine logits.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -19,8 +18,7 @@ import torch.nn.functional as F
 
 from mfm.config import Config
 
-from .base import Method
-from .cb import class_balanced_weights
+from .base import Method, class_balanced_weights
 from .registry import register_method
 
 __all__ = ["LDAMDRW", "ldam_margins"]
@@ -41,16 +39,21 @@ class LDAMDRW(Method):
         super().__init__(config, class_counts)
         self.margins = ldam_margins(self.class_counts, self.cfg.ldam_max_margin)
         self.drw_weights = class_balanced_weights(self.class_counts, self.cfg.cb_beta)
-        # The epsilon keeps e.g. 0.29 * 100 = 28.999999999999996 at epoch 29.
-        self.drw_epoch = math.floor(self.cfg.drw_start * self.epochs + 1e-9)
 
     def reweighting(self, epoch: int) -> bool:
         """Whether the deferred class-balanced weights are on at this (0-based) epoch."""
         return epoch >= self.drw_epoch
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, *,
+                   epoch: int) -> torch.Tensor:
         m = self._const("margins", self.margins, logits)
         onehot = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
         z = self.cfg.ldam_scale * (logits - m[targets].unsqueeze(1) * onehot)
-        w = self._const("drw", self.drw_weights, logits) if self.reweighting(epoch) else None
-        return F.cross_entropy(z, targets, weight=w)
+        return F.cross_entropy(z, targets, reduction="none")
+
+    def reduce(self, per: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
+        """torch's weighted mean (Cao's code): w_{y_i} l_i / sum_j w_{y_j} once DRW is on."""
+        if self.reweighting(epoch):
+            w = self._const("drw", self.drw_weights, per)[targets]
+            return per * w / w.sum()
+        return per / per.shape[0]

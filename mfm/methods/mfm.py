@@ -8,7 +8,6 @@ which choices are ours.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from mfm.models.registry import classifier_module
 from mfm.models.sites import ModulationSite, list_sites, set_modulation
 
 from ._meta import MetaMethod
+from .base import log_prior
 from .registry import register_method
 from .transfer import (
     DESCRIPTION_FILE,
@@ -69,17 +69,20 @@ class MetaFeatureModulator(MetaMethod[Modulator]):
     def __init__(self, config: Config, class_counts: Sequence[int]):
         super().__init__(config, class_counts)
         self.opts = config.mfm
-        total = sum(self.class_counts)
-        self.log_prior = [math.log(n / total) for n in self.class_counts]
+        self.log_prior = log_prior(self.class_counts)
+        # the prior's weight in the loss: balanced softmax 1, la method.la_tau, ce 0
+        self.prior_tau = {"balanced_softmax": 1.0, "la": self.cfg.la_tau}.get(
+            self.opts.base_loss, 0.0)
         self.ctx = ModContext()
         self.frozen = False
         self.head: nn.Module | None = None
 
     # -- the loss the modulation acts through ----------------------------------------------------
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
-        if self.opts.base_loss == "balanced_softmax":
-            logits = logits + self._const("log_prior", self.log_prior, logits)
-        return F.cross_entropy(logits, targets)
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, *,
+                   epoch: int) -> torch.Tensor:
+        if self.prior_tau:
+            logits = logits + self.prior_tau * self._const("log_prior", self.log_prior, logits)
+        return F.cross_entropy(logits, targets, reduction="none")
 
     # -- set-up --------------------------------------------------------------------------------
     def build(self, model: nn.Module) -> Modulator:
@@ -221,13 +224,18 @@ class MetaFeatureModulator(MetaMethod[Modulator]):
             optimizer.step()
             loss = res.virtual_loss
         else:
-            self.ctx = ModContext(active=True, y=y, detach=True, record=record)
+            passes: list[ModContext] = []
+
+            def closure() -> torch.Tensor:
+                # the first pass records the modulation's statistics; SAM's second does not
+                self.ctx = ModContext(active=True, y=y, detach=True,
+                                      record=record and not passes)
+                passes.append(self.ctx)
+                return self.terms(model(x), y, epoch=epoch)
+
             try:
-                optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(model(x), y, epoch=epoch)
-                torch.autograd.backward(loss)  # loss.backward(), which torch leaves unannotated
-                optimizer.step()
-                stats = self.ctx.stats or stats
+                loss = self.real_step(model, optimizer, closure, y)
+                stats = passes[0].stats or stats
             finally:
                 self.ctx = ModContext()
         return self.outputs(loss, stats)

@@ -4,6 +4,9 @@ A 1 → hidden → 1 MLP V (ReLU, sigmoid output) maps each sample's loss to a w
 Virtual step: ŵ = w − α_e ∇_w L_tr with L_tr = mean_i V(ℓ_i; θ) ℓ_i(w); meta step:
 θ ← Adam(∇_θ L_meta(ŵ(θ))); real step: weights recomputed with the updated θ, held constant,
 normalised by their sum: L = Σ_i ℓ_i · v_i / Σ_j v_j — as in the authors' official code.
+With ``method.reweight`` on, v_i is V's weight times the class weight of y_i before that
+normalisation; the real step is ``optim.sam``'s (plain, SAM or ImbSAM), the virtual step plain
+SGD.
 
 Four choices differ from the official class-imbalance code
 (xjtushujun/Meta-weight-net_class-imbalance); each is a key, ours by default, and
@@ -68,8 +71,9 @@ class MetaWeightNet(MetaMethod[WeightNet]):
     def build(self, model: nn.Module) -> WeightNet:
         return WeightNet(self.opts.hidden)
 
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, epoch: int) -> torch.Tensor:
-        return F.cross_entropy(logits, targets)
+    def per_sample(self, logits: torch.Tensor, targets: torch.Tensor, *,
+                   epoch: int) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, reduction="none")
 
     def closures(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, xm: torch.Tensor,
                  ym: torch.Tensor) -> tuple[LossFn, LossFn]:
@@ -110,18 +114,26 @@ class MetaWeightNet(MetaMethod[WeightNet]):
                                  meta_optimizer=self.meta_optimizer,
                                  weight_decay=self.virtual_decay())
             self.last_meta_loss = res.meta_loss
-        optimizer.zero_grad(set_to_none=True)
-        cost = F.cross_entropy(model(x), y, reduction="none")
-        with torch.no_grad():
-            raw = vnet(cost.detach())
-            w = normalise(raw)
-        loss = (cost * w).sum()
-        torch.autograd.backward(loss)  # loss.backward(), which torch leaves unannotated
-        optimizer.step()
+        first: dict[str, torch.Tensor] = {}
+
+        def closure() -> torch.Tensor:
+            cost = F.cross_entropy(model(x), y, reduction="none")
+            with torch.no_grad():
+                raw = vnet(cost.detach())
+                w = raw
+                if self.reweighting(epoch):  # method.reweight: class weights times V's
+                    w = w * self._const("reweight", self.class_weights, raw)[y]
+                w = normalise(w)
+            if not first:  # the real step's first pass is what the run reports
+                first.update(cost=cost.detach(), raw=raw)
+            return cost * w
+
+        self.real_step(model, optimizer, closure, y)
         extra: dict[str, torch.Tensor] = {}
         if self.is_record_step(step):
+            raw = first["raw"]
             extra = {"weight_mean": raw.mean(), "weight_std": raw.std(unbiased=False)}
-        return self.outputs(cost.detach().mean(), extra)
+        return self.outputs(first["cost"].mean(), extra)
 
     def virtual_lr(self, optimizer: torch.optim.Optimizer, epoch: int) -> float:
         """α_e of the virtual step in ``epoch``: the optimiser's lr, or with
@@ -133,4 +145,4 @@ class MetaWeightNet(MetaMethod[WeightNet]):
         o = self.config.optim
         return o.lr * lr_factor(epoch, warmup_epochs=o.warmup_epochs,
                                 milestones=milestone_epochs(o.milestones, self.epochs),
-                                decay=o.lr_decay)
+                                decay=o.lr_decay, schedule=o.schedule, epochs=self.epochs)
