@@ -97,10 +97,12 @@ def tiny_data(overrides: Sequence[str] = ()) -> tuple[Config, Any]:
 def fit_tiny(overrides: Sequence[str] = (), ckpt: Path | None = None, *,
              stop_at: int | None = None, resume: bool = False,
              callbacks: Callable[[Recorder], Callbacks] | None = None,
-             stops: tuple[type[BaseException], ...] = ()) -> Recorder:
+             stops: tuple[type[BaseException], ...] = (),
+             init_from: Path | None = None) -> Recorder:
     """Train ``TINY_RUN`` + ``overrides`` and return what was recorded. ``stop_at``: stop at
     that epoch (RunStopped is caught); ``callbacks(recorder)`` builds the callbacks instead;
-    ``stops``: further exceptions that end the run quietly (a simulated kill)."""
+    ``stops``: further exceptions that end the run quietly (a simulated kill); ``init_from``:
+    a parent's checkpoint file (train.init_from resolved)."""
     cfg, data = tiny_data(overrides)
     rec = Recorder()
     cbs: Callbacks = Tee(rec, StopAt(stop_at)) if stop_at is not None else rec
@@ -108,7 +110,8 @@ def fit_tiny(overrides: Sequence[str] = (), ckpt: Path | None = None, *,
         cbs = callbacks(rec)
     quiet: tuple[type[BaseException], ...] = (RunStopped, *stops)
     try:
-        fit(cfg, data, device=CPU, callbacks=cbs, checkpoint_dir=ckpt, resume=resume)
+        fit(cfg, data, device=CPU, callbacks=cbs, checkpoint_dir=ckpt, resume=resume,
+            init_from=init_from)
     except quiet:
         pass
     return rec

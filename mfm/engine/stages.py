@@ -38,11 +38,18 @@ def load_parent(model: nn.Module, path: Path, *, device: torch.device) -> None:
     if missing or extra:
         raise ParentMismatch(f"train.init_from: the parent's network is another model "
                              f"(missing {missing[:3]}, unexpected {extra[:3]})")
-    for name, value in weights.items():
-        if tuple(value.shape) != tuple(own[name].shape):
-            raise ParentMismatch(f"train.init_from: {name} has shape {tuple(value.shape)} in "
-                                 f"the parent, {tuple(own[name].shape)} here (another class "
-                                 f"count or model?)")
+    head = set(declared_params(model, "classifier"))
+    wrong = [n for n, v in weights.items() if tuple(v.shape) != tuple(own[n].shape)]
+    for name in wrong:
+        if name not in head:
+            raise ParentMismatch(f"train.init_from: the parent's network is another model "
+                                 f"({name} has shape {tuple(weights[name].shape)} there, "
+                                 f"{tuple(own[name].shape)} here)")
+    if wrong:
+        name = wrong[0]
+        raise ParentMismatch(f"train.init_from: the parent has another class count "
+                             f"({name} has shape {tuple(weights[name].shape)} there, "
+                             f"{tuple(own[name].shape)} here)")
     model.load_state_dict(weights)
 
 

@@ -418,7 +418,8 @@ def _train_epoch(run: _Run, epoch: int) -> dict[str, float]:
     # never evaluate, checkpoint or record non-finite weights (a last step that overflowed)
     check_weights(run.model, epoch=epoch, step=p.global_step)
     run.cb.on_train_end(epoch)
-    run.scheduler.step()
+    if run.method.trains:
+        run.scheduler.step()
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     seconds = time.perf_counter() - t0
