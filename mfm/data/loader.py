@@ -1,11 +1,26 @@
 """Training-ready data: the long-tailed split as batches on the training device.
 
-In-memory sources (digits, MNIST, Fashion-MNIST, CIFAR) live as uint8 tensors on the training
-device (airbench style); each batch is gathered by index, augmented there as a batch (pad +
-random crop with per-sample offsets, random horizontal flip) and normalised. Imagefolder images
-are decoded by a torch DataLoader (``data.num_workers`` processes) and then go through the same
-batched, on-device augmentation, so both paths draw their randomness from one seeded CPU
-generator and a resumed run continues the same sequence.
+In-memory sources (digits, MNIST, Fashion-MNIST, Animal-MNIST, CIFAR) live as uint8 tensors on
+the training device (airbench style); each batch is gathered by index, augmented there as a
+batch (pad + random crop with per-sample offsets, random horizontal flip) and normalised.
+Imagefolder images are decoded by a torch DataLoader (``data.num_workers`` processes) and then
+go through the same batched, on-device augmentation, so both paths draw their randomness from
+one seeded CPU generator and a resumed run continues the same sequence.
+
+Which training images an epoch visits is ``data.sampler`` (:func:`epoch_order`):
+  instance        every image once, in a seeded random order (``torch.randperm``);
+  class_balanced  n draws with replacement (n = number of training images, so an epoch has as
+                  many batches as with instance), image i with probability proportional to
+                  1 / n_c(i): every class equally likely (the sampler of cRT, Kang et al. 2020);
+  sqrt            the same with probability proportional to n_c(i) ** -1/2: a class's share of
+                  the draws is proportional to the square root of its count.
+The draws come from the same CPU generator (``torch.multinomial(generator=...)``), so resuming
+from the generator state in :meth:`LongTailData.loader_state` continues the same sequence.
+classifier-balancing (facebookresearch/classifier-balancing, data/ClassAwareSampler.py, the cRT
+code) draws classes in a cycle (reshuffled after each pass) and then ``num_samples_cls`` images
+from that class's own cycle, n_max x C draws an epoch; ours draws each position i.i.d. with the
+class-balanced probabilities, n draws an epoch: the same expected class frequencies, without
+the cycles' exact balance within an epoch.
 """
 
 from __future__ import annotations
@@ -20,16 +35,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mfm.config import DataConfig
+from mfm.config import SAMPLERS, DataConfig
 from mfm.data.longtail import resample_meta
 from mfm.data.sources import DataError, Source, load_source, split_for
 from mfm.text import one_line
 
 __all__ = ["DeviceLoader", "FolderLoader", "LongTailData", "MetaResampler", "augmentation_for",
-           "build_data", "channel_stats", "crop_batch", "augment_batch"]
+           "build_data", "channel_stats", "crop_batch", "augment_batch", "epoch_order",
+           "sampling_weights"]
 
-# Datasets whose images keep their meaning when mirrored (digits do not: a flipped 2 is no 2).
-FLIP_SAFE = ("cifar10", "cifar100", "fashion-mnist", "imagefolder")
+# Datasets whose images keep their meaning when mirrored (digits do not: a flipped 2 is no 2;
+# animal-mnist's silhouettes face left and right alike).
+FLIP_SAFE = ("cifar10", "cifar100", "fashion-mnist", "imagefolder", "animal-mnist")
 # Imagefolder: mean/std from at most this many (evenly spaced) long-tailed training images.
 FOLDER_STATS_MAX = 2048
 
@@ -124,16 +141,46 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
     return _stats_from_hist(_hist(images))
 
 
+def sampling_weights(labels: np.ndarray | torch.Tensor, sampler: str) -> torch.Tensor | None:
+    """Per-image draw weights (float64, CPU) of ``sampler`` for training ``labels``: None for
+    instance (no draws), n_c(i) ** -1 for class_balanced, n_c(i) ** -1/2 for sqrt, where
+    n_c(i) is the number of training images of image i's class."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r} (expected one of {', '.join(SAMPLERS)})")
+    if sampler == "instance":
+        return None
+    y = torch.as_tensor(labels).detach().to("cpu", torch.long).reshape(-1)
+    if y.numel() == 0:
+        raise ValueError(f"sampler {sampler!r} needs at least one training label")
+    counts = torch.bincount(y).to(torch.float64)[y]
+    return counts.reciprocal() if sampler == "class_balanced" else counts.rsqrt()
+
+
+def epoch_order(n: int, weights: torch.Tensor | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """One epoch's n image indices (int64, CPU): a permutation when ``weights`` is None (the
+    instance sampler), else n i.i.d. draws with replacement, image i with probability
+    proportional to ``weights[i]`` (torch.multinomial: at most 2**24 images); both from
+    ``generator``."""
+    if weights is None:
+        return torch.randperm(n, generator=generator)
+    return torch.multinomial(weights, n, replacement=True, generator=generator)
+
+
 class _BatchSource:
-    """Shared shuffle/augment/normalise state of both loaders."""
+    """Shared sampling/augment/normalise state of both loaders. ``labels`` (the training
+    labels, one per image) give the per-class counts a non-instance ``sampler`` draws by."""
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool, drop_last: bool, pad: int,
                  flip: bool, mean: Sequence[float], std: Sequence[float],
-                 generator: torch.Generator | None):
+                 generator: torch.Generator | None, sampler: str = "instance",
+                 labels: np.ndarray | torch.Tensor | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         if generator is None and (shuffle or pad > 0 or flip):
             raise ValueError("a generator is required for shuffling or augmentation")
+        if sampler != "instance" and not shuffle:
+            raise ValueError(f"sampler {sampler!r} draws at random: it needs shuffle=True")
         self.n = n
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -142,13 +189,20 @@ class _BatchSource:
         self.flip = flip
         self.generator = generator
         self.normalize = _Normalize(mean, std)
+        if sampler != "instance" and labels is None:
+            raise ValueError(f"sampler {sampler!r} needs the training labels")
+        self.sampler = sampler
+        self._weights = sampling_weights(labels if labels is not None else np.zeros(0, np.int64),
+                                         sampler)
+        if self._weights is not None and self._weights.numel() != n:
+            raise ValueError(f"{n} images but {self._weights.numel()} labels")
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
 
     def _order(self) -> torch.Tensor:
         if self.shuffle:
-            return torch.randperm(self.n, generator=self.generator)
+            return epoch_order(self.n, self._weights, self.generator)
         return torch.arange(self.n)
 
     def _finish(self, x_u8: torch.Tensor) -> torch.Tensor:
@@ -167,8 +221,9 @@ class _BatchSource:
 class DeviceLoader(_BatchSource):
     """Batches of a uint8 image tensor that already lives on the training device.
 
-    Yields (x float32 normalised, y int64), both on the images' device. Shuffling uses
-    ``torch.randperm(generator=...)`` once per epoch; augmentation is batched on the device.
+    Yields (x float32 normalised, y int64), both on the images' device. Each epoch's order is
+    drawn once on the CPU (:func:`epoch_order`: ``torch.randperm`` for the instance sampler,
+    ``torch.multinomial`` for the others); augmentation is batched on the device.
     ``state_dict()`` / ``load_state_dict()`` carry the generator, so a run resumed at an epoch
     boundary continues the same sequence of orders and crops.
     """
@@ -176,14 +231,15 @@ class DeviceLoader(_BatchSource):
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int, *,
                  shuffle: bool, drop_last: bool = False, pad: int = 0, flip: bool = False,
                  mean: Sequence[float], std: Sequence[float],
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, sampler: str = "instance"):
         if images_u8.dtype != torch.uint8 or images_u8.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images_u8.dtype} "
                              f"{tuple(images_u8.shape)}")
         if labels.shape[0] != images_u8.shape[0]:
             raise ValueError(f"{images_u8.shape[0]} images but {labels.shape[0]} labels")
         super().__init__(images_u8.shape[0], batch_size, shuffle=shuffle, drop_last=drop_last,
-                         pad=pad, flip=flip, mean=mean, std=std, generator=generator)
+                         pad=pad, flip=flip, mean=mean, std=std, generator=generator,
+                         sampler=sampler, labels=labels)
         self.images = images_u8
         self.labels = labels.to(images_u8.device, torch.long)
 
@@ -250,9 +306,10 @@ class FolderLoader(_BatchSource):
                  batch_size: int, *, device: torch.device, num_workers: int, shuffle: bool,
                  drop_last: bool = False, pad: int = 0, flip: bool = False,
                  mean: Sequence[float], std: Sequence[float],
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, sampler: str = "instance"):
         super().__init__(len(paths), batch_size, shuffle=shuffle, drop_last=drop_last, pad=pad,
-                         flip=flip, mean=mean, std=std, generator=generator)
+                         flip=flip, mean=mean, std=std, generator=generator, sampler=sampler,
+                         labels=labels)
         self.device = torch.device(device)
         self._sampler = _OrderSampler(len(paths))
         # The DataLoader's own generator only seeds its workers (which draw nothing); a private
@@ -370,8 +427,9 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
                device: torch.device, seed: int, download: bool = True) -> LongTailData:
     """Load ``cfg``'s source, split it (a pure function of the data spec and data.seed) and
     build the loaders. ``seed`` (the run seed) seeds the train loader's generator: shuffling
-    and augmentation. Normalisation uses the per-channel mean/std of the long-tailed training
-    images (imagefolder: of at most FOLDER_STATS_MAX of them, evenly spaced)."""
+    (or ``data.sampler``'s draws) and augmentation. Normalisation uses the per-channel
+    mean/std of the long-tailed training images (imagefolder: of at most FOLDER_STATS_MAX of
+    them, evenly spaced)."""
     device = torch.device(device)
     source: Source = load_source(cfg, download=download)
     split = split_for(cfg, source)
@@ -388,7 +446,8 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
         mean, std = channel_stats(train_x_np)
         train = DeviceLoader(torch.from_numpy(train_x_np).to(device),
                              torch.from_numpy(train_y_np).to(device), batch_size, shuffle=True,
-                             pad=pad, flip=flip, mean=mean, std=std, generator=gen)
+                             pad=pad, flip=flip, mean=mean, std=std, generator=gen,
+                             sampler=cfg.sampler)
         test = DeviceLoader(torch.from_numpy(source.test_images).to(device),
                             torch.from_numpy(source.test_labels).to(device), eval_batch_size,
                             shuffle=False, mean=mean, std=std)
@@ -408,7 +467,7 @@ def build_data(cfg: DataConfig, *, batch_size: int, eval_batch_size: int,
         paths = [source.train_paths[i] for i in split.train_idx]
         train = FolderLoader(paths, train_y_np, source.image_size, batch_size, device=device,
                              num_workers=workers, shuffle=True, pad=pad, flip=flip, mean=mean,
-                             std=std, generator=gen)
+                             std=std, generator=gen, sampler=cfg.sampler)
         test = FolderLoader(source.test_paths, source.test_labels, source.image_size,
                             eval_batch_size, device=device, num_workers=workers, shuffle=False,
                             mean=mean, std=std)

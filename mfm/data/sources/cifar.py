@@ -2,15 +2,14 @@
 cifar-100-python/) in data.root ('' = ~/.cache/mfm/<name>), 3x32x32; CIFAR-100 uses the fine
 labels.
 
-CIFAR pickles are read by :class:`CifarUnpickler`, which builds only what the real batches
-contain (dicts, lists, str/bytes, ints, numpy arrays): a pickle that asks for anything else
-(``os.system``) is refused before it can run. A file that is not a pickle or lacks the
-expected keys is a one-line :class:`DataError`.
+CIFAR pickles are read by the restricted unpickler of :mod:`.safe_pickle` (``CifarUnpickler``
+here), which builds only what the real batches contain (dicts, lists, str/bytes, ints, numpy
+arrays): a pickle that asks for anything else (``os.system``) is refused before it can run. A
+file that is not a pickle or lacks the expected keys is a one-line :class:`DataError`.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ from mfm.data.sources.base import (
     Source,
     cache_dir,
     check_labels,
-    one_line,
     shown_path,
     user_root,
 )
 from mfm.data.sources.download import missing, torchvision_download
+from mfm.data.sources.safe_pickle import NumpyUnpickler, read_numpy_pickle
 from mfm.text import visible
 
 __all__ = ["CIFAR_DIRS", "NAMES", "CifarUnpickler", "load_cifar", "read_cifar_pickle"]
@@ -35,82 +34,19 @@ CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 NAMES = tuple(CIFAR_DIRS)
 
 
-# ---------------------------------------------------------------- a restricted unpickler
+# ---------------------------------------------------------------- the restricted unpickler
 
-class _Refused(pickle.UnpicklingError):
-    def __init__(self, module: str, name: str):
-        super().__init__(f"{module}.{name}")
-        self.module, self.name = module, name
-
-
-def _latin1_encode(text: str, encoding: str) -> bytes:
-    # How pickle protocols 0-2 write a bytes object: _codecs.encode(text, 'latin1').
-    if encoding != "latin1" or not isinstance(text, str):
-        raise _Refused("_codecs", f"encode(..., {encoding!r})")
-    return text.encode("latin1")
-
-
-def _cifar_globals() -> dict[tuple[str, str], Any]:
-    # What the real batches reference (numpy.core.multiarray._reconstruct, numpy.ndarray,
-    # numpy.dtype; Python 2 str for keys, names and array bytes), plus what numpy 2 and newer
-    # pickle protocols write for the same dicts, each mapped to this numpy's objects:
-    # numpy._core (numpy 2's module name), multiarray.scalar (a label list of numpy ints),
-    # numeric._frombuffer (an array at protocol 5, Python 3.14's default) and _codecs.encode
-    # (bytes at protocol 2, latin1 only). None of these runs anything but a numpy constructor.
-    reconstruct = np.array(0).__reduce__()[0]
-    scalar = np.int64(0).__reduce__()[0]
-    frombuffer = np.arange(2).__reduce_ex__(5)[0]
-    allowed: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray,
-                                           ("numpy", "dtype"): np.dtype,
-                                           ("_codecs", "encode"): _latin1_encode}
-    for core in ("numpy.core", "numpy._core"):
-        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
-        allowed[(f"{core}.multiarray", "scalar")] = scalar
-        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
-    return allowed
-
-
-class CifarUnpickler(pickle.Unpickler):
-    """An unpickler for the CIFAR python batches: dicts, lists, str/bytes, ints and numpy
-    arrays. ``find_class`` hands out numpy's array/dtype/scalar reconstructors and nothing
-    else, so a pickle that asks for any other global (``os.system``, ``builtins.eval``) is
-    refused before anything in it runs."""
-
-    _allowed: dict[tuple[str, str], Any] | None = None
-
-    def find_class(self, module: str, name: str) -> Any:
-        if CifarUnpickler._allowed is None:
-            CifarUnpickler._allowed = _cifar_globals()
-        found = CifarUnpickler._allowed.get((module, name))
-        if found is None:
-            raise _Refused(module, name)
-        return found
+# The rule of what a data pickle may build lives in safe_pickle; CIFAR's name for it is kept.
+CifarUnpickler = NumpyUnpickler
 
 
 def read_cifar_pickle(path: str | Path, *, encoding: str = "latin1") -> Any:
-    """Unpickle one CIFAR file with :class:`CifarUnpickler`. ``encoding`` decodes Python 2
-    str objects (the real files' keys and names): 'latin1' gives str keys, 'bytes' gives
-    bytes keys; numpy arrays load either way. Errors are one-line :class:`DataError`."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            return CifarUnpickler(f, encoding=encoding).load()
-    except _Refused as e:
-        module = "os" if e.module in ("posix", "nt") else e.module  # os.system's home
-        asked = visible(f"{module}.{e.name}", limit=120)
-        raise DataError(f"{shown_path(path)} is not a CIFAR batch (it asks to load {asked}); "
-                        "refusing to unpickle it") from None
-    except OSError as e:
-        raise DataError(f"cannot read CIFAR file {shown_path(path)}: {one_line(e)}") from None
-    except (EOFError, pickle.UnpicklingError) as e:
-        if not isinstance(e, EOFError) and "truncated" not in str(e):
-            raise DataError(f"{shown_path(path)} is not a CIFAR python batch (a pickle): "
-                            f"{one_line(e)}") from None
-        raise DataError(f"{shown_path(path)} is a truncated CIFAR file (the pickle ends early; "
-                        "extract the archive again)") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise DataError(f"{shown_path(path)} is not a CIFAR python batch (a pickle): "
-                        f"{one_line(e)}") from None
+    """Unpickle one CIFAR file with the restricted :class:`NumpyUnpickler`. ``encoding``
+    decodes Python 2 str objects (the real files' keys and names): 'latin1' gives str keys,
+    'bytes' gives bytes keys; numpy arrays load either way. Errors are one-line
+    :class:`DataError`."""
+    return read_numpy_pickle(path, noun="a CIFAR batch", fix="extract the archive again",
+                             encoding=encoding)
 
 
 # ---------------------------------------------------------------- checking what it holds

@@ -14,7 +14,7 @@ import numpy as np
 
 from mfm.config import ConfigError, DataConfig
 from mfm.data.longtail import Split, make_split
-from mfm.data.sources import cifar, digits, idx, imagefolder
+from mfm.data.sources import animal_mnist, cifar, digits, idx, imagefolder
 from mfm.data.sources.base import Source
 
 __all__ = ["LOADERS", "Loader", "load_source", "preview_counts", "split_for"]
@@ -32,6 +32,7 @@ LOADERS: dict[str, Loader] = {
     **dict.fromkeys(digits.NAMES, digits.load_digits),
     **dict.fromkeys(idx.NAMES, idx.load_idx),
     **dict.fromkeys(cifar.NAMES, cifar.load_cifar),
+    **dict.fromkeys(animal_mnist.NAMES, animal_mnist.load_animal_mnist),
     **dict.fromkeys(imagefolder.NAMES, imagefolder.load_imagefolder),
 }
 
