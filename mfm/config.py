@@ -200,6 +200,9 @@ class TrainConfig:
                         "count; in a sweep file, arm:NAME is the same seed's run of arm NAME")
     init_checkpoint: str = _f("last", "the parent's weights train.init_from loads: its last "
                               "epoch or its best (by validation)", choices=("last", "best"))
+    reset_classifier: bool = _f(False, "with train.init_from: start the classifier from a "
+                                "fresh initialisation instead of the parent's (cRT re-trains "
+                                "it from scratch)")
     trainable: str = _f("all", "parameters the optimiser updates: all, or the classifier only "
                         "(the rest frozen, its BatchNorm statistics too: stage 2 of cRT and "
                         "weight balancing; needs train.init_from)",
@@ -351,7 +354,7 @@ LATE_KEYS: dict[str, Any] = {
     # the long-tail toolbox (2026-12-08): at these values a run trains as before them
     "data.sampler": "instance", "method.reweight": "none", "optim.schedule": "step",
     "optim.sam": "none", "optim.max_norm": 0.0, "train.init_from": "",
-    "train.trainable": "all",
+    "train.trainable": "all", "train.reset_classifier": False,
 }
 
 
@@ -777,6 +780,7 @@ _CONDITIONAL: dict[str, tuple[typing.Callable[[Config], bool], str]] = {
     "optim.milestones": (lambda c: c.optim.schedule == "step", "optim.schedule=step"),
     "optim.lr_decay": (lambda c: c.optim.schedule == "step", "optim.schedule=step"),
     "train.init_checkpoint": (lambda c: bool(c.train.init_from), "a train.init_from run"),
+    "train.reset_classifier": (lambda c: bool(c.train.init_from), "a train.init_from run"),
 }
 
 

@@ -18,7 +18,7 @@ from mfm.engine.checkpoint import load_checkpoint
 from mfm.models.registry import classifier_module, declared_params
 
 __all__ = ["ParentMismatch", "apply_train_mode", "freeze_for", "load_parent",
-           "trainable_params"]
+           "reset_classifier", "trainable_params"]
 
 
 class ParentMismatch(ValueError):
@@ -51,6 +51,17 @@ def load_parent(model: nn.Module, path: Path, *, device: torch.device) -> None:
                              f"({name} has shape {tuple(weights[name].shape)} there, "
                              f"{tuple(own[name].shape)} here)")
     model.load_state_dict(weights)
+
+
+def reset_classifier(model: nn.Module) -> None:
+    """A fresh initialisation of the declared classifier (train.reset_classifier: cRT), drawn
+    from torch's seeded generator as the model's own initialisation is."""
+    head = classifier_module(model)
+    reset = getattr(head, "reset_parameters", None)
+    if not callable(reset):
+        raise ValueError(f"train.reset_classifier: {type(head).__name__} cannot be "
+                         f"re-initialised (no reset_parameters)")
+    reset()
 
 
 def freeze_for(model: nn.Module, trainable: str) -> None:

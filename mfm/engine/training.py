@@ -37,6 +37,7 @@ from mfm.engine.stages import (
     apply_train_mode,
     freeze_for,
     load_parent,
+    reset_classifier,
     trainable_params,
 )
 from mfm.engine.threads import LoadFollower, apply_threads, follows_load
@@ -328,6 +329,8 @@ def _build(cfg: Config, data: Any, *, device: torch.device, callbacks: Callbacks
                         device=device)
     if init_from is not None:  # a stage-2 run: the parent's weights, before anything uses them
         load_parent(model, init_from, device=device)
+        if cfg.train.reset_classifier:
+            reset_classifier(model)
     freeze_for(model, cfg.train.trainable)
     method.attach(model=model, meta_x=data.meta_x, meta_y=data.meta_y, device=device,
                   **(method_options or {}))

@@ -60,6 +60,16 @@ def test_classifier_only_stage_leaves_everything_else_bit_identical(parent, tmp_
     assert moved == {"classifier.weight", "classifier.bias"}  # BN statistics included
 
 
+def test_crt_starts_from_a_fresh_classifier_and_the_parents_features(parent):
+    cfg, data = tiny_data([*BASE, "train.init_from=1", "train.reset_classifier=true",
+                           "train.trainable=classifier"])
+    run = _build(cfg, data, device=CPU, callbacks=Callbacks(), checkpoint_dir=None,
+                 method_options=None, init_from=parent / "last.pt")
+    want, got = weights(parent / "last.pt"), run.model.state_dict()
+    assert not torch.equal(got["classifier.weight"], want["classifier.weight"])
+    assert all(torch.equal(got[k], want[k]) for k in want if not k.startswith("classifier."))
+
+
 def test_weight_balancing_stage_two_keeps_rows_inside_the_radius(parent, tmp_path):
     fit_tiny([*BASE, "train.init_from=1", "train.trainable=classifier", "optim.max_norm=0.1",
               "optim.weight_decay=0.1", "method.name=cb"], tmp_path,
