@@ -116,6 +116,10 @@ class DataConfig:
     permute_classes: bool = _f(False, "seeded permutation of which class is the head")
     test_per_class: int = _f(50, "digits only: images per class in the seeded balanced test split",
                              ge=1)
+    test_max_per_class: int = _f(0, "score on at most this many test images per class: a "
+                                 "fixed (seed 0), class-balanced subset of the source's test "
+                                 "split, the same for every run (0 = the whole test split; "
+                                 "digits: see data.test_per_class)", ge=0)
     augment: str = _f("auto", "training augmentation (auto: crop+flip for natural images, "
                       "crop for digits/mnist)", choices=("auto", "none", "crop", "crop_flip"))
     pad: int = _f(-1, "crop padding in pixels (-1 = image size / 8)", ge=-1)
@@ -352,7 +356,7 @@ EXECUTION_KEYS = ("train.threads", "train.channels_last", "train.compile")
 LATE_KEYS: dict[str, Any] = {
     "train.amp": "off",
     # the long-tail toolbox (2026-12-08): at these values a run trains as before them
-    "data.sampler": "instance", "method.reweight": "none", "optim.schedule": "step",
+    "data.sampler": "instance", "data.test_max_per_class": 0, "method.reweight": "none", "optim.schedule": "step",
     "optim.sam": "none", "optim.max_norm": 0.0, "train.init_from": "",
     "train.trainable": "all", "train.reset_classifier": False,
 }

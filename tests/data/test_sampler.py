@@ -209,3 +209,20 @@ def test_folder_loader_honours_the_sampler(tmp_path):
         y = torch.cat([y for _, y in loader])
         assert torch.equal(y, torch.from_numpy(labels)[epoch_order(labels.size, w, ref)])
     assert len(loader) == 3
+
+
+def test_test_max_per_class_is_a_fixed_balanced_subset():
+    """data.test_max_per_class: the same class-balanced test images whatever data.seed."""
+    from mfm.config import load_config
+    from mfm.data.sources import load_source, preview_counts
+
+    a = load_config(None, ["data.name=fashion-mnist", "data.test_max_per_class=30",
+                           "data.seed=1"]).data
+    b = load_config(None, ["data.name=fashion-mnist", "data.test_max_per_class=30",
+                           "data.seed=2"]).data
+    sa, sb = load_source(a, download=False), load_source(b, download=False)
+    assert np.bincount(sa.test_labels).tolist() == [30] * 10
+    assert np.array_equal(sa.test_images, sb.test_images)
+    assert preview_counts(a)["test"] == [30] * 10
+    full = load_source(load_config(None, ["data.name=fashion-mnist"]).data, download=False)
+    assert len(full.test_labels) == 10000

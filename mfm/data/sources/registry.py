@@ -8,6 +8,7 @@ it serves; adding one is adding its module to :data:`LOADERS`.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +18,7 @@ from mfm.data.longtail import Split, make_split
 from mfm.data.sources import animal_mnist, cifar, digits, idx, imagefolder
 from mfm.data.sources.base import Source
 
-__all__ = ["LOADERS", "Loader", "load_source", "preview_counts", "split_for"]
+__all__ = ["LOADERS", "Loader", "limit_test", "load_source", "preview_counts", "split_for"]
 
 
 class Loader(Protocol):
@@ -41,7 +42,33 @@ def _load(cfg: DataConfig, images: bool, download: bool) -> Source:
     loader = LOADERS.get(cfg.name)
     if loader is None:
         raise ConfigError("data.name", f"unknown dataset {cfg.name!r}")
-    return loader(cfg, images=images, download=download)
+    return limit_test(loader(cfg, images=images, download=download), cfg.test_max_per_class)
+
+
+# The subset of data.test_max_per_class is drawn once, the same for every data.seed, so runs
+# of different seeds are scored on the same images.
+_TEST_SUBSET_SEED = 0
+
+
+def limit_test(source: Source, per_class: int) -> Source:
+    """``source`` scored on at most ``per_class`` test images of each class: a fixed,
+    class-balanced subset (in the source's order); 0 keeps the whole test split."""
+    if per_class <= 0:
+        return source
+    labels = source.test_labels
+    rng = np.random.default_rng(_TEST_SUBSET_SEED)
+    keep = []
+    for c in range(source.num_classes):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) > per_class:
+            idx = np.sort(rng.choice(idx, size=per_class, replace=False))
+        keep.append(idx)
+    sel = np.sort(np.concatenate(keep))
+    return dataclasses.replace(
+        source, test_labels=labels[sel],
+        test_images=None if source.test_images is None else source.test_images[sel],
+        test_paths=None if source.test_paths is None else tuple(source.test_paths[i]
+                                                                 for i in sel))
 
 
 def load_source(cfg: DataConfig, *, download: bool = True) -> Source:
