@@ -13,6 +13,7 @@ import functools
 import math
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "EXECUTION_KEYS",
     "LATE_KEYS",
     "identity_dict",
+    "key_applies",
     "load_config",
     "parse_override",
     "read_toml",
@@ -356,8 +358,8 @@ EXECUTION_KEYS = ("train.threads", "train.channels_last", "train.compile")
 LATE_KEYS: dict[str, Any] = {
     "train.amp": "off",
     # the long-tail toolbox (2026-12-08): at these values a run trains as before them
-    "data.sampler": "instance", "data.test_max_per_class": 0, "method.reweight": "none", "optim.schedule": "step",
-    "optim.sam": "none", "optim.max_norm": 0.0, "train.init_from": "",
+    "data.sampler": "instance", "data.test_max_per_class": 0, "method.reweight": "none",
+    "optim.schedule": "step", "optim.sam": "none", "optim.max_norm": 0.0, "train.init_from": "",
     "train.trainable": "all", "train.reset_classifier": False,
 }
 
@@ -739,9 +741,10 @@ def _validate_toolbox(cfg: Config) -> None:
     if o.sam != "none" and name == "mfm" and cfg.mfm.reuse_virtual_grads:
         raise ConfigError("optim.sam", f"{o.sam} needs the real step's own gradient: it cannot "
                           "reuse the virtual step's (set mfm.reuse_virtual_grads=false)")
-    linear = cfg.model.classifier == "linear" or (cfg.model.classifier == "auto"
-                                                  and name != "ldam_drw")
-    if not linear and (name == "tau_norm" or o.max_norm > 0):
+    from mfm.lineage import classifier_kind
+
+    rescales = name == "tau_norm" or o.max_norm > 0
+    if rescales and classifier_kind(name, cfg.model.classifier) != "linear":
         key = "optim.max_norm" if o.max_norm > 0 else "model.classifier"
         raise ConfigError(key, "rescales the rows of a linear classifier; a cosine classifier "
                           "(ldam_drw's, or model.classifier=cosine) normalises them already: "
@@ -793,6 +796,32 @@ def applies_to(key: str) -> tuple[str, ...] | None:
     the TUI's forms and the sweeps ask here."""
     section = key.partition(".")[0] if "." in key else ""
     return SECTION_METHODS.get(section) or _FIELDS[key][0].metadata.get("methods")
+
+
+def key_applies(key: str, values: typing.Mapping[str, Any]) -> bool:
+    """Whether ``key`` means something beside these values (flat ``section.key`` -> value; a
+    key not in them counts at its default): its method (:func:`applies_to`) and, for the keys
+    that mean something only under another key's value (``method.cb_beta`` needs a
+    re-weighting, ``optim.sam_rho`` a SAM step...), that value. The TUI's forms ask here, so
+    they show what the config would keep."""
+    flat = {k: _default(f) for k, (f, _) in _FIELDS.items()}
+    flat.update({k: v for k, v in values.items() if k in flat})
+    methods = applies_to(key)
+    if methods and flat["method.name"] not in methods:
+        return False
+    conditional = _CONDITIONAL.get(key)
+    if conditional is None:
+        return True
+    tree: dict[str, Any] = {}
+    for k, v in flat.items():
+        sec, _, name = k.rpartition(".")
+        if sec:
+            tree.setdefault(sec, {})[name] = v
+    view = types.SimpleNamespace(**{sec: types.SimpleNamespace(**d) for sec, d in tree.items()})
+    try:
+        return bool(conditional[0](typing.cast(Config, view)))
+    except (TypeError, ValueError, AttributeError):  # a half-typed value: show the key
+        return True
 
 
 def _flatten_config(cfg: Config) -> dict[str, Any]:

@@ -17,12 +17,12 @@ from mfm.text import pct
 from mfm_tui.literal import NAME_CELL, cut, shown
 
 if TYPE_CHECKING:
-    from mfm.store.records import RunRecord
+    from mfm.store.records import RunLink, RunRecord
 
 __all__ = ["pct", "duration", "when", "progress", "data_text", "groups_text", "epoch_text",
            "RUN_COLUMNS", "run_cells", "sort_key", "SORTS", "COLUMN_SORTS",
            "is_active", "is_live",
-           "is_resumable", "flatten"]
+           "is_resumable", "flatten", "lineage_text"]
 
 
 def is_active(r: RunRecord) -> bool:
@@ -309,3 +309,25 @@ def filter_problems(text: str, runs: Iterable[RunRecord], limit: int = 12) -> li
             listed += ", …" if len(names) > limit else ""
             out.append(f"{cut(v, 24)} is no {one} ({many}: {listed or 'none yet'})")
     return out
+
+
+def lineage_text(r: RunRecord, parent: RunLink | None, children: Sequence[RunLink]) -> str:
+    """``after run 5 stage1 (completed, its last.pt) · followed by 7 (queued), 8 (running)``:
+    the run ``r`` starts from (train.init_from) and the runs that start from it; '' when
+    neither."""
+    bits = []
+    if r.parent_id is not None:
+        train = r.config.get("train")
+        which = train.get("init_checkpoint", "last") if isinstance(train, dict) else "last"
+        if parent is None:
+            bits.append(f"after run {r.parent_id} (no longer in the records, its "
+                        f"{shown(str(which))}.pt)")
+        else:
+            name = f" {cut(parent.name, NAME_CELL)}" if parent.name else ""
+            bits.append(f"after run {parent.id}{name} ({parent.status}, its "
+                        f"{shown(str(which))}.pt)")
+    if children:
+        more = f" and {len(children) - 12} more" if len(children) > 12 else ""
+        bits.append("followed by " + ", ".join(f"{c.id} ({c.status})" for c in children[:12])
+                    + more)
+    return " · ".join(bits)

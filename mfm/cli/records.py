@@ -19,10 +19,10 @@ from mfm.cli.output import csv_text, write_output
 from mfm.cli.progress import summary_table
 from mfm.runner.control import ControlError, RunControl
 from mfm.store import Database, RunRecord, repo
-from mfm.store.records import ACTIVE
+from mfm.store.records import ACTIVE, RunLink
 from mfm.text import pct, visible
 
-__all__ = ["runs", "show", "export", "run_document"]
+__all__ = ["runs", "show", "export", "run_document", "lineage_lines"]
 
 
 # Characters of a run's name shown in the table (the full name: mfm show ID).
@@ -116,6 +116,27 @@ def runs(app: App, as_json: bool, status: str | None, tag: str | None,
     con.print(table)
 
 
+def lineage_lines(db: Database, rec: RunRecord, kids: list[RunLink]) -> list[str]:
+    """``parent run 5 stage1 (completed), from its last.pt`` and ``children 7 (queued), 8
+    (running)``: the runs a run starts from and that start from it (train.init_from)."""
+    lines = []
+    if rec.parent_id is not None:
+        parent = repo.run_link(db, rec.parent_id)
+        which = str(rec.config.get("train", {}).get("init_checkpoint", "last"))
+        if parent is None:
+            lines.append(f"parent run {rec.parent_id} (no longer in the records), from its "
+                         f"{which}.pt")
+        else:
+            name = f" {visible(parent.name, limit=NAME_COLUMN)}" if parent.name else ""
+            lines.append(f"parent run {parent.id}{name} ({parent.status}), from its "
+                         f"{which}.pt")
+    if kids:
+        shown = ", ".join(f"{k.id} ({k.status})" for k in kids[:20])
+        more = f" and {len(kids) - 20} more" if len(kids) > 20 else ""
+        lines.append(f"children {shown}{more}")
+    return lines
+
+
 def class_rows(rec: RunRecord, class_acc: list[float] | None) -> list[dict[str, Any]]:
     """Per-class rows ordered head to tail by training count."""
     counts = rec.class_counts or {}
@@ -207,9 +228,11 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
         width = max(60, min(con.width, 160))
         click.echo(per_class_plot(series, width, 22))
         return
+    kids = repo.children(db, run_id)
     if as_json:
         click.echo(jsonout.dumps({"run": _record_dict(rec),
-                               "classes": class_rows(rec, class_acc)}, indent=2))
+                                  "children": [k.id for k in kids],
+                                  "classes": class_rows(rec, class_acc)}, indent=2))
         return
     con = Console()
     cfg = rec.config
@@ -228,6 +251,8 @@ def show(app: App, run_id: int, as_json: bool, plot: bool, others: tuple[int, ..
     done = 0 if rec.epoch is None else rec.epoch + 1
     con.print(Text(visible(f"epochs {done}/{rec.epochs_total}  checkpoints "
                            f"{rec.checkpoint_dir or '—'}")))
+    for line in lineage_lines(db, rec, kids):
+        con.print(Text(line))
     if rec.tags:
         con.print(Text("tags " + " ".join(visible(t) for t in rec.tags)))
     if rec.note:

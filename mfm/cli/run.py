@@ -134,12 +134,12 @@ def run(app: App, headless: bool, config_path: str | None, overrides: tuple[str,
         raise UserError(f"{opt}: only for queued runs; a --headless run trains in this "
                         "process (choose its device with --set device=cuda:N)")
     try:  # queued runs are checked by submit_runs (once); a run trained here, here
-        check_data(cfg)
+        counts = check_data(cfg)
     except PreflightError as e:
         raise UserError(str(e)) from None
     from mfm.cli.foreground import train_in_foreground
 
-    run_id, outcome, ckpt_dir = train_in_foreground(app, cfg, name, refs)
+    run_id, outcome, ckpt_dir = train_in_foreground(app, cfg, name, refs, counts=counts)
     from mfm.cli.progress import summary_table
     from mfm.text import one_line
 

@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mfm import runfiles
 from mfm.engine.callbacks import Callbacks, EpochResult, StartInfo
 from mfm.runner.execute import execute_run
 from mfm.runner.preflight import PreflightError
-from mfm.runner.run_options import method_options
+from mfm.runner.run_options import method_options, resolve_init
 from mfm.store import Database, StoreError, queue, repo
 
 __all__ = ["main", "LogLines"]
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         repo.update_run(db, args.run_id, checkpoint_dir=args.checkpoint_dir)
     try:
         options = method_options(db, rec.config)
+        # a resume takes its weights from its own last.pt: the parent is not needed again
+        resuming = rec.resume_requested and runfiles.has_checkpoint(args.checkpoint_dir)
+        init_from = None if resuming else resolve_init(db, rec.config)
     except PreflightError as e:
         queue.transition(db, args.run_id, "failed", allowed_from=("starting", "created"),
                          error=str(e))
@@ -120,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"last checkpoint")
     outcome = execute_run(db, args.run_id, checkpoint_dir=Path(args.checkpoint_dir),
                           resume=rec.resume_requested, extra_callbacks=(LogLines(),), stop=stop,
-                          method_options=options, restart_note=restart_note)
+                          method_options=options, init_from=init_from,
+                          restart_note=restart_note)
     print(f"{time.strftime('%H:%M:%S')} run {args.run_id}: {outcome.status}"
           f"{': ' + outcome.reason if outcome.reason else ''}", flush=True)
     if outcome.error and outcome.error.strip() != (outcome.reason or ""):

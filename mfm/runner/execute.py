@@ -75,6 +75,7 @@ class Heartbeat:
 def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool,
                 extra_callbacks: tuple[Callbacks, ...] = (), stop: threading.Event | None = None,
                 method_options: dict[str, Any] | None = None,
+                init_from: Path | None = None,
                 on_started: Callable[[Config, str], None] | None = None,
                 restart_note: Callable[[], str | None] | None = None) -> Outcome:
     """Train the recorded run ``run_id`` and record its final state.
@@ -89,6 +90,10 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     checkpoint starts again from the beginning; one with recorded epochs and no checkpoint
     fails (``fit`` refuses to train over its records).
 
+    ``init_from``: the parent's checkpoint file a stage-2 run starts from (``train.init_from``,
+    resolved and checked by ``mfm.runner.run_options.resolve_init``); a resume takes
+    everything from its own ``last.pt`` instead.
+
     ``restart_note``: asked when ``stop`` ended the run; a line means the stop was its
     scheduler's (a Slurm job preempted or at its time limit, to be started again): the run is
     recorded as waiting for its job to restart, to resume from its last checkpoint
@@ -96,6 +101,7 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     """
     from mfm.engine import CheckpointMissing, Diverged, RunStopped
     from mfm.engine.checkpoint import CheckpointDamaged
+    from mfm.engine.stages import ParentMismatch
 
     rec = repo.get_run(db, run_id)
     if rec is None:
@@ -115,14 +121,15 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
     try:
         result = _train(db, rec.id, rec.config, sink, checkpoint_dir=checkpoint_dir,
                         resume=resume, callbacks=(StopFlag(stop), *extra_callbacks),
-                        stop=stop, method_options=method_options, on_started=on_started)
+                        stop=stop, method_options=method_options, init_from=init_from,
+                        on_started=on_started)
     except (KeyboardInterrupt, RunStopped):
         _flush_quietly(sink)
         note = restart_note() if restart_note is not None else None
         if note is not None:
             return _record_restart(db, run_id, note)
         return _record_end(db, run_id, Outcome("cancelled", None, None))
-    except (Diverged, CheckpointMissing, CheckpointDamaged) as e:
+    except (Diverged, CheckpointMissing, CheckpointDamaged, ParentMismatch) as e:
         return _record_failure(db, run_id, sink, one_line(e))
     except StoreError as e:
         return _record_failure(db, run_id, sink, one_line(f"could not write the records: {e}"))
@@ -140,7 +147,7 @@ def execute_run(db: Database, run_id: int, *, checkpoint_dir: Path, resume: bool
 def _train(db: Database, run_id: int, config: dict[str, Any], sink: Callbacks, *,
            checkpoint_dir: Path, resume: bool, callbacks: tuple[Callbacks, ...],
            stop: threading.Event, method_options: dict[str, Any] | None,
-           on_started: Callable[[Config, str], None] | None) -> Any:
+           init_from: Path | None, on_started: Callable[[Config, str], None] | None) -> Any:
     """Mark the run running and train it; the fit result, or None when it was cancelled
     before it could start. Raises what ``fit`` raises."""
     from mfm.data import build_data
@@ -162,7 +169,7 @@ def _train(db: Database, run_id: int, config: dict[str, Any], sink: Callbacks, *
             raise RunStopped(0)
         return fit(cfg, data, device=device, callbacks=Tee(sink, *callbacks),
                    checkpoint_dir=checkpoint_dir, resume=resume,
-                   method_options=method_options)
+                   method_options=method_options, init_from=init_from)
 
 
 def _record_failure(db: Database, run_id: int, sink: Callbacks, reason: str, *,

@@ -74,7 +74,7 @@ def run_record(run: Run, latest: dict[str, float] | None = None, *,
         resume_requested=bool(run.resume_requested), attempt=run.attempt or 0,
         code_version=run.code_version, want_slot=run.want_slot, latest=dict(latest or {}),
         note=run.note, tags=tuple(tags), want_host=run.want_host,
-        job_id=run.job_id, job_state=run.job_state)
+        job_id=run.job_id, job_state=run.job_state, parent_id=run.parent_id)
 
 
 def spec_record(row: DatasetSpec) -> DatasetSpecRecord:

@@ -66,7 +66,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BASELINE_REVISION = "0001"
 # The newest revision; a test checks it against the scripts. Kept here so that opening an
 # up-to-date database needs no Alembic import and no scan of the scripts.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # The mfm release that introduced each revision: the one place to add a line with a new
 # revision (a test checks that every revision has one). The messages name them, so that a
 # host knows which mfm it needs.
@@ -74,6 +74,7 @@ INTRODUCED_IN: dict[str, str] = {
     "0001": "0.1.0",
     "0002": "0.1.0",
     "0003": "0.1.0",
+    "0004": "0.1.0",
 }
 VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: "mfm" schema changes (any constant; only mfm takes it).

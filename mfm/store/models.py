@@ -136,6 +136,9 @@ class Run(Base):
     # scheduler's last word on it ("PENDING (Priority)"), for what the run could not say
     job_id: Mapped[str | None] = mapped_column(String)
     job_state: Mapped[str | None] = mapped_column(String)
+    # revision 0004: the run whose weights this one starts from (train.init_from); no foreign
+    # key (the revision says why): a deleted parent leaves the id pointing at nothing
+    parent_id: Mapped[int | None] = mapped_column(BigInt, index=True)
 
 
 class StepMetric(Base):

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, func, or_, select, update
+from sqlalchemy import CursorResult, Result, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from mfm.store.convert import run_record
 from mfm.store.db import Database
@@ -33,6 +34,8 @@ from mfm.store.records import (
     WAITING,
     RunRecord,
     job_note,
+    parent_of,
+    parent_wait_note,
     wait_note,
 )
 
@@ -76,14 +79,15 @@ def enqueue_run(db: Database, *, config: dict[str, Any], epochs_total: int,
     """A new run in the queue, its resolved config frozen now. ``want_slot``: only a slot of
     that name (``gpu1``, ``cpu0``) or on that GPU (``gpu1`` takes ``gpu1.0``, ``gpu1.1``)
     may claim it; None = any slot. ``want_host``: only the supervisor of that host may claim
-    it; None = any host."""
+    it; None = any host. Its parent (``runs.parent_id``) is the run ``train.init_from`` names,
+    if any: it is not claimed before that run completes (:func:`claim_next`)."""
     now = time.time()
     run = Run(name=name, status="queued", created_at=now, queued_at=now,
               config_json=json.dumps(config), config_hash=config_hash(config),
               epochs_total=int(epochs_total),
               dataset_spec_id=dataset_spec_id, config_id=config_id, code_version=code_version,
               attempt=0, resume_requested=0, want_slot=want_slot or None,
-              want_host=want_host or None)
+              want_host=want_host or None, parent_id=parent_of(config))
     with db.session_scope() as session:
         session.add(run)
         session.flush()
@@ -107,40 +111,87 @@ def claim_next(db: Database, *, host: str, slot: str,
     (``gpu1`` for ``gpu1.0``). A resume whose checkpoint ``can_read`` says this host cannot
     read is left for another host, and its ``error`` says what it waits for (``mfm runs``
     shows it). One write transaction: two supervisors never claim the same run (on
-    PostgreSQL, concurrent claimers skip the row another one has locked and take the next)."""
+    PostgreSQL, concurrent claimers skip the row another one has locked and take the next).
+
+    A run with a parent (``train.init_from``) waits for it: it is not claimed while its parent
+    is in the records and not completed. Its ``error`` says what it waits for (``waits for
+    run 5 (running) to complete``; for a parent that ended failed, cancelled or lost, that it
+    starts once the parent is resumed and completes, or is cancelled): a waiting child is
+    never failed or cancelled for its parent, so resuming the parent is enough to let it run.
+    The notes are brought up to date by every claim. A parent deleted from the records no
+    longer holds its child back: the child is claimed, and its run process refuses it (the
+    parent's checkpoint cannot be resolved), recording it failed."""
+    with db.session_scope() as session:
+        claimed = _take(session, host=host, slot=slot, can_read=can_read)
+        _note_waiting_children(session)
+        return claimed
+
+
+def _take(session: Session, *, host: str, slot: str,
+          can_read: Callable[[str], bool] | None) -> RunRecord | None:
+    """claim_next's claim, in the caller's transaction."""
     fits = {slot, slot.split(".")[0]}
     declined: list[int] = []
-    with db.session_scope() as session:
-        while True:
-            q = (select(Run.id, Run.resume_requested, Run.checkpoint_dir, Run.epoch, Run.error)
-                 .where(Run.status == "queued",
-                        or_(Run.want_slot.is_(None), Run.want_slot.in_(fits)),
-                        or_(Run.want_host.is_(None), Run.want_host == host)))
-            if declined:
-                q = q.where(Run.id.not_in(declined))
-            row = session.execute(q.order_by(Run.queued_at, Run.id).limit(1)
-                                  .with_for_update(skip_locked=True)).first()
-            if row is None:
-                return None
-            run_id, resume, ckpt_dir, epoch, error = row
-            need = needs_checkpoint(resume, ckpt_dir, epoch)
-            if need is not None and can_read is not None and not can_read(need):
-                declined.append(run_id)
-                note = f"{WAIT_PREFIX}a host that can read {need} (not {host})"
-                if error != note:
-                    session.execute(update(Run).where(Run.id == run_id,
-                                                      Run.status == "queued").values(error=note))
-                continue
-            done = _rowcount(session.execute(
-                update(Run).where(Run.id == run_id, Run.status == "queued").values(
-                    status="starting", host=host, slot=slot, started_at=None,
-                    finished_at=None, pid=None, proc_start=None, error=None,
-                    job_id=None, job_state=None, heartbeat_at=time.time())))
-            if not done:
-                return None
-            session.flush()
-            run = session.get(Run, run_id)
-            return None if run is None else run_record(run)
+    parent = aliased(Run)
+    waits = exists().where(parent.id == Run.parent_id, parent.status != "completed")
+    while True:
+        q = (select(Run.id, Run.resume_requested, Run.checkpoint_dir, Run.epoch, Run.error)
+             .where(Run.status == "queued",
+                    or_(Run.want_slot.is_(None), Run.want_slot.in_(fits)),
+                    or_(Run.want_host.is_(None), Run.want_host == host),
+                    or_(Run.parent_id.is_(None), ~waits)))
+        if declined:
+            q = q.where(Run.id.not_in(declined))
+        row = session.execute(q.order_by(Run.queued_at, Run.id).limit(1)
+                              .with_for_update(skip_locked=True)).first()
+        if row is None:
+            return None
+        run_id, resume, ckpt_dir, epoch, error = row
+        need = needs_checkpoint(resume, ckpt_dir, epoch)
+        if need is not None and can_read is not None and not can_read(need):
+            declined.append(run_id)
+            note = f"{WAIT_PREFIX}a host that can read {need} (not {host})"
+            if error != note:
+                session.execute(update(Run).where(Run.id == run_id,
+                                                  Run.status == "queued").values(error=note))
+            continue
+        done = _rowcount(session.execute(
+            update(Run).where(Run.id == run_id, Run.status == "queued").values(
+                status="starting", host=host, slot=slot, started_at=None,
+                finished_at=None, pid=None, proc_start=None, error=None,
+                job_id=None, job_state=None, heartbeat_at=time.time())))
+        if not done:
+            return None
+        session.flush()
+        run = session.get(Run, run_id)
+        return None if run is None else run_record(run)
+
+
+#: how a queued child's ``error`` starts while it waits for its parent (parent_wait_note)
+_PARENT_NOTE = f"{WAIT_PREFIX}run "
+
+
+def _note_waiting_children(session: Session) -> None:
+    """Bring the notes of queued runs with a parent up to date: what each waits for while its
+    parent is not completed, nothing once it is (or is gone). Rows are written only when their
+    note changes; on PostgreSQL a row another claimer holds is left to it (SKIP LOCKED), so
+    concurrent claimers never wait for each other here."""
+    parent = aliased(Run)
+    rows = session.execute(
+        select(Run.id, Run.error, Run.parent_id, parent.status)
+        .outerjoin(parent, parent.id == Run.parent_id)
+        .where(Run.status == "queued", Run.parent_id.is_not(None)).order_by(Run.id)
+        .with_for_update(skip_locked=True, of=Run)).all()
+    for run_id, error, parent_id, parent_status in rows:
+        if parent_status is not None and parent_status != "completed":
+            note: str | None = parent_wait_note(int(parent_id or 0), parent_status)
+        elif error is not None and error.startswith(_PARENT_NOTE):
+            note = None
+        else:
+            continue
+        if error != note:
+            session.execute(update(Run).where(Run.id == run_id, Run.status == "queued")
+                            .values(error=note))
 
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RunRecord", "MetricPoint", "DatasetSpecRecord", "ConfigRecord", "STATUSES",
-           "WAITING", "ACTIVE", "LIVE", "RESUMABLE", "TERMINAL_STATUSES", "check_status",
-           "WAIT_PREFIX", "RESTART_NOTE", "wait_note", "job_note"]
+__all__ = ["RunRecord", "RunLink", "MetricPoint", "DatasetSpecRecord", "ConfigRecord",
+           "STATUSES", "WAITING", "ACTIVE", "LIVE", "RESUMABLE", "TERMINAL_STATUSES",
+           "check_status", "WAIT_PREFIX", "RESTART_NOTE", "wait_note", "job_note", "parent_of",
+           "parent_wait_note"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class RunRecord:
     want_host: str | None = None
     job_id: str | None = None  # the scheduler's job holding the run (Slurm), if any
     job_state: str | None = None  # the scheduler's last word on that job
+    parent_id: int | None = None  # the run whose weights this one starts from (init_from)
 
     @property
     def method(self) -> str:
@@ -67,6 +69,15 @@ class RunRecord:
         """The dataset's name from the resolved config, or "?"."""
         data = self.config.get("data")
         return str(data.get("name", "?")) if isinstance(data, dict) else "?"
+
+
+@dataclass(frozen=True)
+class RunLink:
+    """Another run as a run's lineage names it: its id, name and status."""
+
+    id: int
+    name: str | None
+    status: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,27 @@ def wait_note(rec: RunRecord, position: int | None) -> str:
     if rec.error and rec.error.startswith(WAIT_PREFIX):
         text += f"; {rec.error}"
     return text
+
+
+def parent_of(config: dict[str, Any]) -> int | None:
+    """The parent run a resolved config names (``train.init_from`` as a run id), or None: from
+    scratch, or an ``arm:NAME`` that only a sweep resolves. The one reading of the key that
+    the records make (``runs.parent_id``)."""
+    from mfm.lineage import parent_id
+
+    train = config.get("train")
+    ref = train.get("init_from") if isinstance(train, dict) else None
+    return parent_id(ref) if isinstance(ref, str) else None
+
+
+def parent_wait_note(parent_id: int, parent_status: str) -> str:
+    """A queued run's ``error`` while its parent has not completed (``WAIT_PREFIX`` first, so
+    ``wait_note`` shows it): still to run, or ended without completing (then the child waits
+    until the parent is resumed and completes, or is cancelled)."""
+    if parent_status in RESUMABLE:
+        return (f"{WAIT_PREFIX}run {parent_id} ({parent_status}): it starts once run "
+                f"{parent_id} is resumed and completes (mfm resume {parent_id}), or cancel it")
+    return f"{WAIT_PREFIX}run {parent_id} ({parent_status}) to complete"
 
 
 #: how a run's ``error`` starts while it waits for its scheduler's job to start it again

@@ -152,12 +152,17 @@ def set_cells(db: Database, sweep_id: int, cells: Iterable[PlannedCell]) -> None
                 session.delete(row)
 
 
-def link_cell(db: Database, sweep_id: int, config_hash: str, run_id: int) -> None:
+def link_cell(db: Database, sweep_id: int, config_hash: str, run_id: int, *,
+              new_hash: str | None = None) -> None:
+    """Link the cell ``config_hash`` to ``run_id``; ``new_hash``: the cell's identity changed
+    meanwhile (a child cell recorded before its parent cell had a run), recorded with it."""
     with db.session_scope() as session:
         row = session.get(SweepCell, (sweep_id, config_hash))
         if row is None:
             raise ValueError(f"sweep {sweep_id} has no cell {config_hash[:12]}")
         row.run_id = run_id
+        if new_hash is not None and new_hash != config_hash:
+            row.config_hash = new_hash
 
 
 def sweep_cells(db: Database, sweep_id: int) -> list[CellRecord]:

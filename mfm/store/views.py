@@ -52,7 +52,8 @@ class ConfigUse:
 def _fingerprint_columns() -> list[Any]:
     return [Run.id, Run.status, Run.epoch, Run.heartbeat_at, Run.started_at, Run.finished_at,
             Run.slot, Run.device, Run.name, Run.attempt, Run.cancel_requested_at,
-            Run.queued_at, Run.class_counts_json.is_(None), Run.summary_json.is_(None)]
+            Run.queued_at, Run.class_counts_json.is_(None), Run.summary_json.is_(None),
+            Run.error]  # a queued run's note on what it waits for (a parent, a host)
 
 
 def runs_delta(db: Database, known: dict[int, Fingerprint] | None = None) -> RunsDelta:

@@ -24,9 +24,15 @@ from mfm.text import visible
 
 __all__ = ["collect_arms", "expand"]
 
-#: an arm before its cells: (label, the keys it sets, its seed axis or None when the arm
-#: sets the seed itself)
-_ArmSpec = tuple[str, dict[str, Any], list[Entry] | None]
+@dataclass(frozen=True)
+class _ArmSpec:
+    """An arm before its cells."""
+
+    label: str
+    keys: dict[str, Any]                  # every key it sets
+    seeds: list[Entry] | None             # its seed axis, None when the arm sets the seed
+    table: str | None = None              # the [[arm]] it comes from (None: the grid's)
+    axis_keys: tuple[str, ...] = ()       # the keys of ``keys`` that the grid's axes set
 
 
 def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
@@ -43,15 +49,16 @@ def expand(spec: SweepSpec, *, base_dict: Mapping[str, Any] | None = None,
     arms = _arm_specs(spec, axes, seed_axis, default_method)
     builder = _CellBuilder(spec, skipped)
     arm_names: dict[str, dict[str, Any]] = {}
-    for label, keys, arm_seeds in arms:
+    for arm in arms:
+        label, keys = arm.label, arm.keys
         if label in arm_names:
             if arm_names[label] == keys:
                 continue  # the same arm again after dropping keys that do not apply
             raise SweepError(f"arm {show(label)}: two arms resolve to this name; rename one")
         arm_names[label] = keys
         cell_base = _prune(base, str(keys.get("method.name", default_method)))
-        for entry in (arm_seeds if arm_seeds is not None else [None]):
-            builder.add(cell_base, label, keys, entry)
+        for entry in (arm.seeds if arm.seeds is not None else [None]):
+            builder.add(cell_base, arm, entry)
     if not builder.cells:
         raise SweepError("grid: every cell is excluded")
     return builder.cells
@@ -131,14 +138,15 @@ def _arm_specs(spec: SweepSpec, axes: Mapping[str, list[Entry]], seed_axis: list
     if axes or not spec.arms:
         for combo in itertools.product(*axes.values()):
             label, keys = _combine(combo, {}, default_method)
-            arm_specs.append((label or "base", keys, seed_axis))
+            arm_specs.append(_ArmSpec(label or "base", keys, seed_axis, None, tuple(keys)))
     for arm_name, fixed in spec.arms:
         free = {k: v for k, v in axes.items() if not any(key in fixed for _, d in v for key in d)}
         for combo in itertools.product(*free.values()):
             extra_label, extra = _combine(combo, fixed, default_method)
             label = arm_name + (f" · {extra_label}" if extra_label else "")
-            arm_specs.append((label, {**fixed, **extra},
-                              None if SEED_KEY in fixed else seed_axis))
+            arm_specs.append(_ArmSpec(label, {**fixed, **extra},
+                                      None if SEED_KEY in fixed else seed_axis, arm_name,
+                                      tuple(extra)))
     return arm_specs
 
 
@@ -166,9 +174,9 @@ class _CellBuilder:
     cells: list[Cell] = field(default_factory=list)
     seen: dict[str, str] = field(default_factory=dict)  # canonical config -> the cell with it
 
-    def add(self, cell_base: dict[str, Any], label: str, keys: dict[str, Any],
-            entry: Entry | None) -> None:
-        overrides = dict(keys)
+    def add(self, cell_base: dict[str, Any], arm: _ArmSpec, entry: Entry | None) -> None:
+        label = arm.label
+        overrides = dict(arm.keys)
         if entry is not None:
             overrides.update(entry[1])
         seed = None if entry is None else entry[1].get(SEED_KEY)
@@ -188,7 +196,8 @@ class _CellBuilder:
         if _excluded(_flat(cfg), self.spec.exclude):
             return
         cell = Cell(index=len(self.cells), arm=label, seed=cfg.seed, overrides=overrides,
-                    config=cfg)
+                    config=cfg, arm_table=arm.table,
+                    axis_keys=(*arm.axis_keys, *(entry[1] if entry is not None else ())))
         canon = json.dumps(cell.resolved, sort_keys=True)
         if canon in self.seen:
             raise SweepError(f"{where}: the same settings as {self.seen[canon]}; leave one out "

@@ -57,6 +57,11 @@ class Cell:
     seed: int
     overrides: dict[str, Any]                 # the dotted keys this cell sets over the base
     config: Config = field(repr=False)
+    # the [[arm]] table the cell comes from (None: an arm of the grid's product), and the keys
+    # the grid's axes set in it (the seed axis's too): where it sits in the grid, which
+    # train.init_from = "arm:NAME" matches a child's cell against (mfm.sweeps.lineage)
+    arm_table: str | None = None
+    axis_keys: tuple[str, ...] = ()
 
     @functools.cached_property
     def resolved(self) -> dict[str, Any]:

@@ -9,6 +9,11 @@ A cell's action:
 - ``resume``: its run was cancelled or lost (a crash): it is resumed from its checkpoint;
 - ``failed``: its run failed (``mfm sweep resume`` retries it);
 - ``new``: nothing answers it: a new run is queued.
+
+A cell with a parent cell (``train.init_from = "arm:NAME"``, :mod:`mfm.sweeps.lineage`) is
+planned after it: its identity is its config with ``train.init_from`` set to the run that
+answers the parent cell (whatever that run's state: a child queued after a running or failed
+parent waits for it in the queue), and it is ``new`` while the parent cell has no run yet.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from mfm.store import Database, RunRecord, repo
 from mfm.store.hashing import config_hash
 from mfm.store.records import LIVE
 from mfm.store.sweeps import runs_by_hash
+from mfm.sweeps.lineage import parent_cells, parents_first, with_parent_run
 from mfm.sweeps.spec import Cell, SweepError, SweepSpec, expand
 from mfm.text import visible
 
@@ -42,6 +48,7 @@ class CellPlan:
     action: str
     run: RunRecord | None          # the run that answers (or will be resumed), if any
     estimate_seconds: float | None  # what running it will cost, for new / resume
+    parent: int | None = None      # the index of its parent cell (train.init_from = arm:NAME)
 
 
 @dataclass(frozen=True)
@@ -49,13 +56,18 @@ class SweepPlan:
     spec: SweepSpec
     cells: list[CellPlan]
     skipped: list[str] = field(default_factory=list)   # cells skip_invalid left out, and why
+    order: tuple[int, ...] = ()    # cell indices, parents before children (empty: as listed)
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.cells if c.action == action)
 
     @property
     def to_run(self) -> list[CellPlan]:
-        return [c for c in self.cells if c.action in TO_RUN]
+        """The cells to queue (or train), every parent cell before its children."""
+        by_index = {c.cell.index: c for c in self.cells}
+        ordered = [by_index[i] for i in self.order if i in by_index] if self.order \
+            else self.cells
+        return [c for c in ordered if c.action in TO_RUN]
 
     @property
     def estimate_seconds(self) -> float | None:
@@ -202,45 +214,66 @@ def _timings(runs: Sequence[RunRecord]) -> tuple[dict[_Key, float], dict[_Key, f
             {k: statistics.median(v) for k, v in coarse.items()})
 
 
+def _match(runs: Sequence[RunRecord], code_version: str | None,
+           rerun_stale: bool) -> tuple[str, RunRecord | None]:
+    """A cell's action and the run it names, from the runs with its config hash."""
+    done = [r for r in runs if r.status == "completed"]
+    fresh = [r for r in done if r.code_version == code_version or code_version is None]
+    active = [r for r in runs if r.status in LIVE]
+    interrupted = [r for r in runs if r.status in _INTERRUPTED]
+    failed = [r for r in runs if r.status == "failed"]
+    if fresh:
+        return "reuse", fresh[0]
+    if done and not rerun_stale:
+        return "stale", done[0]
+    if active:
+        return "active", active[0]
+    if interrupted:
+        return "resume", interrupted[0]
+    if failed and not done:
+        return "failed", failed[0]
+    return "new", None
+
+
 def plan_sweep(db: Database, spec: SweepSpec, *, code_version: str | None,
                rerun_stale: bool = False, max_cells: int | None = None) -> SweepPlan:
-    """Expand and validate every cell (SweepError names the cell), then match the records."""
+    """Expand and validate every cell (SweepError names the cell), then match the records:
+    cells without a parent cell first, then each generation of children against the runs
+    their parents' cells name (one query per generation)."""
     skipped: list[str] = []
     cells = expand(spec, base_dict=resolve_base(db, spec), max_cells=max_cells, skipped=skipped)
     cells = [resolve_sources(db, c) for c in cells]
-    resolved = [c.resolved for c in cells]
-    hashes = [config_hash(r) for r in resolved]
-    found = runs_by_hash(db, hashes)
+    links = parent_cells(cells)
+    order = parents_first(range(len(cells)), links)
     exact, coarse = _timings(repo.list_runs(db, status="completed", confusion=False))
-    plans = []
-    for cell, conf, h in zip(cells, resolved, hashes, strict=True):
-        runs = found.get(h, [])
-        done = [r for r in runs if r.status == "completed"]
-        fresh = [r for r in done if r.code_version == code_version or code_version is None]
-        active = [r for r in runs if r.status in LIVE]
-        interrupted = [r for r in runs if r.status in _INTERRUPTED]
-        failed = [r for r in runs if r.status == "failed"]
-        run: RunRecord | None
-        if fresh:
-            action, run = "reuse", fresh[0]
-        elif done and not rerun_stale:
-            action, run = "stale", done[0]
-        elif active:
-            action, run = "active", active[0]
-        elif interrupted:
-            action, run = "resume", interrupted[0]
-        elif failed and not done:
-            action, run = "failed", failed[0]
-        else:
-            action, run = "new", None
-        estimate = None
-        if action in TO_RUN:
-            spe = exact.get(_comparable_key(conf, True)) or coarse.get(_comparable_key(conf, False))
-            if spe is not None:
-                left = cell.config.train.epochs
-                if run is not None and run.epoch is not None:
-                    left = max(0, left - (run.epoch + 1))
-                estimate = spe * left
-        plans.append(CellPlan(cell=cell, config_hash=h, action=action, run=run,
-                              estimate_seconds=estimate))
-    return SweepPlan(spec=spec, cells=plans, skipped=skipped)
+    planned: dict[int, CellPlan] = {}
+    pending = list(order)
+    while pending:
+        ready = [i for i in pending if links.get(i) is None or links[i] in planned]
+        taken = set(ready)
+        pending = [i for i in pending if i not in taken]
+        now: list[Cell] = []
+        for i in ready:
+            cell = cells[i]
+            parent = planned[links[i]].run if i in links else None
+            now.append(with_parent_run(cell, parent.id) if parent is not None else cell)
+        resolved = [c.resolved for c in now]
+        hashes = [config_hash(r) for r in resolved]
+        found = runs_by_hash(db, hashes)  # a child of a cell without a run yet finds none
+        for cell, conf, h in zip(now, resolved, hashes, strict=True):
+            run: RunRecord | None
+            action, run = _match(found.get(h, []), code_version, rerun_stale)
+            estimate = None
+            if action in TO_RUN:
+                spe = exact.get(_comparable_key(conf, True)) or coarse.get(
+                    _comparable_key(conf, False))
+                if spe is not None:
+                    left = cell.config.train.epochs
+                    if run is not None and run.epoch is not None:
+                        left = max(0, left - (run.epoch + 1))
+                    estimate = spe * left
+            planned[cell.index] = CellPlan(cell=cell, config_hash=h, action=action, run=run,
+                                           estimate_seconds=estimate,
+                                           parent=links.get(cell.index))
+    return SweepPlan(spec=spec, cells=[planned[i] for i in range(len(cells))],
+                     skipped=skipped, order=tuple(order))

@@ -2,25 +2,36 @@
 and mfm-tui both take. Torch-free (queue-time checks only; the run process makes the full
 ones).
 
-All or nothing up to the resumes: every cell to run is checked (data, transfer source) before
-anything is written; new runs are queued, then the sweep is saved with each cell linked to the
-run that answers it; interrupted runs are queued to resume last.
+All or nothing up to the resumes: every cell to run is checked (data, transfer source, parent
+run) before anything is written; new runs are queued, parents before children (a child of a
+cell queued in the same call gets its parent's new run id as ``train.init_from``, and waits in
+the queue until that run completes), then the sweep is saved with each cell linked to the run
+that answers it; interrupted runs are queued to resume last.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from mfm.lineage import arm_name
 from mfm.store import Database, queue
 from mfm.store import sweeps as sweep_store
+from mfm.store.hashing import config_hash
+from mfm.store.records import LIVE, RESUMABLE
+from mfm.sweeps.lineage import where, with_parent_run
 from mfm.sweeps.plan import CellPlan, SweepPlan
 from mfm.sweeps.table import CellRun
-from mfm.text import visible
 
 __all__ = ["SweepQueueError", "QueuedSweep", "check_cells", "record_sweep", "queue_sweep",
-           "cell_runs"]
+           "cell_runs", "resolved_child", "PARENT_WAITS"]
+
+#: what a sweep cell's parent run may be when the cell is queued: live (the child waits for
+#: it), or ended without completing (the child waits until ``mfm sweep resume`` retries it)
+PARENT_WAITS = (*LIVE, *RESUMABLE)
 
 
 class SweepQueueError(ValueError):
@@ -36,33 +47,22 @@ class QueuedSweep:
 
 
 def check_cells(db: Database, cells: Sequence[CellPlan]) -> None:
-    """Each cell's data (once per distinct data section) and transfer source, torch-free."""
-    from mfm.runner.preflight import PreflightError, check_data, check_modulator
+    """Each cell's data (once per distinct data section), transfer source and parent run (a
+    cell whose parent cell has no run yet is checked against it when both are queued),
+    torch-free."""
+    from mfm.runner.preflight import PreflightError, check_data, check_modulator, check_parent
 
-    seen: set[str] = set()
+    previews: dict[str, dict[str, Any]] = {}
     for c in cells:
         try:
             key = repr(sorted(c.cell.resolved.get("data", {}).items()))
-            if key not in seen:
-                seen.add(key)
-                check_data(c.cell.config)
+            if key not in previews:
+                previews[key] = check_data(c.cell.config)
             check_modulator(db, c.cell.config)
+            if arm_name(c.cell.config.train.init_from) is None:
+                check_parent(db, c.cell.config, counts=previews[key], waits=PARENT_WAITS)
         except PreflightError as e:
-            raise SweepQueueError(f"cell {c.cell.index + 1} ({visible(c.cell.arm, 120)}, seed "
-                                  f"{c.cell.seed}): {e}") from None
-
-
-def _name_cell(cells: Sequence[CellPlan], message: str) -> str:
-    """submit_runs names the key, not the cell: say which cell has this data, when one does."""
-    from mfm.runner.preflight import PreflightError, check_data
-
-    for c in cells:
-        try:
-            check_data(c.cell.config)
-        except PreflightError:
-            return (f"cell {c.cell.index + 1} ({visible(c.cell.arm, 120)}, seed {c.cell.seed}): "
-                    f"{message}")
-    return message
+            raise SweepQueueError(f"{where(c.cell)}: {e}") from None
 
 
 def record_sweep(db: Database, plan: SweepPlan, *, code_version: str | None,
@@ -86,25 +86,38 @@ def record_sweep(db: Database, plan: SweepPlan, *, code_version: str | None,
 
 def queue_sweep(db: Database, plan: SweepPlan, *, db_target: str, runs_root: Path,
                 code_version: str | None, slot: str = "") -> QueuedSweep:
-    """Check every cell to run, queue the new ones, record the sweep, resume the interrupted
-    ones. Starting a supervisor is the caller's step (``mfm.runner.control``).
+    """Check every cell to run, queue the new ones (parents before children), record the
+    sweep, resume the interrupted ones. Starting a supervisor is the caller's step
+    (``mfm.runner.control``).
     """
     from mfm.runner.submit import SubmitError, submit_runs
 
-    todo = plan.to_run
+    todo = plan.to_run  # parents before children
     new = [c for c in todo if c.action == "new"]
     # submit_runs checks the new cells (all before queueing any); the resumed ones here
     check_cells(db, [c for c in todo if c.action != "new"])
     queued: dict[str, int] = {}
     if new:
+        at = {c.cell.index: k for k, c in enumerate(new)}
+        # a child of a cell with no run yet (train.init_from still arm:NAME) is queued after
+        # it, with its new run id
+        after = [at[c.parent] if c.parent is not None and c.parent in at
+                 and arm_name(c.cell.config.train.init_from) is not None else None
+                 for c in new]
         try:
             ids = submit_runs(db, db_target=db_target, runs_root=runs_root,
                               configs=[c.cell.config for c in new],
                               names=[f"{plan.spec.name} · {c.cell.arm} · seed {c.cell.seed}"[:200]
-                                     for c in new], slot=slot)
+                                     for c in new], slot=slot, after=after,
+                              parent_waits=PARENT_WAITS)
         except SubmitError as e:
-            raise SweepQueueError(_name_cell(new, str(e))) from None
-        queued = {c.config_hash: run_id for c, run_id in zip(new, ids, strict=True)}
+            bad = new[e.index] if e.index is not None else None
+            raise SweepQueueError(f"{where(bad.cell)}: {e}" if bad else str(e)) from None
+        final = {c.cell.index: resolved_child(c, ids[j])
+                 for c, j in zip(new, after, strict=True) if j is not None}
+        plan = dataclasses.replace(plan, cells=[final.get(c.cell.index, c) for c in plan.cells])
+        queued = {final.get(c.cell.index, c).config_hash: run_id
+                  for c, run_id in zip(new, ids, strict=True)}
     rec = record_sweep(db, plan, code_version=code_version, runs=queued)
     resumed = []
     for c in todo:
@@ -115,6 +128,13 @@ def queue_sweep(db: Database, plan: SweepPlan, *, db_target: str, runs_root: Pat
             except queue.QueueError:  # resumed or finished by someone since the plan
                 pass
     return QueuedSweep(rec.id, rec.name, tuple(queued.values()), tuple(resumed))
+
+
+def resolved_child(c: CellPlan, parent_run: int) -> CellPlan:
+    """A child cell planned before its parent cell had a run, now that it has one: its config
+    names that run, and its identity (config hash) follows."""
+    cell = with_parent_run(c.cell, parent_run)
+    return dataclasses.replace(c, cell=cell, config_hash=config_hash(cell.resolved))
 
 
 def cell_runs(db: Database, sweep_id: int, *, with_classes: bool = False,

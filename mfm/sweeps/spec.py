@@ -42,6 +42,28 @@ imbalance_factor = 10
 "train.many_threshold" = 60         # any other key, quoted and dotted
 ```
 
+A stage-2 arm starts from a stage-1 arm's runs: ``"train.init_from" = "arm:NAME"`` (NAME an
+``[[arm]]`` of the file). Each of its cells starts from the cell of arm NAME at the same place:
+the same ``seed`` and, for every key a ``[grid]`` axis sets in that cell (not the keys arm NAME
+sets itself), the same value — unless the key means nothing for the child's method. Exactly one
+cell must match (``mfm.sweeps.lineage`` has the rule in full); unknown names, an arm naming
+itself and cycles are refused before anything is queued. Parents are queued first, and a child
+waits in the queue until its parent's run completes:
+
+```toml
+[grid]
+seed = [0, 1, 2]
+[[arm]]
+name = "ce"
+"method.name" = "ce"
+[[arm]]
+name = "crt"
+"method.name" = "ce"
+"train.init_from" = "arm:ce"                # each seed's ce run
+"train.trainable" = "classifier"
+"data.sampler" = "class_balanced"
+```
+
 ``skip_invalid = true`` leaves out the cells the config rules refuse (an ablation over every
 combination) instead of refusing the file; the plan says how many.
 
@@ -54,7 +76,7 @@ Torch-free: the CLI and the TUI plan sweeps without loading the engine.
 
 This module is the sweep file's public face; the work is in ``model`` (SweepSpec, Cell,
 SweepError), ``parse`` (the file -> SweepSpec, bundled sweeps) and ``grid`` (SweepSpec ->
-validated cells).
+validated cells) and ``lineage`` (which cell a stage-2 cell starts from).
 """
 
 from __future__ import annotations

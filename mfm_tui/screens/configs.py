@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Label, Static
 
-from mfm.config import FieldInfo, applies_to, describe, preset_values
+from mfm.config import FieldInfo, describe, key_applies, preset_values
 from mfm.text import check_name
 from mfm_tui import actions
 from mfm_tui.format import flatten
@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["ConfigsScreen", "applies", "config_from_values", "flatten"]
 
 
-def applies(info: FieldInfo, method: str) -> bool:
-    """Whether a key means something for ``method`` (``mfm.config.applies_to``'s rule)."""
-    methods = applies_to(info.key)
-    return methods is None or method in methods
+def applies(info: FieldInfo, method: str, values: dict[str, Any] | None = None) -> bool:
+    """Whether a key means something for ``method`` beside the form's other ``values``
+    (``mfm.config.key_applies``'s rule: ``method.cb_beta`` only with a re-weighting...)."""
+    return key_applies(info.key, {**(values or {}), "method.name": method})
 
 
 def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: str,
@@ -54,7 +54,7 @@ def config_from_values(values: dict[str, Any], fields: list[FieldInfo], method: 
     filled = preset_values(values)
     for info in fields:
         key = info.key
-        if key == "method.name" or key not in values or not applies(info, method):
+        if key == "method.name" or key not in values or not applies(info, method, values):
             continue
         value = values[key]
         default = filled.get(key, info.default)
@@ -194,8 +194,9 @@ class ConfigsScreen(BaseScreen[None, None]):
         method = self.method()
         form = self.form
         shown_sections = set()
+        current, _ = form.values()
         for row in form.rows():
-            row.display = applies(row.info, method)
+            row.display = applies(row.info, method, current)
             if row.display:
                 shown_sections.add(section_of(row.info.key))
         for label in form.section_labels():

@@ -252,8 +252,10 @@ class NewSweepScreen(BaseScreen[None, None]):
         table: DataTable[Any] = self.query_one("#sw-plan-table", DataTable)
         table.clear()
         for c in plan.cells:
+            # a stage-2 cell says which cell's run it starts from (train.init_from = arm:NAME)
+            action = c.action if c.parent is None else f"{c.action} after cell {c.parent + 1}"
             table.add_row(*literal_cells((
-                str(c.cell.index + 1), cut(c.cell.arm, NAME_CELL), str(c.cell.seed), c.action,
+                str(c.cell.index + 1), cut(c.cell.arm, NAME_CELL), str(c.cell.seed), action,
                 "" if c.run is None else str(c.run.id),
                 "" if c.estimate_seconds is None else duration_text(c.estimate_seconds))))
         table.display = True

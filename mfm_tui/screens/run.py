@@ -17,6 +17,7 @@ from mfm_tui.format import (
     epoch_text,
     is_live,
     is_resumable,
+    lineage_text,
     pct,
     run_duration,
     status_text,
@@ -116,6 +117,7 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
                      markup=False)
         yield Static("", id="run-error", classes="error-line", markup=False)
         yield Static("", id="run-labels", classes="hint", markup=False)
+        yield Static("", id="run-lineage", classes="hint", markup=False)
         with TabbedContent(id="tabs"):
             with TabPane("Curves", id="curves"), ChartStack(id="curves-stack"):
                 yield LineChart("train loss per step", xlabel="step", id="loss-chart")
@@ -140,6 +142,7 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
     def on_mount(self) -> None:
         self.query_one("#run-error").display = False
         self.query_one("#run-labels").display = False
+        self.query_one("#run-lineage").display = False
 
     # -- polling ------------------------------------------------------------------------------
 
@@ -156,6 +159,10 @@ class RunScreen(BaseScreen[SeriesCursors, "RunSeries"]):
         first = self.run is None
         self.run = run = data.run
         self._header(run)
+        lineage = self.query_one("#run-lineage", Static)
+        text = lineage_text(run, data.parent, data.children)
+        lineage.update(" " + text)
+        lineage.display = bool(text)
         loss = self.query_one("#loss-chart", LineChart)
         mod = self.query_one("#mod-chart", LineChart)
         for key, points in data.steps.items():

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mfm.store.records import RunRecord
+    from mfm.store.records import RunLink, RunRecord
     from mfm.store.sweeps import SweepRecord
     from mfm.store.views import Fingerprint
     from mfm.sweeps.table import CellRun
@@ -22,6 +22,9 @@ class RunSeries:
     class_acc: list[float] | None                  # the latest per-class vector, if new
     log_lines: list[str]                           # new log lines
     log_offset: int                                # byte offset to pass next time
+    parent: RunLink | None = None                  # the run it starts from (None: none, or
+                                                   # no longer in the records: run.parent_id)
+    children: tuple[RunLink, ...] = ()             # the runs that start from it
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,8 @@ class RunServices(Backend):
                    log_offset: int = 0, step_keys: Sequence[str] | None = None) -> RunSeries:
         """New points of a run: step metrics after ``after_step[key]``, epoch metrics after
         ``after_epoch``, the per-class vector when its epoch is later than ``class_epoch``, and
-        log lines from ``log_offset`` (-1: no log)."""
+        log lines from ``log_offset`` (-1: no log); and its lineage (the run it starts from and
+        the runs that start from it, ``train.init_from``), two small queries."""
         from mfm.store import repo
 
         run = self._call(repo.get_run, run_id)
@@ -68,7 +69,10 @@ class RunServices(Backend):
         if run.epoch is not None and (class_epoch is None or run.epoch > class_epoch):
             class_acc = self._call(repo.get_class_accuracy, run_id)
         lines, offset = self.read_log(run, log_offset) if log_offset >= 0 else ([], log_offset)
-        return RunSeries(run, steps, epochs, class_acc, lines, offset)
+        parent = (self._call(repo.run_link, run.parent_id) if run.parent_id is not None
+                  else None)
+        children = tuple(self._call(repo.children, run_id))
+        return RunSeries(run, steps, epochs, class_acc, lines, offset, parent, children)
 
     def read_log(self, run: RunRecord, offset: int = 0, *,
                  max_bytes: int = 64 * 1024) -> tuple[list[str], int]:

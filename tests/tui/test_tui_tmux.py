@@ -128,7 +128,8 @@ def test_define_queue_watch_and_open_a_run_in_tmux(tui_env, kill_supervisors):
         t.wait_for("method.name               ce ", 5, "the method choice")
         # the form re-validates (and hides mfm's section) after the change: tab order follows
         t.wait_steady(5, "the form to re-validate")
-        t.keys("Tab", "C-a", "C-k")
+        # method.name, then method.reweight (a dropdown, left at none), then train.epochs
+        t.keys("Tab", "Tab", "C-a", "C-k")
         t.type("1")
         t.keys(*["Tab"] * 6, "C-a", "C-k")
         t.type("1")

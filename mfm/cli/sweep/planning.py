@@ -111,18 +111,24 @@ def plan_cmd(app: App, file: str, rerun_stale: bool, max_cells: int | None,
             "run_refuses": refusal,
             "cells": [{"idx": c.cell.index, "arm": c.cell.arm, "seed": c.cell.seed,
                        "action": c.action, "run_id": None if c.run is None else c.run.id,
-                       "estimate_seconds": c.estimate_seconds, "config_hash": c.config_hash}
+                       "estimate_seconds": c.estimate_seconds, "config_hash": c.config_hash,
+                       "parent_idx": c.parent}
                       for c in plan.cells]}, indent=2))
         return
     table = Table(title=Text(f"sweep {visible(spec.name)}: plan"), title_justify="left")
+    lineage = any(c.parent is not None for c in plan.cells)
     for col, just in (("cell", "right"), ("arm", "left"), ("seed", "right"),
                       ("action", "left"), ("run", "right"), ("estimate", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
+    if lineage:  # stage-2 cells start from their parent cell's run (train.init_from)
+        table.add_column("after", justify="left")
     for c in plan.cells:
-        table.add_row(*(Text(x) for x in (
-            str(c.cell.index + 1), visible(c.cell.arm), str(c.cell.seed), c.action,
-            "" if c.run is None else str(c.run.id),
-            "" if c.estimate_seconds is None else _duration(c.estimate_seconds))))
+        row = [str(c.cell.index + 1), visible(c.cell.arm), str(c.cell.seed), c.action,
+               "" if c.run is None else str(c.run.id),
+               "" if c.estimate_seconds is None else _duration(c.estimate_seconds)]
+        if lineage:
+            row.append("" if c.parent is None else f"cell {c.parent + 1}")
+        table.add_row(*(Text(x) for x in row))
     con = _console()
     con.print(table)
     con.print(Text(_plan_summary(plan)))
@@ -237,15 +243,21 @@ def run_cmd(app: App, file: str, name: str | None, headless: bool, rerun_stale: 
 
 def _check_here(db: Database, todo: list[Any]) -> None:
     """What training here needs beyond the queue-time checks: the full transfer check (loads
-    torch) and a device this host has — refused before any cell trains."""
+    torch), the full parent check (its run completed, its checkpoint sound) of a cell whose
+    parent cell is not trained here too, and a device this host has — refused before any cell
+    trains."""
     from mfm.config import ConfigError
     from mfm.engine import resolve_device
+    from mfm.lineage import arm_name
     from mfm.runner.preflight import PreflightError
-    from mfm.runner.run_options import method_options
+    from mfm.runner.run_options import method_options, resolve_init
 
+    here = {c.cell.index for c in todo}
     for c in todo:
         try:
             method_options(db, c.cell.config)
+            if c.parent not in here and arm_name(c.cell.config.train.init_from) is None:
+                resolve_init(db, c.cell.config)
         except PreflightError as e:
             raise UserError(f"cell {c.cell.index + 1} ({visible(c.cell.arm)}, seed "
                             f"{c.cell.seed}): {e}") from None
@@ -257,25 +269,40 @@ def _check_here(db: Database, todo: list[Any]) -> None:
 
 
 def _run_here(app: App, db: Database, sweep_id: int, todo: list[Any]) -> int:
-    """Train ``todo`` here, one cell after another (each run records the code version that
-    trained it, so running the file again reuses it). Returns how many cells did not
-    complete."""
+    """Train ``todo`` here, one cell after another, parents before children (each run records
+    the code version that trained it, so running the file again reuses it). A child of a
+    cell trained here starts from that cell's new run, and its cell's identity follows.
+    Returns how many cells did not complete."""
     from mfm.cli.foreground import train_in_foreground
+    from mfm.lineage import arm_name
+    from mfm.sweeps.queueing import resolved_child
 
     failed = 0
+    made: dict[int, int] = {}  # cell index -> the run trained for it here
     for i, c in enumerate(todo):
         label = f"{c.cell.arm} · seed {c.cell.seed}"
+        recorded_hash = c.config_hash
+        if arm_name(c.cell.config.train.init_from) is not None:
+            parent = made.get(c.parent) if c.parent is not None else None
+            if parent is None:  # its parent cell's run could not even be recorded
+                failed += 1
+                click.echo(f"cell {i + 1} ({visible(label)}): its parent cell "
+                           f"{(c.parent or 0) + 1} has no run", err=True)
+                continue
+            c = resolved_child(c, parent)
         run_id = c.run.id if c.action == "resume" and c.run is not None else None
         name = f"{c.cell.arm} · seed {c.cell.seed}"[:200]
         try:
             run_id, outcome, _ = train_in_foreground(app, c.cell.config, name, {},
                                                      cells=(i, len(todo), label),
                                                      run_id=run_id)
-        except UserError as e:  # its resume was refused (its checkpoint is gone)
+        except UserError as e:  # its resume or its parent was refused (a checkpoint is gone,
+            # the parent cell's run failed)
             failed += 1
             click.echo(f"cell {i + 1} ({visible(label)}): {e.format_message()}", err=True)
             continue
-        sweep_store.link_cell(db, sweep_id, c.config_hash, run_id)
+        made[c.cell.index] = run_id
+        sweep_store.link_cell(db, sweep_id, recorded_hash, run_id, new_hash=c.config_hash)
         if outcome.status == "cancelled":
             click.echo(f"error: sweep stopped: run {run_id} was cancelled (mfm sweep run again "
                        "continues with what is missing)", err=True)

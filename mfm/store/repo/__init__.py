@@ -33,10 +33,12 @@ from mfm.store.repo.metrics import (
 )
 from mfm.store.repo.runs import (
     UPDATABLE_RUN_FIELDS,
+    children,
     create_run,
     delete_run,
     get_run,
     list_runs,
+    run_link,
     update_run,
 )
 from mfm.store.repo.specs import (
@@ -51,7 +53,7 @@ from mfm.store.repo.specs import (
 
 __all__ = [
     "STATUSES", "TERMINAL_STATUSES", "UPDATABLE_RUN_FIELDS",
-    "create_run", "update_run", "get_run", "list_runs", "delete_run",
+    "create_run", "update_run", "get_run", "list_runs", "delete_run", "children", "run_link",
     "TAG_MAX", "NOTE_MAX", "check_tag", "set_tags", "set_note", "all_tags",
     "log_step_metrics", "log_epoch", "get_step_series", "get_epoch_series",
     "get_class_accuracy", "get_all_class_accuracy", "latest_metrics", "metric_keys",

@@ -1,5 +1,6 @@
 """Runs: record one (its resolved config frozen from then on), update its columns, read one
-or a listing (with its latest metrics and tags), delete one with everything it logged."""
+or a listing (with its latest metrics and tags), a run's children (the runs that start from
+its weights), delete one with everything it logged."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from mfm.store.db import Database
 from mfm.store.errors import NoSuchRun, StoreError
 from mfm.store.hashing import config_hash
 from mfm.store.models import Run, RunTag
-from mfm.store.records import RunRecord, check_status
+from mfm.store.records import RunLink, RunRecord, check_status, parent_of
 from mfm.store.repo.common import check_record_name, latest_by_run, require_run, tags_by_run
 
 __all__ = ["UPDATABLE_RUN_FIELDS", "create_run", "update_run", "get_run", "list_runs",
-           "delete_run"]
+           "delete_run", "children", "run_link"]
 
 _PLAIN_FIELDS = frozenset({
     "status", "started_at", "finished_at", "host", "pid", "device", "split_hash", "error",
@@ -34,7 +35,8 @@ UPDATABLE_RUN_FIELDS = tuple(sorted(_PLAIN_FIELDS | _JSON_FIELDS.keys()))
 def create_run(db: Database, *, config: dict[str, Any], epochs_total: int,
                name: str | None = None, status: str = "created",
                dataset_spec_id: int | None = None, config_id: int | None = None) -> int:
-    """Record a new run with its resolved config (frozen from now on); returns its id."""
+    """Record a new run with its resolved config (frozen from now on); returns its id. Its
+    parent (``runs.parent_id``) is the run ``train.init_from`` names, if any."""
     check_status(status)
     if name is not None:
         check_record_name(name)
@@ -44,7 +46,7 @@ def create_run(db: Database, *, config: dict[str, Any], epochs_total: int,
         raise StoreError(f"no config {config_id}")
     storable("epochs_total", int(epochs_total))
     run = Run(name=name, status=status, created_at=time.time(), config_json=dumps(config),
-              config_hash=config_hash(config),
+              config_hash=config_hash(config), parent_id=parent_of(config),
               epochs_total=int(epochs_total), dataset_spec_id=dataset_spec_id,
               config_id=config_id)
     with db.session_scope() as session:
@@ -122,6 +124,27 @@ def list_runs(db: Database, *, status: str | None = None, limit: int | None = No
         tags = tags_by_run(session, ids)
         return [run_record(r, latest.get(r.id), confusion=confusion, tags=tags.get(r.id, ()))
                 for r in runs]
+
+
+def children(db: Database, run_id: int) -> list[RunLink]:
+    """The runs that start from ``run_id``'s weights (their ``train.init_from``), oldest
+    first: one index lookup."""
+    if not fits(run_id):
+        return []
+    with db.session_scope(read_only=True) as session:
+        rows = session.execute(select(Run.id, Run.name, Run.status)
+                               .where(Run.parent_id == run_id).order_by(Run.id)).all()
+    return [RunLink(id=rid, name=name, status=status) for rid, name, status in rows]
+
+
+def run_link(db: Database, run_id: int) -> RunLink | None:
+    """A run's id, name and status (None: no such run), without its config or results."""
+    if not fits(run_id):
+        return None
+    with db.session_scope(read_only=True) as session:
+        row = session.execute(select(Run.id, Run.name, Run.status)
+                              .where(Run.id == run_id)).first()
+    return None if row is None else RunLink(id=row[0], name=row[1], status=row[2])
 
 
 def delete_run(db: Database, run_id: int) -> None:
