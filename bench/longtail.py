@@ -146,9 +146,10 @@ def main(argv: list[str] | None = None) -> None:
             f"Date: {started:%Y-%m-%d} (UTC)  \nSetting: {' '.join(spec_lines)}\n\n"
             f"{table.rstrip()}\n\n"
             "Accuracy in % on the balanced test split, mean ± std over seeds; **final epoch** "
-            "is the main number. Best-epoch accuracy is picked on the test split and is shown "
-            "only for comparison with papers that report it; validation accuracy (where the "
-            "profile holds out a split) is the number to choose a variant by.\n")
+            "is the main number. The best epoch is picked on the validation split where the "
+            "profile holds one out (else on the test split, optimistic: shown only for "
+            "comparison with papers that report it); validation accuracy is the number to "
+            "choose a variant by.\n")
     write_section(Path(args.out), f"longtail:{args.profile}", text)
     print(text)
 
